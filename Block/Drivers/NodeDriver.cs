@@ -1,0 +1,134 @@
+using Block.Graph;
+using Block.Io;
+using Block.Qapi;
+
+namespace Block.Drivers;
+
+/// <summary>
+/// The operations of one open node: what a driver does for requests that the generic request path has already
+/// checked, aligned and split to fit <see cref="Limits"/>.
+/// </summary>
+/// <remarks>
+/// <para>The request path (<see cref="BlockNode"/>) calls these methods only with offsets and lengths that are
+/// multiples of <see cref="BlockLimits.RequestAlignment"/>, within <see cref="BlockLimits.MaxTransfer"/>, on a node
+/// whose permissions allow the operation, and never after <see cref="DisposeAsync"/>. Methods may be called
+/// concurrently from any number of threads.</para>
+/// <para>What a driver does not support it declines with <see cref="Errno.ENOTSUP"/> (the defaults here), never with a
+/// silent no-op: the request path then falls back where QEMU does (zero buffers for write-zeroes, nothing for
+/// discard) and fails otherwise.</para>
+/// </remarks>
+public abstract class NodeDriver : IAsyncDisposable
+{
+    /// <summary>Creates the driver state for <paramref name="node"/>.</summary>
+    protected NodeDriver(BlockNode node)
+    {
+        Node = node;
+    }
+
+    /// <summary>The node this driver serves.</summary>
+    public BlockNode Node { get; }
+
+    /// <summary>The request shapes this driver accepts.</summary>
+    public virtual BlockLimits Limits => new();
+
+    /// <summary>Write flags the driver honours itself; the request path emulates the rest (FUA by a flush).</summary>
+    public virtual RequestFlags SupportedWriteFlags => RequestFlags.None;
+
+    /// <summary>Write-zeroes flags the driver honours itself.</summary>
+    public virtual RequestFlags SupportedZeroFlags => RequestFlags.None;
+
+    /// <summary>The node's length in bytes.</summary>
+    public abstract long Length { get; }
+
+    /// <summary>Reads <paramref name="buffers"/>.Length bytes at <paramref name="offset"/>.</summary>
+    public abstract ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags);
+
+    /// <summary>Writes <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
+    public virtual ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Driver '{Node.DriverName}' does not support writes"));
+
+    /// <summary>Makes <c>[offset, offset + length)</c> read as zeroes without a data buffer.</summary>
+    public virtual ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "write-zeroes not supported"));
+
+    /// <summary>Tells the storage that <c>[offset, offset + length)</c> is no longer needed.</summary>
+    public virtual ValueTask DiscardAsync(long offset, long length) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "discard not supported"));
+
+    /// <summary>Writes the driver's cached state (metadata) to its children. Children are flushed by the caller afterwards.</summary>
+    public virtual ValueTask FlushToOsAsync() => default;
+
+    /// <summary>Makes written data durable on the storage (protocol drivers: <c>fdatasync</c>).</summary>
+    public virtual ValueTask FlushToDiskAsync() => default;
+
+    /// <summary>
+    /// The status of <c>[offset, offset + length)</c>, or of a prefix of it. The default says "all data, allocated
+    /// here", which is right for drivers without sparse storage.
+    /// </summary>
+    public virtual ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long length, bool wantZero) =>
+        new(new BlockStatus(BlockStatusFlags.Data | BlockStatusFlags.Allocated, length));
+
+    /// <summary>Changes the length. <paramref name="exact"/> false lets a protocol node keep a larger size.</summary>
+    public virtual ValueTask TruncateAsync(long length, PreallocMode preallocation, bool exact) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Driver '{Node.DriverName}' does not support resizing"));
+
+    /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
+    public virtual ImageInfoSpecific? SpecificInfo => null;
+
+    /// <summary>Cluster size for <see cref="ImageInfo.ClusterSize"/>, for formats with clusters.</summary>
+    public virtual long? ClusterSize => null;
+
+    /// <summary>True if the image was not closed cleanly.</summary>
+    public virtual bool? DirtyFlag => null;
+
+    /// <summary>Host bytes the node's storage occupies; by default its primary child's.</summary>
+    public virtual long? AllocatedSize => Node.PrimaryChild?.Node.AllocatedSize;
+
+    /// <summary>The node's file name as QEMU shows it (<c>filename</c> of <c>ImageInfo</c>); by default the primary child's.</summary>
+    public virtual string Filename => Node.PrimaryChild?.Node.Filename ?? string.Empty;
+
+    /// <summary>
+    /// The permissions this node asks of <paramref name="child"/>, given what its own parents ask of it
+    /// (<paramref name="parentPermissions"/>) and let others do (<paramref name="parentShared"/>).
+    /// </summary>
+    /// <remarks>The defaults follow QEMU's: filters pass everything through; a format's storage is read always,
+    /// written and resized when the node is writable, and not shared for writing unless force-share is set;
+    /// a backing node is only read.</remarks>
+    public virtual (BlockPermissions Permissions, BlockPermissions Shared) GetChildPermissions(
+        BlockChild child, BlockPermissions parentPermissions, BlockPermissions parentShared) =>
+        DefaultChildPermissions(Node, child.Role, parentPermissions, parentShared);
+
+    /// <summary>QEMU's default child permissions for a child of <paramref name="parent"/> with <paramref name="role"/>.</summary>
+    public static (BlockPermissions Permissions, BlockPermissions Shared) DefaultChildPermissions(
+        BlockNode parent, ChildRole role, BlockPermissions parentPermissions, BlockPermissions parentShared)
+    {
+        if ((role & ChildRole.Filtered) != 0)
+            return (parentPermissions, parentShared);
+
+        var shared = BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged;
+        if (parent.ForceShare)
+            shared = BlockPermissions.All;
+        if ((role & ChildRole.Cow) != 0)
+            return (BlockPermissions.ConsistentRead, shared);
+
+        var perm = BlockPermissions.ConsistentRead;
+        if (!parent.ReadOnly)
+            perm |= BlockPermissions.Write | BlockPermissions.Resize;
+        return (perm, shared);
+    }
+
+    /// <summary>
+    /// Applies the node's cumulative permissions: protocol drivers lock their file against other processes here.
+    /// Throws (changing nothing) if another user holds a conflicting permission.
+    /// </summary>
+    public virtual void SetPermissions(BlockPermissions permissions, BlockPermissions shared)
+    {
+    }
+
+    /// <summary>Releases the driver's resources. The node is drained and has no requests in flight.</summary>
+    public virtual ValueTask DisposeAsync()
+    {
+        GC.SuppressFinalize(this);
+        return default;
+    }
+}

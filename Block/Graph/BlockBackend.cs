@@ -1,0 +1,398 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using Block.Accounting;
+using Block.Events;
+using Block.Io;
+using Block.Qapi;
+
+namespace Block.Graph;
+
+/// <summary>
+/// The attachment point of a device or user (QEMU's <c>BlockBackend</c>): a named handle on a root node with
+/// guest-facing range checks, accounting, error policies, I/O status and drain.
+/// </summary>
+/// <remarks>
+/// Requests outside the device are refused with EIO and counted as invalid, as QEMU's devices see them. Failed
+/// requests go through the read or write error policy: <c>report</c> throws, <c>ignore</c> completes,
+/// <c>stop</c> (and <c>enospc</c> for ENOSPC) holds the request and retries it when <see cref="Resume"/> is called,
+/// raising <see cref="BlockIoErrorEvent"/> in every case.
+/// </remarks>
+public sealed class BlockBackend : IBlockParent, IAsyncDisposable
+{
+    private readonly BlockBackendOptions _options;
+    private BlockChild? _root;
+    private BlockNode? _rootNode;
+    private int _quiesce;
+    private TaskCompletionSource? _quiesceGate;
+    private TaskCompletionSource? _resumeGate;
+
+    internal BlockBackend(BlockGraph graph, BlockBackendOptions options)
+    {
+        Graph = graph;
+        _options = options;
+        Stats = new BlockAcctStats();
+        foreach (var interval in options.StatsIntervals)
+            Stats.AddInterval(interval);
+        if (options.IoStatusEnabled)
+            IoStatus = BlockDeviceIoStatus.Ok;
+    }
+
+    /// <summary>The graph.</summary>
+    public BlockGraph Graph { get; }
+
+    /// <summary>The backend's name (QAPI <c>device</c>).</summary>
+    public string Name => _options.Name;
+
+    /// <summary>The root node, or null when no medium is inserted.</summary>
+    public BlockNode? Root => _rootNode;
+
+    /// <summary>The edge to the root node.</summary>
+    public BlockChild? RootChild => _root;
+
+    /// <summary>Accounting.</summary>
+    public BlockAcctStats Stats { get; }
+
+    /// <summary>What a failed read does.</summary>
+    public BlockdevOnError ReadErrorPolicy => _options.ReadErrorPolicy;
+
+    /// <summary>What a failed write or flush does.</summary>
+    public BlockdevOnError WriteErrorPolicy => _options.WriteErrorPolicy;
+
+    /// <summary>The I/O status, when enabled: the first error that stopped the backend sticks until <see cref="Resume"/>.</summary>
+    public BlockDeviceIoStatus? IoStatus { get; private set; }
+
+    /// <summary>True while a request is held by a <c>stop</c> policy.</summary>
+    public bool IsStopped => Volatile.Read(ref _resumeGate) != null;
+
+    /// <inheritdoc />
+    public string ParentDescription => Name.Length > 0 ? $"device '{Name}'" : "a block device";
+
+    /// <summary>The device's length in bytes.</summary>
+    public long Length => (_rootNode ?? throw NoMedium()).Length;
+
+    internal BlockBackendOptions Options => _options;
+
+    internal void SetRoot(BlockChild? root)
+    {
+        _root = root;
+        _rootNode = root?.Node;
+    }
+
+    /// <summary>Reads into <paramref name="buffer"/> at <paramref name="offset"/>.</summary>
+    public ValueTask ReadAsync(long offset, Memory<byte> buffer, RequestFlags flags = RequestFlags.None) =>
+        ReadAsync(offset, new IoVector(buffer), flags);
+
+    /// <summary>Reads into <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
+    public ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
+    {
+        var root = _rootNode;
+        if (root is null)
+            return ValueTask.FromException(NoMedium());
+        int bytes = buffers.Length;
+        long length = root.Length;
+        if (offset < 0 || offset > length || length - offset < bytes)
+            return Invalid(BlockAcctType.Read);
+        if (Volatile.Read(ref _quiesce) != 0 || !_options.Accounting)
+            return ReadSlowAsync(offset, buffers, flags);
+
+        long start = Stopwatch.GetTimestamp();
+        ValueTask task;
+        try
+        {
+            task = root.ReadAsync(offset, buffers, flags);
+        }
+        catch (Exception e)
+        {
+            task = ValueTask.FromException(e);
+        }
+        if (task.IsCompletedSuccessfully)
+        {
+            task.GetAwaiter().GetResult();
+            Stats.Done(BlockAcctType.Read, bytes, start);
+            return default;
+        }
+        return CompleteAsync(task, Request.Read(offset, buffers, flags), start);
+    }
+
+    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, RequestFlags flags = RequestFlags.None) =>
+        WriteAsync(offset, IoVector.FromReadOnly(data), flags);
+
+    /// <summary>Writes <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
+    public ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
+    {
+        var root = _rootNode;
+        if (root is null)
+            return ValueTask.FromException(NoMedium());
+        int bytes = buffers.Length;
+        if (!CheckRange(root, offset, bytes))
+            return Invalid(BlockAcctType.Write);
+        if (Volatile.Read(ref _quiesce) != 0 || !_options.Accounting)
+            return WriteSlowAsync(offset, buffers, flags);
+
+        long start = Stopwatch.GetTimestamp();
+        ValueTask task;
+        try
+        {
+            task = root.WriteAsync(offset, buffers, flags);
+        }
+        catch (Exception e)
+        {
+            task = ValueTask.FromException(e);
+        }
+        if (task.IsCompletedSuccessfully)
+        {
+            task.GetAwaiter().GetResult();
+            Stats.Done(BlockAcctType.Write, bytes, start);
+            return default;
+        }
+        return CompleteAsync(task, Request.Write(offset, buffers, flags), start);
+    }
+
+    /// <summary>Makes <c>[offset, offset + bytes)</c> read as zeroes.</summary>
+    public ValueTask WriteZeroesAsync(long offset, long bytes, RequestFlags flags = RequestFlags.None)
+    {
+        var root = _rootNode;
+        if (root is null)
+            return ValueTask.FromException(NoMedium());
+        if (!CheckRange(root, offset, bytes))
+            return Invalid(BlockAcctType.Write);
+        return RunAsync(Request.WriteZeroes(offset, bytes, flags));
+    }
+
+    /// <summary>Discards <c>[offset, offset + bytes)</c> (when the root was opened with <c>discard=unmap</c>).</summary>
+    public ValueTask DiscardAsync(long offset, long bytes)
+    {
+        var root = _rootNode;
+        if (root is null)
+            return ValueTask.FromException(NoMedium());
+        if (!CheckRange(root, offset, bytes))
+            return ValueTask.FromException(new BlockException(Errno.EIO, "Discard request out of range"));
+        return RunAsync(Request.Discard(offset, bytes));
+    }
+
+    /// <summary>Flushes the root node and everything below it.</summary>
+    public ValueTask FlushAsync()
+    {
+        if (_rootNode is null)
+            return ValueTask.FromException(NoMedium());
+        return RunAsync(Request.Flush());
+    }
+
+    /// <summary>The allocation status of a prefix of <c>[offset, offset + bytes)</c> of the root.</summary>
+    public ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long bytes, bool wantZero = true) =>
+        (_rootNode ?? throw NoMedium()).GetBlockStatusAsync(offset, bytes, wantZero);
+
+    /// <summary>Resizes the device; takes the resize permission for the duration if the backend does not hold it.</summary>
+    public async ValueTask TruncateAsync(long length, PreallocMode preallocation = PreallocMode.Off, bool exact = false)
+    {
+        var root = _rootNode ?? throw NoMedium();
+        var edge = _root!;
+        bool added = false;
+        if ((edge.Permissions & BlockPermissions.Resize) == 0)
+        {
+            Graph.UpdateEdgePermissions(edge, edge.Permissions | BlockPermissions.Resize, edge.SharedPermissions);
+            added = true;
+        }
+        try
+        {
+            await root.TruncateAsync(length, preallocation, exact).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (added)
+                Graph.UpdateEdgePermissions(edge, edge.Permissions & ~BlockPermissions.Resize, edge.SharedPermissions);
+        }
+    }
+
+    /// <summary>Lets requests held by a <c>stop</c> policy retry, and resets the io-status.</summary>
+    public void Resume()
+    {
+        if (IoStatus != null)
+            IoStatus = BlockDeviceIoStatus.Ok;
+        Interlocked.Exchange(ref _resumeGate, null)?.TrySetResult();
+    }
+
+    /// <summary>The backend as <c>query-block</c> shows it.</summary>
+    public BlockInfo GetInfo() => new()
+    {
+        Device = Name,
+        Removable = true,
+        Locked = false,
+        Inserted = _rootNode?.GetDeviceInfo(),
+        IoStatus = IoStatus,
+    };
+
+    /// <summary>The backend's statistics as <c>query-blockstats</c> shows them.</summary>
+    public BlockStats GetStats()
+    {
+        var root = _rootNode;
+        return new BlockStats
+        {
+            Device = Name,
+            NodeName = root?.NodeName,
+            Stats = Stats.Snapshot(root?.WrHighestOffset ?? 0),
+            Parent = root?.PrimaryChild?.Node.GetStats(withBacking: true),
+            Backing = root?.Backing?.Node.GetStats(withBacking: true),
+        };
+    }
+
+    /// <summary>Detaches the root and closes nodes nobody else holds.</summary>
+    public ValueTask DisposeAsync() => Graph.RemoveBackendAsync(this);
+
+    internal void BeginQuiesce()
+    {
+        if (Interlocked.Increment(ref _quiesce) == 1)
+            Volatile.Write(ref _quiesceGate, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+    }
+
+    internal void EndQuiesce()
+    {
+        if (Interlocked.Decrement(ref _quiesce) == 0)
+            Interlocked.Exchange(ref _quiesceGate, null)?.TrySetResult();
+    }
+
+    private bool CheckRange(BlockNode root, long offset, long bytes)
+    {
+        if (offset < 0 || bytes < 0)
+            return false;
+        if (_options.AllowWriteBeyondEof)
+            return offset <= BlockNode.MaxLength - bytes;
+        long length = root.Length;
+        return offset <= length && length - offset >= bytes;
+    }
+
+    private ValueTask Invalid(BlockAcctType type)
+    {
+        if (_options.Accounting)
+            Stats.Invalid(type);
+        return ValueTask.FromException(new BlockException(Errno.EIO, "Request out of range"));
+    }
+
+    private ValueTask ReadSlowAsync(long offset, IoVector buffers, RequestFlags flags) =>
+        RunAsync(Request.Read(offset, buffers, flags));
+
+    private ValueTask WriteSlowAsync(long offset, IoVector buffers, RequestFlags flags) =>
+        RunAsync(Request.Write(offset, buffers, flags));
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask RunAsync(Request request)
+    {
+        var gate = Volatile.Read(ref _quiesceGate);
+        while (gate != null)
+        {
+            await gate.Task.ConfigureAwait(false);
+            gate = Volatile.Read(ref _quiesceGate);
+        }
+        long start = Stopwatch.GetTimestamp();
+        await CompleteAsync(Issue(request), request, start).ConfigureAwait(false);
+    }
+
+    private ValueTask Issue(Request r)
+    {
+        var root = _rootNode;
+        if (root is null)
+            return ValueTask.FromException(NoMedium());
+        try
+        {
+            return r.Kind switch
+            {
+                RequestKind.Read => root.ReadAsync(r.Offset, r.Buffers, r.Flags),
+                RequestKind.Write => root.WriteAsync(r.Offset, r.Buffers, r.Flags),
+                RequestKind.WriteZeroes => root.WriteZeroesAsync(r.Offset, r.Bytes, r.Flags),
+                RequestKind.Discard => root.DiscardAsync(r.Offset, r.Bytes),
+                _ => root.FlushAsync(),
+            };
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask CompleteAsync(ValueTask task, Request request, long start)
+    {
+        while (true)
+        {
+            try
+            {
+                await task.ConfigureAwait(false);
+                if (_options.Accounting && request.Kind != RequestKind.Discard)
+                    Stats.Done(request.AcctType, request.AcctBytes, start);
+                return;
+            }
+            catch (BlockException e)
+            {
+                if (_options.Accounting && request.Kind != RequestKind.Discard)
+                    Stats.Failed(request.AcctType, start);
+                var action = DecideAction(request.Kind == RequestKind.Read, e.Errno);
+                Graph.Raise(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
+                    request.Kind == RequestKind.Read ? IoOperationType.Read : IoOperationType.Write,
+                    action, IoStatus != null ? e.Errno == Errno.ENOSPC : null, ErrnoText.Describe(e.Errno)));
+                if (action == BlockErrorAction.Report)
+                    throw;
+                if (action == BlockErrorAction.Ignore)
+                    return;
+                var resume = StopForError(e.Errno);
+                await resume.ConfigureAwait(false);
+                start = Stopwatch.GetTimestamp();
+                task = Issue(request);
+            }
+        }
+    }
+
+    private BlockErrorAction DecideAction(bool read, Errno errno)
+    {
+        var policy = read ? _options.ReadErrorPolicy : _options.WriteErrorPolicy;
+        return policy switch
+        {
+            BlockdevOnError.Ignore => BlockErrorAction.Ignore,
+            BlockdevOnError.Stop => BlockErrorAction.Stop,
+            BlockdevOnError.Enospc => errno == Errno.ENOSPC ? BlockErrorAction.Stop : BlockErrorAction.Report,
+            _ => BlockErrorAction.Report,
+        };
+    }
+
+    private Task StopForError(Errno errno)
+    {
+        if (IoStatus == BlockDeviceIoStatus.Ok)
+            IoStatus = errno == Errno.ENOSPC ? BlockDeviceIoStatus.NoSpace : BlockDeviceIoStatus.Failed;
+        var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var existing = Interlocked.CompareExchange(ref _resumeGate, gate, null) ?? gate;
+        return existing.Task;
+    }
+
+    private static BlockException NoMedium() => new(Errno.ENOMEDIUM, "No medium inserted");
+
+    private enum RequestKind
+    {
+        Read,
+        Write,
+        WriteZeroes,
+        Discard,
+        Flush,
+    }
+
+    private readonly record struct Request(RequestKind Kind, long Offset, IoVector Buffers, long Bytes, RequestFlags Flags)
+    {
+        public static Request Read(long offset, IoVector buffers, RequestFlags flags) => new(RequestKind.Read, offset, buffers, buffers.Length, flags);
+
+        public static Request Write(long offset, IoVector buffers, RequestFlags flags) => new(RequestKind.Write, offset, buffers, buffers.Length, flags);
+
+        public static Request WriteZeroes(long offset, long bytes, RequestFlags flags) => new(RequestKind.WriteZeroes, offset, default, bytes, flags);
+
+        public static Request Discard(long offset, long bytes) => new(RequestKind.Discard, offset, default, bytes, RequestFlags.None);
+
+        public static Request Flush() => new(RequestKind.Flush, 0, default, 0, RequestFlags.None);
+
+        public BlockAcctType AcctType => Kind switch
+        {
+            RequestKind.Read => BlockAcctType.Read,
+            RequestKind.Flush => BlockAcctType.Flush,
+            _ => BlockAcctType.Write,
+        };
+
+        public long AcctBytes => Kind is RequestKind.Read or RequestKind.Write ? Bytes : 0;
+    }
+}

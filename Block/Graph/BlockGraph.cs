@@ -1,0 +1,667 @@
+using System.Text.Json.Nodes;
+using Block.Drivers;
+using Block.Drivers.Raw;
+using Block.Events;
+using Block.Io;
+using Block.Options;
+using Block.Qapi;
+
+namespace Block.Graph;
+
+/// <summary>
+/// Owns nodes and backends, opens and closes them, keeps permissions consistent, drains, raises events, and
+/// answers the schema's queries (<c>query-block</c>, <c>query-blockstats</c>, <c>query-named-block-nodes</c>).
+/// </summary>
+/// <remarks>
+/// Every graph change happens here. Nodes are reference counted by their parents: a node that is neither held by a
+/// parent nor added explicitly (<see cref="AddNodeAsync"/>, QMP's <c>blockdev-add</c>) is closed when its last
+/// parent lets go. Permissions are recomputed top-down on every attach and detach; protocol nodes turn them into
+/// QEMU-compatible file locks, so a change that another process's use forbids fails and is rolled back.
+/// </remarks>
+public sealed class BlockGraph : IAsyncDisposable
+{
+    private readonly object _lock = new();
+    private readonly Dictionary<string, BlockNode> _nodes = new(StringComparer.Ordinal);
+    private readonly List<BlockBackend> _backends = [];
+    private readonly Lazy<ThreadsIoEngine> _threads;
+    private long _nodeCounter;
+
+    /// <summary>Creates a graph.</summary>
+    public BlockGraph(BlockGraphOptions? options = null)
+    {
+        options ??= new BlockGraphOptions();
+        Drivers = options.Drivers ?? DriverRegistry.CreateDefault();
+        Buffers = options.Buffers ?? AlignedBufferPool.Shared;
+        DefaultAio = options.DefaultAio;
+        Parser = new BlockdevOptionsParser(Drivers);
+        int maxThreads = options.MaxIoThreads;
+        _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
+    }
+
+    /// <summary>The drivers this graph opens nodes with.</summary>
+    public DriverRegistry Drivers { get; }
+
+    /// <summary>Parses options for this graph's drivers.</summary>
+    public BlockdevOptionsParser Parser { get; }
+
+    /// <summary>The buffer pool.</summary>
+    public AlignedBufferPool Buffers { get; }
+
+    /// <summary>The engine file nodes use by default.</summary>
+    public BlockdevAioOptions DefaultAio { get; }
+
+    /// <summary>Raised for every event of the schema (write threshold, I/O error, corruption…).</summary>
+    public event Action<BlockEvent>? EventRaised;
+
+    /// <summary>Raised for warnings a QEMU tool would print to stderr (for example an O_DIRECT fallback).</summary>
+    public event Action<string>? WarningRaised;
+
+    /// <summary>All open nodes.</summary>
+    public IReadOnlyList<BlockNode> Nodes
+    {
+        get
+        {
+            lock (_lock)
+                return [.. _nodes.Values];
+        }
+    }
+
+    /// <summary>All backends.</summary>
+    public IReadOnlyList<BlockBackend> Backends
+    {
+        get
+        {
+            lock (_lock)
+                return [.. _backends];
+        }
+    }
+
+    /// <summary>The I/O engine for <paramref name="aio"/>.</summary>
+    /// <exception cref="BlockException">ENOTSUP for <c>native</c>/<c>io_uring</c>, which this build does not have yet.</exception>
+    public IIoEngine GetEngine(BlockdevAioOptions aio) => aio switch
+    {
+        BlockdevAioOptions.Threads => _threads.Value,
+        BlockdevAioOptions.Inline => InlineIoEngine.Instance,
+        _ => throw new BlockException(Errno.ENOTSUP,
+            $"aio={QapiEnum<BlockdevAioOptions>.ToWire(aio)} is not available: the io_uring engine is not part of this build; use aio=threads or aio=inline"),
+    };
+
+    /// <summary>The node named <paramref name="nodeName"/>, or null.</summary>
+    public BlockNode? FindNode(string nodeName)
+    {
+        lock (_lock)
+            return _nodes.GetValueOrDefault(nodeName);
+    }
+
+    /// <summary>The backend named <paramref name="name"/>, or null.</summary>
+    public BlockBackend? FindBackend(string name)
+    {
+        lock (_lock)
+            return _backends.FirstOrDefault(b => b.Name == name && name.Length > 0);
+    }
+
+    /// <summary>
+    /// Opens a node tree from options and keeps its root until <see cref="DeleteNodeAsync"/> (QMP <c>blockdev-add</c>).
+    /// </summary>
+    public async ValueTask<BlockNode> AddNodeAsync(BlockdevOptions options, CancellationToken cancellationToken = default)
+    {
+        if (options.NodeName is null)
+            throw new BlockOptionsException("'node-name' must be specified for the root node");
+        var node = await OpenNodeAsync(options, cancellationToken).ConfigureAwait(false);
+        node.IsMonitorOwned = true;
+        return node;
+    }
+
+    /// <summary>Closes a node added with <see cref="AddNodeAsync"/> (QMP <c>blockdev-del</c>).</summary>
+    public async ValueTask DeleteNodeAsync(string nodeName)
+    {
+        var node = FindNode(nodeName) ?? throw new BlockNotFoundException($"Failed to find node with node-name='{nodeName}'");
+        if (!node.IsMonitorOwned)
+            throw new BlockException(Errno.EINVAL, $"Node '{nodeName}' is not owned by the monitor");
+        if (node.ParentCount != 0)
+            throw new BlockException(Errno.EBUSY, $"Node '{nodeName}' is busy: node is used as a child or by a device");
+        node.IsMonitorOwned = false;
+        await ReleaseNodeAsync(node).ConfigureAwait(false);
+    }
+
+    /// <summary>Attaches a backend to <paramref name="root"/>, taking its permissions.</summary>
+    public BlockBackend CreateBackend(BlockNode root, BlockBackendOptions? options = null)
+    {
+        options ??= new BlockBackendOptions();
+        if (options.Name.Length > 0)
+        {
+            if (FindBackend(options.Name) != null)
+                throw new BlockException(Errno.EEXIST, $"Device with id '{options.Name}' already exists");
+            if (FindNode(options.Name) != null)
+                throw new BlockException(Errno.EEXIST, $"Device name '{options.Name}' conflicts with an existing node name");
+        }
+        var backend = new BlockBackend(this, options);
+        var perm = options.Permissions ?? (root.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write);
+        var edge = AttachChild(backend, "root", root, ChildRole.Image, (perm, options.SharedPermissions));
+        backend.SetRoot(edge);
+        lock (_lock)
+            _backends.Add(backend);
+        return backend;
+    }
+
+    /// <summary>
+    /// Opens an image by file name (or <c>json:{…}</c> name) as qemu-img and qemu-io do — protocol node, format node
+    /// (probed if allowed), backend — and returns the backend.
+    /// </summary>
+    public async ValueTask<BlockBackend> OpenImageAsync(string filename, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        options ??= new ImageOpenOptions();
+        var node = await OpenImageNodeAsync(filename, options, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var backendOptions = options.Backend;
+            if (backendOptions.Permissions is null)
+            {
+                var perm = options.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write;
+                backendOptions = backendOptions with { Permissions = perm };
+            }
+            return CreateBackend(node, backendOptions);
+        }
+        catch
+        {
+            await ReleaseNodeAsync(node).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Opens an image by file name as a node without a backend (the caller attaches it).</summary>
+    public async ValueTask<BlockNode> OpenImageNodeAsync(string filename, ImageOpenOptions options, CancellationToken cancellationToken = default)
+    {
+        JsonObject tree = filename.StartsWith("json:", StringComparison.Ordinal)
+            ? BlockdevOptionsParser.JsonFilenameObject(filename)
+            : new JsonObject { ["filename"] = filename };
+        if (options.ExtraOptions != null)
+            Merge(tree, (JsonObject)options.ExtraOptions.DeepClone());
+
+        string? driverName = (tree["driver"] as JsonValue)?.GetValue<string>();
+        var driver = driverName is null ? null : Drivers.Get(driverName);
+        if (driver != null && options.Format != null && driver.Name != options.Format)
+            throw new BlockOptionsException($"Cannot use format '{options.Format}' with json filename driver '{driver.Name}'");
+
+        JsonObject formatTree;
+        JsonNode? protocolTree;
+        if (driver is { Kind: BlockDriverKind.Protocol })
+        {
+            protocolTree = tree;
+            formatTree = new JsonObject();
+            driver = null;
+        }
+        else if (driver != null && !driver.Name.Equals("raw", StringComparison.Ordinal) && driver.Kind != BlockDriverKind.Format)
+        {
+            // A filter (blkdebug…) names its own children: open the tree as given.
+            ApplyCommon(tree, options);
+            return await OpenNodeAsync(Parser.Parse(new OptionsReader(tree, keyval: true)), cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            formatTree = tree;
+            protocolTree = tree["file"];
+            tree.Remove("file");
+            string? plainName = (tree["filename"] as JsonValue)?.GetValue<string>();
+            tree.Remove("filename");
+            if (protocolTree is null or JsonObject)
+            {
+                var p = (JsonObject?)protocolTree ?? new JsonObject();
+                if (plainName != null && !p.ContainsKey("filename"))
+                    p["filename"] = plainName;
+                protocolTree = p;
+            }
+        }
+        driver ??= options.Format is null ? null : Drivers.Get(options.Format);
+
+        BlockNode protocol;
+        if (protocolTree is JsonValue reference)
+        {
+            string name = reference.GetValue<string>();
+            protocol = FindNode(name) ?? throw new BlockNotFoundException($"Cannot find device='' nor node-name='{name}'");
+        }
+        else
+        {
+            var p = (JsonObject)protocolTree!;
+            if (!p.ContainsKey("driver"))
+            {
+                string? name = (p["filename"] as JsonValue)?.GetValue<string>()
+                    ?? throw new BlockOptionsException("The 'file' block driver requires a file name");
+                p["driver"] = Drivers.ProtocolFor(name).Name;
+            }
+            ApplyCommon(p, options);
+            if (options.Aio is { } aio && !p.ContainsKey("aio") && (p["driver"] as JsonValue)?.GetValue<string>() is "file" or "host_device")
+                p["aio"] = QapiEnum<BlockdevAioOptions>.ToWire(aio);
+            var protocolOptions = Parser.Parse(new OptionsReader(p, keyval: true));
+            if (protocolOptions.Driver is "file" or "host_device" && protocolOptions is Block.Drivers.File.BlockdevOptionsFile f)
+                protocolOptions = f with { Filename = Block.Drivers.File.FileDriver.StripPrefix(f.Filename) };
+            protocol = await OpenNodeAsync(protocolOptions, cancellationToken).ConfigureAwait(false);
+        }
+
+        try
+        {
+            bool probed = false;
+            if (driver is null)
+            {
+                if (!options.AllowProbing)
+                    throw new BlockOptionsException("Image format not specified and probing is not allowed");
+                driver = await ProbeAsync(protocol, cancellationToken).ConfigureAwait(false);
+                probed = true;
+            }
+            formatTree["driver"] = driver.Name;
+            formatTree["file"] = protocol.NodeName;
+            ApplyCommon(formatTree, options);
+            var formatOptions = Parser.Parse(new OptionsReader(formatTree, keyval: true));
+            if (probed && formatOptions is BlockdevOptionsRaw raw)
+                formatOptions = raw with { Probed = true };
+            return await OpenNodeAsync(formatOptions, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await ReleaseNodeAsync(protocol).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    /// <summary>Guesses the format of <paramref name="protocol"/>'s content from its first 2 KiB.</summary>
+    public async ValueTask<BlockDriver> ProbeAsync(BlockNode protocol, CancellationToken cancellationToken = default)
+    {
+        var buffer = Buffers.Rent(2048);
+        try
+        {
+            int n = (int)Math.Min(2048, protocol.Length);
+            var memory = buffer.Memory[..n];
+            if (n > 0)
+                await protocol.ReadAsync(0, memory).ConfigureAwait(false);
+            cancellationToken.ThrowIfCancellationRequested();
+            return Drivers.ProbeFormat(memory.Span, protocol.Filename);
+        }
+        finally
+        {
+            buffer.Return(clear: false);
+        }
+    }
+
+    /// <summary>Creates an image (<c>qemu-img create -f FORMAT FILE -o …</c>).</summary>
+    /// <exception cref="BlockOptionsException">An option the driver does not take, or a bad value.</exception>
+    public async ValueTask CreateImageAsync(string format, string filename, IReadOnlyDictionary<string, string> options, CancellationToken cancellationToken = default)
+    {
+        var driver = Drivers.Find(format) ?? throw new BlockOptionsException($"Unknown file format '{format}'");
+        if (!driver.CanCreate)
+            throw new BlockException(Errno.ENOTSUP, $"Format driver '{format}' does not support image creation");
+        var known = driver.CreateOptions.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        foreach (var key in options.Keys)
+        {
+            if (!known.Contains(key))
+                throw new BlockOptionsException($"Invalid parameter '{key}'");
+        }
+        await driver.CreateAsync(new ImageCreateRequest(this, filename, options), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Quiesces every backend and waits until no request is in flight; disposing the result resumes them.</summary>
+    public async ValueTask<IAsyncDisposable> BeginDrainAsync()
+    {
+        var backends = Backends;
+        foreach (var b in backends)
+            b.BeginQuiesce();
+        foreach (var n in Nodes)
+            await n.WaitIdleAsync().ConfigureAwait(false);
+        return new DrainedSection(backends);
+    }
+
+    /// <summary>QMP <c>query-block</c>: every named backend.</summary>
+    public IReadOnlyList<BlockInfo> QueryBlock() => [.. Backends.Where(b => b.Name.Length > 0).Select(b => b.GetInfo())];
+
+    /// <summary>QMP <c>query-blockstats</c>: one entry per backend, or with <paramref name="queryNodes"/> one per node.</summary>
+    public IReadOnlyList<BlockStats> QueryBlockStats(bool queryNodes = false) => queryNodes
+        ? [.. Nodes.Select(n => n.GetStats(withBacking: false))]
+        : [.. Backends.Where(b => b.Name.Length > 0).Select(b => b.GetStats())];
+
+    /// <summary>QMP <c>query-named-block-nodes</c>: every node.</summary>
+    public IReadOnlyList<BlockDeviceInfo> QueryNamedBlockNodes() => [.. Nodes.Select(n => n.GetDeviceInfo())];
+
+    /// <summary>Sets a node's write threshold (QMP <c>block-set-write-threshold</c>).</summary>
+    public void SetWriteThreshold(string nodeName, long threshold) =>
+        (FindNode(nodeName) ?? throw new BlockNotFoundException($"Device '{nodeName}' not found")).WriteThreshold = threshold;
+
+    /// <summary>Closes every backend and node.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var b in Backends)
+            await RemoveBackendAsync(b).ConfigureAwait(false);
+        foreach (var n in Nodes.Where(n => n.IsMonitorOwned))
+        {
+            n.IsMonitorOwned = false;
+            await ReleaseNodeAsync(n).ConfigureAwait(false);
+        }
+        if (_threads.IsValueCreated)
+            _threads.Value.Dispose();
+    }
+
+    internal void Raise(BlockEvent e) => EventRaised?.Invoke(e);
+
+    internal void Warn(string message) => WarningRaised?.Invoke(message);
+
+    internal void OnNodeResized(BlockNode node)
+    {
+        foreach (var parent in node.Parents)
+        {
+            if (parent.Parent is BlockNode p && p.IsOpen)
+                p.RefreshLimits();
+        }
+    }
+
+    /// <summary>Opens one node (and, through its driver, its children) from typed options.</summary>
+    internal async ValueTask<BlockNode> OpenNodeAsync(BlockdevOptions options, CancellationToken cancellationToken)
+    {
+        var driver = Drivers.Get(options.Driver);
+        string name;
+        bool generated = options.NodeName is null;
+        lock (_lock)
+        {
+            name = options.NodeName ?? GenerateNodeName();
+            if (_nodes.ContainsKey(name))
+                throw new BlockException(Errno.EEXIST, $"Duplicate nodes with node-name='{name}'");
+            if (!generated && _backends.Any(b => b.Name == name))
+                throw new BlockException(Errno.EEXIST, $"node-name={name} is conflicting with a device id");
+        }
+        var node = new BlockNode(this, driver, options, name, generated);
+        var context = new NodeOpenContext(this, node);
+        NodeDriver impl;
+        try
+        {
+            impl = await driver.OpenAsync(context, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await DetachChildrenAsync(node).ConfigureAwait(false);
+            throw;
+        }
+
+        node.AttachDriver(impl);
+        try
+        {
+            lock (_lock)
+            {
+                if (_nodes.ContainsKey(name))
+                    throw new BlockException(Errno.EEXIST, $"Duplicate nodes with node-name='{name}'");
+                _nodes.Add(name, node);
+            }
+            RefreshPermissions(node);
+        }
+        catch
+        {
+            await CloseNodeAsync(node).ConfigureAwait(false);
+            throw;
+        }
+        return node;
+    }
+
+    /// <summary>Attaches <paramref name="child"/> under <paramref name="parent"/> and applies the resulting permissions.</summary>
+    internal BlockChild AttachChild(IBlockParent parent, string name, BlockNode child, ChildRole role,
+        (BlockPermissions Permissions, BlockPermissions Shared)? permissions = null)
+    {
+        var edge = new BlockChild(parent, name, child, role);
+        if (permissions is { } p)
+        {
+            edge.Permissions = p.Permissions;
+            edge.SharedPermissions = p.Shared;
+        }
+        else if (parent is BlockNode parentNode)
+        {
+            var computed = parentNode.IsOpen
+                ? parentNode.Impl.GetChildPermissions(edge, parentNode.Permissions, parentNode.SharedPermissions)
+                : NodeDriver.DefaultChildPermissions(parentNode, role, parentNode.Permissions, parentNode.SharedPermissions);
+            edge.Permissions = computed.Permissions;
+            edge.SharedPermissions = computed.Shared;
+        }
+        child.AddParentEdge(edge);
+        try
+        {
+            RefreshPermissions(child);
+        }
+        catch
+        {
+            child.RemoveParentEdge(edge);
+            throw;
+        }
+        if (parent is BlockNode pn)
+            pn.AddChildEdge(edge);
+        return edge;
+    }
+
+    /// <summary>Changes what an edge holds and shares, rolling back if the result conflicts.</summary>
+    internal void UpdateEdgePermissions(BlockChild edge, BlockPermissions permissions, BlockPermissions shared)
+    {
+        var (oldPerm, oldShared) = (edge.Permissions, edge.SharedPermissions);
+        edge.Permissions = permissions;
+        edge.SharedPermissions = shared;
+        try
+        {
+            RefreshPermissions(edge.Node);
+        }
+        catch
+        {
+            edge.Permissions = oldPerm;
+            edge.SharedPermissions = oldShared;
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Recomputes the cumulative permissions of <paramref name="node"/> from its parents, checks them against each
+    /// other and against the node's read-only state, applies them (file locks), and recurses into the children.
+    /// On any failure every change is undone.
+    /// </summary>
+    internal void RefreshPermissions(BlockNode node)
+    {
+        var undo = new List<Action>();
+        try
+        {
+            Apply(node, undo);
+        }
+        catch
+        {
+            for (int i = undo.Count - 1; i >= 0; i--)
+            {
+                try
+                {
+                    undo[i]();
+                }
+                catch (BlockException)
+                {
+                    // Restoring permissions that were held before cannot conflict; ignore the impossible.
+                }
+            }
+            throw;
+        }
+    }
+
+    private void Apply(BlockNode node, List<Action> undo)
+    {
+        var parents = node.Parents;
+        var perm = BlockPermissions.None;
+        var shared = BlockPermissions.All;
+        foreach (var p in parents)
+        {
+            perm |= p.Permissions;
+            shared &= p.SharedPermissions;
+        }
+        foreach (var a in parents)
+        {
+            foreach (var b in parents)
+            {
+                if (ReferenceEquals(a, b))
+                    continue;
+                var denied = a.Permissions & ~b.SharedPermissions;
+                if (denied != 0)
+                {
+                    var bit = BlockPermissionNames.Bits.First(x => (denied & x) != 0);
+                    throw new BlockException(Errno.EPERM,
+                        $"Conflicts with use by {b.Parent.ParentDescription} as '{b.Name}', which does not allow '{BlockPermissionNames.Name(bit)}' on {node.NodeName}");
+                }
+            }
+        }
+        if (node.ReadOnly && (perm & (BlockPermissions.Write | BlockPermissions.WriteUnchanged | BlockPermissions.Resize)) != 0)
+            throw new BlockException(Errno.EPERM, "Block node is read-only");
+
+        if (!node.IsOpen)
+        {
+            node.Permissions = perm;
+            node.SharedPermissions = shared;
+            return;
+        }
+
+        var (oldPerm, oldShared) = (node.Permissions, node.SharedPermissions);
+        node.Impl.SetPermissions(perm, shared);
+        node.Permissions = perm;
+        node.SharedPermissions = shared;
+        undo.Add(() =>
+        {
+            node.Impl.SetPermissions(oldPerm, oldShared);
+            node.Permissions = oldPerm;
+            node.SharedPermissions = oldShared;
+        });
+
+        foreach (var child in node.Children)
+        {
+            var (cp, cs) = node.Impl.GetChildPermissions(child, perm, shared);
+            var (op, os) = (child.Permissions, child.SharedPermissions);
+            child.Permissions = cp;
+            child.SharedPermissions = cs;
+            undo.Add(() =>
+            {
+                child.Permissions = op;
+                child.SharedPermissions = os;
+            });
+            Apply(child.Node, undo);
+        }
+    }
+
+    /// <summary>Closes <paramref name="node"/> if nothing holds it any more.</summary>
+    internal async ValueTask ReleaseNodeAsync(BlockNode node)
+    {
+        if (node.ParentCount == 0 && !node.IsMonitorOwned)
+            await CloseNodeAsync(node).ConfigureAwait(false);
+    }
+
+    internal async ValueTask RemoveBackendAsync(BlockBackend backend)
+    {
+        lock (_lock)
+        {
+            if (!_backends.Remove(backend))
+                return;
+        }
+        var edge = backend.RootChild;
+        backend.SetRoot(null);
+        if (edge != null)
+            await DetachAsync(edge).ConfigureAwait(false);
+    }
+
+    private async ValueTask DetachAsync(BlockChild edge)
+    {
+        var child = edge.Node;
+        child.RemoveParentEdge(edge);
+        if (edge.Parent is BlockNode parent)
+            parent.RemoveChildEdge(edge);
+        if (child.IsOpen)
+        {
+            try
+            {
+                RefreshPermissions(child);
+            }
+            catch (BlockException)
+            {
+                // Dropping a user can only relax permissions; a failure here would be a lock release error.
+            }
+        }
+        await ReleaseNodeAsync(child).ConfigureAwait(false);
+    }
+
+    private async ValueTask CloseNodeAsync(BlockNode node)
+    {
+        await node.WaitIdleAsync().ConfigureAwait(false);
+        lock (_lock)
+        {
+            if (_nodes.TryGetValue(node.NodeName, out var existing) && ReferenceEquals(existing, node))
+                _nodes.Remove(node.NodeName);
+        }
+        if (node.IsOpen)
+        {
+            var impl = node.Impl;
+            try
+            {
+                await impl.DisposeAsync().ConfigureAwait(false);
+            }
+            finally
+            {
+                node.DetachDriver();
+                await DetachChildrenAsync(node).ConfigureAwait(false);
+            }
+        }
+        else
+        {
+            await DetachChildrenAsync(node).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask DetachChildrenAsync(BlockNode node)
+    {
+        foreach (var child in node.Children)
+            await DetachAsync(child).ConfigureAwait(false);
+    }
+
+    private string GenerateNodeName()
+    {
+        long n = _nodeCounter++;
+        return $"#block{n}{Random.Shared.Next(100):D2}";
+    }
+
+    private static void Merge(JsonObject target, JsonObject source)
+    {
+        foreach (var (key, value) in source.ToList())
+        {
+            source.Remove(key);
+            if (value is JsonObject sub && target[key] is JsonObject existing)
+                Merge(existing, sub);
+            else
+                target[key] = value;
+        }
+    }
+
+    private static void ApplyCommon(JsonObject tree, ImageOpenOptions options)
+    {
+        if (options.ReadOnly && !tree.ContainsKey("read-only"))
+            tree["read-only"] = "on";
+        if (options.ForceShare && !tree.ContainsKey("force-share"))
+            tree["force-share"] = "on";
+        if (options.Discard == BlockdevDiscardOptions.Unmap && !tree.ContainsKey("discard"))
+            tree["discard"] = "unmap";
+        if (options.DetectZeroes != BlockdevDetectZeroesOptions.Off && !tree.ContainsKey("detect-zeroes"))
+            tree["detect-zeroes"] = QapiEnum<BlockdevDetectZeroesOptions>.ToWire(options.DetectZeroes);
+        if (options.CacheDirect || options.NoFlush)
+        {
+            var cache = tree["cache"] as JsonObject ?? new JsonObject();
+            if (options.CacheDirect && !cache.ContainsKey("direct"))
+                cache["direct"] = "on";
+            if (options.NoFlush && !cache.ContainsKey("no-flush"))
+                cache["no-flush"] = "on";
+            tree["cache"] = cache;
+        }
+    }
+
+    private sealed class DrainedSection(IReadOnlyList<BlockBackend> backends) : IAsyncDisposable
+    {
+        private int _disposed;
+
+        public ValueTask DisposeAsync()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) == 0)
+            {
+                foreach (var b in backends)
+                    b.EndQuiesce();
+            }
+            return default;
+        }
+    }
+}

@@ -1,0 +1,20 @@
+using Block.Drivers;
+using Block.Io;
+
+namespace Block.Graph;
+
+/// <summary>Settings of a <see cref="BlockGraph"/>.</summary>
+public sealed record BlockGraphOptions
+{
+    /// <summary>The drivers; <see cref="DriverRegistry.CreateDefault"/> when null.</summary>
+    public DriverRegistry? Drivers { get; init; }
+
+    /// <summary>Buffers for bounce, padding and caches; <see cref="AlignedBufferPool.Shared"/> when null.</summary>
+    public AlignedBufferPool? Buffers { get; init; }
+
+    /// <summary>Most threads of the <c>threads</c> engine (QEMU's pool has 64).</summary>
+    public int MaxIoThreads { get; init; } = 64;
+
+    /// <summary>The engine file nodes use when their options do not name one.</summary>
+    public Qapi.BlockdevAioOptions DefaultAio { get; init; } = Qapi.BlockdevAioOptions.Threads;
+}

@@ -1,0 +1,44 @@
+using System.Text.Json.Nodes;
+using Block.Qapi;
+
+namespace Block.Graph;
+
+/// <summary>
+/// How to open an image by file name, the way qemu-img and qemu-io do: a format over a protocol node, optionally
+/// probed, with a backend on top.
+/// </summary>
+public sealed record ImageOpenOptions
+{
+    /// <summary>The format driver; null to probe (only with <see cref="AllowProbing"/>).</summary>
+    public string? Format { get; init; }
+
+    /// <summary>Probe the format when <see cref="Format"/> is null. Off by default: probing untrusted images is unsafe.</summary>
+    public bool AllowProbing { get; init; }
+
+    /// <summary>Open read-only.</summary>
+    public bool ReadOnly { get; init; }
+
+    /// <summary>Share all permissions (qemu-img's <c>-U</c>); read-only only.</summary>
+    public bool ForceShare { get; init; }
+
+    /// <summary>Bypass the page cache (O_DIRECT).</summary>
+    public bool CacheDirect { get; init; }
+
+    /// <summary>Ignore flushes.</summary>
+    public bool NoFlush { get; init; }
+
+    /// <summary>Pass discard requests down.</summary>
+    public BlockdevDiscardOptions Discard { get; init; } = BlockdevDiscardOptions.Ignore;
+
+    /// <summary>Zero detection.</summary>
+    public BlockdevDetectZeroesOptions DetectZeroes { get; init; } = BlockdevDetectZeroesOptions.Off;
+
+    /// <summary>I/O engine of the protocol node.</summary>
+    public BlockdevAioOptions? Aio { get; init; }
+
+    /// <summary>More options for the format node, in the dotted tree form (<c>{"file": {"locking": "off"}}</c>), as keyval strings.</summary>
+    public JsonObject? ExtraOptions { get; init; }
+
+    /// <summary>The backend's options; its permissions default to what <see cref="ReadOnly"/> implies.</summary>
+    public BlockBackendOptions Backend { get; init; } = new();
+}

@@ -1,0 +1,73 @@
+using Block.Qapi;
+
+namespace Block.Options;
+
+/// <summary>
+/// QAPI <c>BlockdevOptions</c>: the options of one node, a union keyed by <see cref="Driver"/>. Each driver has a
+/// derived record with its own members; the members here are common to all.
+/// </summary>
+/// <remarks>
+/// Options come from QMP JSON, from QEMU's dotted <c>key=value</c> strings, from <c>json:{…}</c> file names, or from
+/// code (<c>new BlockdevOptionsRaw { File = new BlockdevOptionsFile { Filename = "disk.img" } }</c>). The parsers in
+/// <see cref="BlockdevOptionsParser"/> produce these records and name any unknown or ill-typed option.
+/// </remarks>
+public abstract record BlockdevOptions
+{
+    /// <summary>The driver's QAPI name (<c>file</c>, <c>raw</c>, <c>qcow2</c>…).</summary>
+    public required string Driver { get; init; }
+
+    /// <summary>The node's name; generated (<c>#blockNNN</c>) when absent.</summary>
+    public string? NodeName { get; init; }
+
+    /// <summary>Whether discard requests are passed down (<c>ignore</c> by default).</summary>
+    public BlockdevDiscardOptions? Discard { get; init; }
+
+    /// <summary>Cache mode.</summary>
+    public BlockdevCacheOptions? Cache { get; init; }
+
+    /// <summary>Open read-only.</summary>
+    public bool? ReadOnly { get; init; }
+
+    /// <summary>Zero detection on writes.</summary>
+    public BlockdevDetectZeroesOptions? DetectZeroes { get; init; }
+
+    /// <summary>Share every permission with other users (QEMU 2.10 <c>force-share</c>, qemu-img's <c>-U</c>); read-only only.</summary>
+    public bool? ForceShare { get; init; }
+
+    /// <summary>The child references this node's options name, by QAPI child name (<c>file</c>, <c>backing</c>…).</summary>
+    public virtual IEnumerable<KeyValuePair<string, BlockdevRef>> ChildReferences => [];
+}
+
+/// <summary>QAPI <c>BlockdevCacheOptions</c>.</summary>
+public sealed record BlockdevCacheOptions
+{
+    /// <summary>Bypass the host page cache (O_DIRECT).</summary>
+    public bool? Direct { get; init; }
+
+    /// <summary>Ignore flush requests.</summary>
+    public bool? NoFlush { get; init; }
+}
+
+/// <summary>
+/// QAPI alternate <c>BlockdevRef</c>: either the options of a new node, or the name of an existing one.
+/// </summary>
+public sealed record BlockdevRef
+{
+    private BlockdevRef(BlockdevOptions? options, string? reference)
+    {
+        Options = options;
+        Reference = reference;
+    }
+
+    /// <summary>Options of a node to open, or null for a reference.</summary>
+    public BlockdevOptions? Options { get; }
+
+    /// <summary>Name of an existing node, or null for new options.</summary>
+    public string? Reference { get; }
+
+    /// <summary>A reference to new options.</summary>
+    public static implicit operator BlockdevRef(BlockdevOptions options) => new(options, null);
+
+    /// <summary>A reference to an existing node by name.</summary>
+    public static BlockdevRef ToNode(string nodeName) => new(null, nodeName);
+}
