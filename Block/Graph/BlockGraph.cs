@@ -144,6 +144,21 @@ public sealed class BlockGraph : IAsyncDisposable
         return backend;
     }
 
+    /// <summary>Opens a node tree from typed options and attaches a backend to its root.</summary>
+    public async ValueTask<BlockBackend> OpenBackendAsync(BlockdevOptions options, BlockBackendOptions? backend = null, CancellationToken cancellationToken = default)
+    {
+        var node = await OpenNodeAsync(options, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return CreateBackend(node, backend);
+        }
+        catch
+        {
+            await ReleaseNodeAsync(node).ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>
     /// Opens an image by file name (or <c>json:{…}</c> name) as qemu-img and qemu-io do — protocol node, format node
     /// (probed if allowed), backend — and returns the backend.

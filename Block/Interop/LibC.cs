@@ -83,8 +83,8 @@ internal static unsafe partial class LibC
         [FieldOffset(28)] public ushort Mode;
         [FieldOffset(40)] public ulong Size;
         [FieldOffset(48)] public ulong Blocks;
-        [FieldOffset(144)] public uint DioMemAlign;
-        [FieldOffset(148)] public uint DioOffsetAlign;
+        [FieldOffset(152)] public uint DioMemAlign;
+        [FieldOffset(156)] public uint DioOffsetAlign;
     }
 
     [LibraryImport(Lib, EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]

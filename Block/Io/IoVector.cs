@@ -62,8 +62,6 @@ public readonly struct IoVector
     /// <summary>Converts a buffer into a one-segment vector.</summary>
     public static implicit operator IoVector(Memory<byte> buffer) => new(buffer);
 
-    /// <summary>Converts an array into a one-segment vector.</summary>
-    public static implicit operator IoVector(byte[] buffer) => new(buffer.AsMemory());
 
     /// <summary>Total number of bytes.</summary>
     public int Length => _length;
