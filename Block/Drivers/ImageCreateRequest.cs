@@ -89,7 +89,7 @@ public sealed class ImageCreateRequest
             return null;
         if (Qapi.QapiEnum<T>.TryParse(v, out T value))
             return value;
-        throw new BlockOptionsException($"Parameter '{name}' does not accept value '{v}'");
+        throw new BlockOptionsException($"invalid parameter value: {v}");
     }
 
     /// <summary>Fails for the first option no reader asked for.</summary>

@@ -72,11 +72,21 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask TruncateAsync(long length, PreallocMode preallocation, bool exact) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Driver '{Node.DriverName}' does not support resizing"));
 
+    /// <summary>
+    /// Checks the image's metadata for consistency and, with <paramref name="repair"/>, repairs what it can
+    /// (<c>qemu-img check</c>). Formats without metadata decline with ENOTSUP.
+    /// </summary>
+    public virtual ValueTask<ImageCheck> CheckAsync(CheckRepair repair) =>
+        ValueTask.FromException<ImageCheck>(new BlockException(Errno.ENOTSUP, "This image format does not support checks"));
+
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;
 
     /// <summary>Cluster size for <see cref="ImageInfo.ClusterSize"/>, for formats with clusters.</summary>
     public virtual long? ClusterSize => null;
+
+    /// <summary>Where internal snapshots keep VM state (guest offset past the disk); 0 for formats without any.</summary>
+    public virtual long VmStateOffset => 0;
 
     /// <summary>True if the image was not closed cleanly.</summary>
     public virtual bool? DirtyFlag => null;

@@ -25,11 +25,13 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     private int _quiesce;
     private TaskCompletionSource? _quiesceGate;
     private TaskCompletionSource? _resumeGate;
+    private readonly RequestFlags _writeFlags;
 
     internal BlockBackend(BlockGraph graph, BlockBackendOptions options)
     {
         Graph = graph;
         _options = options;
+        _writeFlags = options.WriteThrough ? RequestFlags.Fua : RequestFlags.None;
         Stats = new BlockAcctStats();
         foreach (var interval in options.StatsIntervals)
             Stats.AddInterval(interval);
@@ -118,9 +120,14 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, RequestFlags flags = RequestFlags.None) =>
         WriteAsync(offset, IoVector.FromReadOnly(data), flags);
 
+    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
+    public ValueTask WriteAsync(long offset, Memory<byte> data, RequestFlags flags = RequestFlags.None) =>
+        WriteAsync(offset, new IoVector(data), flags);
+
     /// <summary>Writes <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
     public ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
     {
+        flags |= _writeFlags;
         var root = _rootNode;
         if (root is null)
             return ValueTask.FromException(NoMedium());
@@ -152,6 +159,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// <summary>Makes <c>[offset, offset + bytes)</c> read as zeroes.</summary>
     public ValueTask WriteZeroesAsync(long offset, long bytes, RequestFlags flags = RequestFlags.None)
     {
+        flags |= _writeFlags;
         var root = _rootNode;
         if (root is null)
             return ValueTask.FromException(NoMedium());
@@ -236,6 +244,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             Backing = root?.Backing?.Node.GetStats(withBacking: true),
         };
     }
+
+    /// <summary>True if the backend may write (it holds the write permission on its root).</summary>
+    public bool CanWrite => _root is { } r && (r.Permissions & BlockPermissions.Write) != 0;
 
     /// <summary>Detaches the root and closes nodes nobody else holds.</summary>
     public ValueTask DisposeAsync() => Graph.RemoveBackendAsync(this);

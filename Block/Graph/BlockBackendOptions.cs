@@ -29,6 +29,12 @@ public sealed record BlockBackendOptions
     /// <summary>Whether the backend reports an io-status (devices whose model supports it).</summary>
     public bool IoStatusEnabled { get; init; }
 
+    /// <summary>
+    /// Write-through: every write completes only once it is on stable storage (QEMU's <c>cache.writeback=off</c>,
+    /// the <c>writethrough</c> and <c>directsync</c> cache modes). Writes then carry FUA.
+    /// </summary>
+    public bool WriteThrough { get; init; }
+
     /// <summary>Whether writes may extend past the root's end (used when a format writes a new image).</summary>
     public bool AllowWriteBeyondEof { get; init; }
 }

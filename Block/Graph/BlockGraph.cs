@@ -50,6 +50,9 @@ public sealed class BlockGraph : IAsyncDisposable
     /// <summary>The engine file nodes use by default.</summary>
     public BlockdevAioOptions DefaultAio { get; }
 
+    /// <summary>Secrets for encrypted images (QEMU's <c>secret</c> objects).</summary>
+    public Secrets.SecretStore Secrets { get; } = new();
+
     /// <summary>Raised for every event of the schema (write threshold, I/O error, corruption…).</summary>
     public event Action<BlockEvent>? EventRaised;
 
@@ -185,11 +188,22 @@ public sealed class BlockGraph : IAsyncDisposable
     }
 
     /// <summary>Opens an image by file name as a node without a backend (the caller attaches it).</summary>
-    public async ValueTask<BlockNode> OpenImageNodeAsync(string filename, ImageOpenOptions options, CancellationToken cancellationToken = default)
+    public ValueTask<BlockNode> OpenImageNodeAsync(string filename, ImageOpenOptions options, CancellationToken cancellationToken = default)
     {
         JsonObject tree = filename.StartsWith("json:", StringComparison.Ordinal)
             ? BlockdevOptionsParser.JsonFilenameObject(filename)
             : new JsonObject { ["filename"] = filename };
+        return OpenImageNodeAsync(tree, options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Opens an image from an options tree in QEMU's <c>--image-opts</c> form (<c>{"driver": "raw", "file":
+    /// {"filename": "x"}}</c>, leaves may be keyval strings): a format without a <c>file.driver</c> gets the protocol
+    /// its file name implies, a tree without a driver is probed, and a protocol driver at the top is opened as the
+    /// image itself.
+    /// </summary>
+    public async ValueTask<BlockNode> OpenImageNodeAsync(JsonObject tree, ImageOpenOptions options, CancellationToken cancellationToken = default)
+    {
         if (options.ExtraOptions != null)
             Merge(tree, (JsonObject)options.ExtraOptions.DeepClone());
 
@@ -202,9 +216,11 @@ public sealed class BlockGraph : IAsyncDisposable
         JsonNode? protocolTree;
         if (driver is { Kind: BlockDriverKind.Protocol })
         {
-            protocolTree = tree;
-            formatTree = new JsonObject();
-            driver = null;
+            // Options that name a protocol driver open that node as the image, with no format layer above it.
+            ApplyCommon(tree, options);
+            if (options.Aio is { } protocolAio && !tree.ContainsKey("aio") && driver.Name is "file" or "host_device")
+                tree["aio"] = QapiEnum<BlockdevAioOptions>.ToWire(protocolAio);
+            return await OpenNodeAsync(Parser.Parse(new OptionsReader(tree, keyval: true)), cancellationToken).ConfigureAwait(false);
         }
         else if (driver != null && !driver.Name.Equals("raw", StringComparison.Ordinal) && driver.Kind != BlockDriverKind.Format)
         {
@@ -304,13 +320,32 @@ public sealed class BlockGraph : IAsyncDisposable
         var driver = Drivers.Find(format) ?? throw new BlockOptionsException($"Unknown file format '{format}'");
         if (!driver.CanCreate)
             throw new BlockException(Errno.ENOTSUP, $"Format driver '{format}' does not support image creation");
-        var known = driver.CreateOptions.Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
+        var known = CreateOptionsFor(driver, filename).Select(o => o.Name).ToHashSet(StringComparer.Ordinal);
         foreach (var key in options.Keys)
         {
             if (!known.Contains(key))
                 throw new BlockOptionsException($"Invalid parameter '{key}'");
         }
         await driver.CreateAsync(new ImageCreateRequest(this, filename, options), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The <c>-o</c> options creating an image of <paramref name="format"/> at <paramref name="filename"/> takes: the
+    /// format's own, then those of the protocol the file name selects (format drivers only; a protocol's own list
+    /// otherwise). Without a file name, only the format's own.
+    /// </summary>
+    public IReadOnlyList<CreateOptionDescriptor> CreateOptionsFor(BlockDriver format, string? filename)
+    {
+        var list = new List<CreateOptionDescriptor>(format.CreateOptions);
+        if (filename != null && format.Kind == BlockDriverKind.Format)
+        {
+            foreach (var o in Drivers.ProtocolFor(filename).CreateOptions)
+            {
+                if (!list.Any(x => x.Name == o.Name))
+                    list.Add(o);
+            }
+        }
+        return list;
     }
 
     /// <summary>Quiesces every backend and waits until no request is in flight; disposing the result resumes them.</summary>
@@ -553,8 +588,8 @@ public sealed class BlockGraph : IAsyncDisposable
         }
     }
 
-    /// <summary>Closes <paramref name="node"/> if nothing holds it any more.</summary>
-    internal async ValueTask ReleaseNodeAsync(BlockNode node)
+    /// <summary>Closes <paramref name="node"/> if nothing holds it any more (no parent, not added explicitly).</summary>
+    public async ValueTask ReleaseNodeAsync(BlockNode node)
     {
         if (node.ParentCount == 0 && !node.IsMonitorOwned)
             await CloseNodeAsync(node).ConfigureAwait(false);

@@ -10,8 +10,8 @@ namespace Block.Graph;
 /// <summary>The generic request path: what every request to every node goes through before its driver sees it.</summary>
 public sealed partial class BlockNode
 {
-    /// <summary>The largest offset + length a request may reach.</summary>
-    public const long MaxLength = long.MaxValue - int.MaxValue;
+    /// <summary>The largest offset + length a request may reach (QEMU's <c>BDRV_MAX_LENGTH</c>: 2^63 - 1 GiB).</summary>
+    public const long MaxLength = 0x7fffffffc0000000;
 
     private const int ZeroBufferSize = 1 << 20;
     private static readonly AlignedBuffer s_zeroBuffer = CreateZeroBuffer();
@@ -93,6 +93,10 @@ public sealed partial class BlockNode
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, RequestFlags flags = RequestFlags.None) =>
         WriteAsync(offset, IoVector.FromReadOnly(data), flags);
+
+    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
+    public ValueTask WriteAsync(long offset, Memory<byte> data, RequestFlags flags = RequestFlags.None) =>
+        WriteAsync(offset, new IoVector(data), flags);
 
     /// <summary>Writes <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
     /// <remarks>
@@ -196,7 +200,7 @@ public sealed partial class BlockNode
         if (offset < 0 || bytes < 0)
             ThrowHelper.ThrowInvalidRequest(offset, bytes);
         var impl = Impl;
-        long length = impl.Length;
+        long length = Length;
         if (offset >= length || bytes == 0)
             return new BlockStatus(BlockStatusFlags.Eof, 0);
         bytes = Math.Min(bytes, length - offset);
@@ -266,7 +270,7 @@ public sealed partial class BlockNode
         if (length < 0)
             return ValueTask.FromException(new BlockException(Errno.EINVAL, "Image size cannot be negative"));
         if (length > MaxLength)
-            return ValueTask.FromException(new BlockException(Errno.EFBIG, "Image size too large"));
+            return ValueTask.FromException(new BlockException(Errno.EFBIG, $"offset({length}) exceeds maximum({MaxLength})"));
         if (_impl is null)
             return NotOpen();
         if (_readOnlyFlag)
@@ -335,6 +339,8 @@ public sealed partial class BlockNode
     private async ValueTask WriteSlowAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         int bytes = buffers.Length;
+        if ((flags & RequestFlags.Compressed) != 0 && (_supportedWriteFlags & RequestFlags.Compressed) == 0)
+            throw new BlockException(Errno.ENOTSUP, $"Driver '{DriverName}' does not support compressed writes");
         CheckWriteThreshold(offset, bytes);
         if (DetectZeroes != BlockdevDetectZeroesOptions.Off && (flags & RequestFlags.Compressed) == 0 && buffers.IsZero())
         {
@@ -449,7 +455,7 @@ public sealed partial class BlockNode
             else if (bytes < align)
             {
                 num = bytes;
-                aligned = (bytes & _alignMask) == 0 && offset + bytes >= impl.Length;
+                aligned = (bytes & _alignMask) == 0 && offset + bytes >= Length;
             }
             else
             {
@@ -510,7 +516,7 @@ public sealed partial class BlockNode
             long end = offset + bytes;
             long start = (offset + align - 1) / align * align;
             long alignedEnd = end / align * align;
-            if (end == impl.Length && (end & _alignMask) == 0)
+            if (end == Length && (end & _alignMask) == 0)
                 alignedEnd = end;
             if (alignedEnd <= start)
                 return;
@@ -575,7 +581,7 @@ public sealed partial class BlockNode
         try
         {
             var impl = Impl;
-            long old = impl.Length;
+            long old = Length;
             if (_tracker != null)
                 tracked = await _tracker.BeginAsync(Math.Min(old, length) & ~_alignMask, MaxLength, serialising: true).ConfigureAwait(false);
             await impl.TruncateAsync(length, preallocation, exact).ConfigureAwait(false);

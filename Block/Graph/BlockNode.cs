@@ -109,8 +109,12 @@ public sealed partial class BlockNode : IBlockParent
     /// <summary>The backing child, or null.</summary>
     public BlockChild? Backing => FindChild(c => (c.Role & ChildRole.Cow) != 0);
 
-    /// <summary>The node's length in bytes.</summary>
-    public long Length => Impl.Length;
+    /// <summary>The node's length in bytes: the driver's length rounded up to whole 512-byte sectors.</summary>
+    /// <remarks>
+    /// QEMU counts node lengths in sectors, so a 10000-byte raw file is a 10240-byte disk whose last 240 bytes read
+    /// as zeroes (and grow the file when written). Block keeps that view so sizes, bounds and maps agree with QEMU.
+    /// </remarks>
+    public long Length => (Impl.Length + 511) & ~511L;
 
     /// <summary>Host bytes the node's storage occupies, when known.</summary>
     public long? AllocatedSize => Impl.AllocatedSize;

@@ -11,47 +11,77 @@ public static class SizeParser
 {
     /// <summary>Parses <paramref name="text"/>; a suffix-less number is multiplied by <paramref name="defaultUnit"/>.</summary>
     /// <returns>False for malformed, negative or out-of-range input.</returns>
-    public static bool TryParse(string text, out ulong bytes, ulong defaultUnit = 1)
+    public static bool TryParse(string text, out ulong bytes, ulong defaultUnit = 1) =>
+        TryParse(text, out bytes, out _, defaultUnit);
+
+    /// <summary>
+    /// Parses like QEMU's <c>qemu_strtosz</c>: leading blanks and <c>+</c> are skipped, the integer part is decimal
+    /// (<c>010</c> is ten) or <c>0x</c> hexadecimal, a fraction needs a multiplier above one unless it is zero, and the
+    /// fractional bytes round half up (<c>1.1k</c> = 1126).
+    /// </summary>
+    /// <param name="text">The text.</param>
+    /// <param name="bytes">The value.</param>
+    /// <param name="hexWithSuffix">True for the deprecated <c>0x10k</c> form, which QEMU accepts with a warning.</param>
+    /// <param name="defaultUnit">The multiplier without a suffix.</param>
+    public static bool TryParse(string text, out ulong bytes, out bool hexWithSuffix, ulong defaultUnit = 1)
     {
         bytes = 0;
-        if (string.IsNullOrEmpty(text) || char.IsWhiteSpace(text[0]) || text[0] == '-' || text[0] == '+')
+        hexWithSuffix = false;
+        if (text is null)
+            return false;
+        int pos = 0;
+        while (pos < text.Length && char.IsWhiteSpace(text[pos]))
+            pos++;
+        if (pos < text.Length && text[pos] == '+')
+            pos++;
+        if (pos >= text.Length || text[pos] == '-')
             return false;
 
-        int end = 0;
-        bool hex = text.Length > 2 && text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
-        ulong integer;
-        double fraction = 0;
+        bool hex = pos + 1 < text.Length && text[pos] == '0' && (text[pos + 1] == 'x' || text[pos + 1] == 'X');
+        System.Numerics.BigInteger integer;
+        int digitsStart;
         if (hex)
         {
-            end = 2;
-            while (end < text.Length && char.IsAsciiHexDigit(text[end]))
-                end++;
-            if (end == 2 || !ulong.TryParse(text.AsSpan(2, end - 2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out integer))
+            pos += 2;
+            digitsStart = pos;
+            while (pos < text.Length && char.IsAsciiHexDigit(text[pos]))
+                pos++;
+            if (pos == digitsStart)
                 return false;
+            integer = System.Numerics.BigInteger.Parse("0" + text[digitsStart..pos], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture);
         }
         else
         {
-            while (end < text.Length && char.IsAsciiDigit(text[end]))
-                end++;
-            if (end == 0 || !ulong.TryParse(text.AsSpan(0, end), NumberStyles.None, CultureInfo.InvariantCulture, out integer))
+            digitsStart = pos;
+            while (pos < text.Length && char.IsAsciiDigit(text[pos]))
+                pos++;
+            if (pos == digitsStart)
                 return false;
-            if (end < text.Length && text[end] == '.')
+            integer = System.Numerics.BigInteger.Parse(text[digitsStart..pos], CultureInfo.InvariantCulture);
+        }
+
+        // The fraction as an exact decimal: numerator / 10^digits.
+        System.Numerics.BigInteger fractionNumerator = 0;
+        System.Numerics.BigInteger fractionDenominator = 1;
+        if (pos < text.Length && text[pos] == '.')
+        {
+            if (hex)
+                return false;
+            pos++;
+            int fracStart = pos;
+            while (pos < text.Length && char.IsAsciiDigit(text[pos]))
+                pos++;
+            if (pos > fracStart)
             {
-                int start = end;
-                end++;
-                while (end < text.Length && char.IsAsciiDigit(text[end]))
-                    end++;
-                if (!double.TryParse("0" + text[start..end], NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out fraction))
-                    return false;
+                fractionNumerator = System.Numerics.BigInteger.Parse(text[fracStart..pos], CultureInfo.InvariantCulture);
+                fractionDenominator = System.Numerics.BigInteger.Pow(10, pos - fracStart);
             }
         }
 
         ulong unit = defaultUnit;
-        if (end < text.Length)
+        if (pos < text.Length)
         {
-            if (end != text.Length - 1)
-                return false;
-            unit = char.ToUpperInvariant(text[end]) switch
+            unit = char.ToUpperInvariant(text[pos]) switch
             {
                 'B' => 1,
                 'K' => 1UL << 10,
@@ -62,18 +92,17 @@ public static class SizeParser
                 'E' => 1UL << 60,
                 _ => 0,
             };
-            if (unit == 0)
+            if (unit == 0 || pos != text.Length - 1)
                 return false;
+            hexWithSuffix = hex;
         }
-        if (hex && unit != 1 && end < text.Length)
-        {
-            // "0x10k" is ambiguous in QEMU too; it refuses hex with a suffix other than B.
-            return false;
-        }
-        if (fraction != 0 && unit == 1)
+        if (!fractionNumerator.IsZero && unit == 1)
             return false;
 
-        decimal total = (decimal)integer * unit + (decimal)fraction * unit;
+        var scaledFraction = fractionNumerator * unit;
+        var total = integer * unit + scaledFraction / fractionDenominator;
+        if (!fractionNumerator.IsZero && (scaledFraction % fractionDenominator) * 2 >= fractionDenominator)
+            total += 1;
         if (total > ulong.MaxValue)
             return false;
         bytes = (ulong)total;

@@ -5,6 +5,7 @@ namespace Block.Qapi;
 /// <summary>Source-generated System.Text.Json metadata for the QAPI records (trim and AOT safe).</summary>
 [JsonSourceGenerationOptions(DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull)]
 [JsonSerializable(typeof(ImageInfo))]
+[JsonSerializable(typeof(ImageInfoSpecific))]
 [JsonSerializable(typeof(MapEntry))]
 [JsonSerializable(typeof(ImageCheck))]
 [JsonSerializable(typeof(BlockDeviceInfo))]

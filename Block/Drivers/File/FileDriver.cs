@@ -77,7 +77,7 @@ public sealed class FileDriver : BlockDriver
         bool nocow = request.GetBool("nocow") ?? false;
         ulong? extentSizeHint = request.GetSize("extent_size_hint");
         if (prealloc == PreallocMode.Metadata)
-            throw new BlockOptionsException("Unsupported preallocation mode 'metadata'");
+            throw new BlockOptionsException("Unsupported preallocation mode: metadata");
         if (size > (ulong)BlockNode.MaxLength)
             throw new BlockOptionsException("Image size must be less than 8 EiB!");
         if (extentSizeHint > uint.MaxValue)

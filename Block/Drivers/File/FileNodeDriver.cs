@@ -353,7 +353,7 @@ internal sealed class FileNodeDriver : NodeDriver
                 await WriteZeroBytesAsync(current, length - current).ConfigureAwait(false);
                 break;
             default:
-                throw new BlockException(Errno.ENOTSUP, $"Unsupported preallocation mode '{QapiEnum<PreallocMode>.ToWire(preallocation)}'");
+                throw new BlockException(Errno.ENOTSUP, $"Unsupported preallocation mode: {QapiEnum<PreallocMode>.ToWire(preallocation)}");
         }
     }
 
@@ -391,7 +391,7 @@ internal sealed class FileNodeDriver : NodeDriver
         {
             int errno = LibC.LastErrno;
             if (errno != (int)Errno.EINTR)
-                throw new BlockException((Errno)errno, $"Failed to resize the file: {ErrnoText.Describe((Errno)errno)}");
+                throw new BlockException((Errno)errno, $"Could not resize file: {ErrnoText.Describe((Errno)errno)}");
         }
         Volatile.Write(ref _length, length);
     }

@@ -22,9 +22,6 @@ public sealed class RawDriver : BlockDriver
     public override IReadOnlyList<CreateOptionDescriptor> CreateOptions { get; } =
     [
         new("size", CreateOptionType.Size, "Virtual disk size"),
-        new("preallocation", CreateOptionType.String, "Preallocation mode (allowed values: off, falloc, full)"),
-        new("nocow", CreateOptionType.Bool, "Turn off copy-on-write (valid only on btrfs)"),
-        new("extent_size_hint", CreateOptionType.Size, "Extent size hint for the image file, 0 to disable"),
     ];
 
     /// <inheritdoc />
@@ -62,6 +59,10 @@ public sealed class RawDriver : BlockDriver
         var protocol = request.Graph.Drivers.ProtocolFor(request.Filename);
         if (!protocol.CanCreate)
             throw new BlockException(Errno.ENOTSUP, $"Protocol driver '{protocol.Name}' does not support image creation");
-        return protocol.CreateAsync(request, cancellationToken);
+        // Disks are whole sectors: the file is created with the size rounded up to 512 bytes, as QEMU does.
+        var options = new Dictionary<string, string>(request.Options);
+        if (request.Size is { } size)
+            options["size"] = ((size + 511) / 512 * 512).ToString(System.Globalization.CultureInfo.InvariantCulture);
+        return protocol.CreateAsync(request.ForDriver(request.Filename, options), cancellationToken);
     }
 }

@@ -1,0 +1,9 @@
+using Block.Drivers;
+
+namespace Block.Cli.Common;
+
+/// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
+internal static class Drivers
+{
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault();
+}

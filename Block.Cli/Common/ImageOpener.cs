@@ -1,0 +1,96 @@
+using System.Text.Json.Nodes;
+using Block.Graph;
+using Block.Options;
+using Block.Qapi;
+
+namespace Block.Cli.Common;
+
+/// <summary>How a command opens its image: the union of qemu-img's and qemu-io's open flags.</summary>
+internal sealed record OpenArgs
+{
+    public required string Filename { get; init; }
+
+    public string? Format { get; init; }
+
+    /// <summary>The filename is a dotted option string (<c>--image-opts</c>).</summary>
+    public bool ImageOpts { get; init; }
+
+    public bool ReadOnly { get; init; }
+
+    public bool ForceShare { get; init; }
+
+    public CacheMode Cache { get; init; } = CacheMode.Writeback;
+
+    public BlockdevAioOptions? Aio { get; init; }
+
+    public BlockdevDiscardOptions Discard { get; init; } = BlockdevDiscardOptions.Ignore;
+
+    /// <summary>Share only read with other users (qemu-img convert's sources and compare).</summary>
+    public bool Exclusive { get; init; }
+
+    /// <summary>Extra options for the format node, as <c>key=value</c> text (qemu-io's <c>open -o</c>).</summary>
+    public string? ExtraOptions { get; init; }
+}
+
+/// <summary>Opens images for the commands, with qemu-img's probing warning and error wording.</summary>
+internal static class ImageOpener
+{
+    /// <summary>Opens the image and attaches a backend.</summary>
+    /// <exception cref="BlockException">The open failed; the message is the driver's, without "Could not open".</exception>
+    public static async Task<BlockBackend> OpenAsync(CliContext cli, BlockGraph graph, OpenArgs args)
+    {
+        var options = new ImageOpenOptions
+        {
+            Format = args.Format,
+            AllowProbing = true,
+            ReadOnly = args.ReadOnly,
+            ForceShare = args.ForceShare,
+            CacheDirect = args.Cache.Direct,
+            NoFlush = args.Cache.NoFlush,
+            Discard = args.Discard,
+            Aio = args.Aio,
+            ExtraOptions = args.ExtraOptions is null ? null : KeyValueParser.Parse(args.ExtraOptions),
+            Backend = new BlockBackendOptions
+            {
+                WriteThrough = args.Cache.WriteThrough,
+                SharedPermissions = args.Exclusive ? BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged : BlockPermissions.All,
+            },
+        };
+        if (options.ForceShare && !options.ReadOnly)
+            throw new BlockOptionsException("force-share=on can only be used with read-only images");
+
+        BlockNode node;
+        if (args.ImageOpts)
+        {
+            var tree = KeyValueParser.Parse(args.Filename);
+            if (!tree.ContainsKey("driver") && !tree.ContainsKey("file") && !tree.ContainsKey("filename"))
+                throw new BlockOptionsException("Must specify either driver or file");
+            node = await graph.OpenImageNodeAsync(tree, options);
+        }
+        else
+        {
+            node = await graph.OpenImageNodeAsync(args.Filename, options);
+        }
+
+        if (args.Format is null && !args.ImageOpts && !args.ReadOnly && node.Options is Block.Drivers.Raw.BlockdevOptionsRaw { Probed: true })
+        {
+            cli.Err.WriteLine($"WARNING: Image format was not specified for '{args.Filename}' and probing guessed raw.");
+            cli.Err.WriteLine("         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.");
+            cli.Err.WriteLine("         Specify the 'raw' format explicitly to remove the restrictions.");
+        }
+
+        try
+        {
+            var perm = args.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write;
+            return graph.CreateBackend(node, options.Backend with { Permissions = perm });
+        }
+        catch
+        {
+            await graph.ReleaseNodeAsync(node);
+            throw;
+        }
+    }
+
+    /// <summary>The file name a message shows for the image (the option string with <c>--image-opts</c>).</summary>
+    public static JsonObject? Tree(OpenArgs args) => args.ImageOpts ? KeyValueParser.Parse(args.Filename) : null;
+}

@@ -1,0 +1,126 @@
+using Block.Cli.Common;
+using Block.Drivers;
+using Block.Qapi;
+
+namespace Block.Cli.Img;
+
+/// <summary>
+/// <c>blk check</c>: qemu-img check. Exit codes: 0 clean, 1 could not check, 2 corruptions, 3 leaks only,
+/// 63 the format has no check.
+/// </summary>
+internal static class CheckCommand
+{
+    public static async Task<int> RunAsync(CliContext cli, string[] args)
+    {
+        var getopt = new GetOpt("hf:r:T:qU", ImgCommon.LongOptions(("format", true, "f"), ("repair", true, "r"), ("output", true, "output")));
+        if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
+            return 1;
+        await using var graph = cli.CreateGraph();
+        string? format = null;
+        bool imageOpts = false, forceShare = false, json = false, quiet = false;
+        var cache = CacheMode.Writeback;
+        string? repair = null;
+        foreach (var (code, arg) in options)
+        {
+            switch (code)
+            {
+                case "h":
+                    cli.Out.Write(HelpText.Text);
+                    return 0;
+                case "f":
+                    format = arg;
+                    break;
+                case "r":
+                    if (arg is not ("leaks" or "all"))
+                        return Blk.Usage(cli, "Invalid option for -r");
+                    repair = arg;
+                    break;
+                case "T":
+                    if (!ImgCommon.TryParseCache(cli, arg!, out cache))
+                        return 1;
+                    break;
+                case "U":
+                    forceShare = true;
+                    break;
+                case "image-opts":
+                    imageOpts = true;
+                    break;
+                case "output":
+                    if (!ImgCommon.TryParseOutput(cli, arg!, out json))
+                        return 1;
+                    break;
+                case "q":
+                    quiet = true;
+                    break;
+                case "object":
+                    if (!ImgCommon.AddObject(cli, graph, arg!))
+                        return 1;
+                    break;
+            }
+        }
+        if (operands.Count != 1)
+            return Blk.Usage(cli, "Expecting one image file name");
+
+        var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
+        {
+            Filename = operands[0],
+            Format = format,
+            ImageOpts = imageOpts,
+            ReadOnly = repair is null,
+            ForceShare = forceShare,
+            Cache = cache,
+        });
+        if (backend is null)
+            return 1;
+        var mode = repair switch
+        {
+            "leaks" => CheckRepair.Leaks,
+            "all" => CheckRepair.All,
+            _ => CheckRepair.None,
+        };
+        ImageCheck result;
+        try
+        {
+            result = await backend.Root!.Impl.CheckAsync(mode);
+        }
+        catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
+        {
+            cli.Error(e.Message);
+            return 63;
+        }
+        catch (BlockException e)
+        {
+            cli.Error($"Check failed: {e.Message}");
+            return 1;
+        }
+        if (json)
+            cli.Out.Write(QemuJson.Pretty(QemuJson.ToNode(result, QapiJsonContext.Default.ImageCheck)) + "\n");
+        else if (!quiet)
+            WriteHuman(cli.Out, result);
+        if (result.CheckErrors > 0)
+            return 1;
+        if (result.Corruptions > 0)
+            return 2;
+        return result.Leaks > 0 ? 3 : 0;
+    }
+
+    private static void WriteHuman(TextWriter w, ImageCheck r)
+    {
+        long corruptions = r.Corruptions ?? 0, leaks = r.Leaks ?? 0;
+        if (corruptions == 0 && leaks == 0 && r.CheckErrors == 0)
+            w.WriteLine("No errors were found on the image.");
+        if (corruptions > 0)
+            w.WriteLine($"\n{corruptions} errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.");
+        if (leaks > 0)
+            w.WriteLine($"\n{leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.");
+        if (r.CheckErrors > 0)
+            w.WriteLine($"\n{r.CheckErrors} internal errors have occurred during the check.");
+        if (r.TotalClusters is { } total && total > 0 && r.AllocatedClusters is { } allocated)
+        {
+            w.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"{allocated}/{total} = {allocated * 100.0 / total:F2}% allocated, {(allocated == 0 ? 0 : (r.FragmentedClusters ?? 0) * 100.0 / allocated):F2}% fragmented, {(allocated == 0 ? 0 : (r.CompressedClusters ?? 0) * 100.0 / allocated):F2}% compressed clusters"));
+        }
+        if (r.ImageEndOffset is { } end)
+            w.WriteLine($"Image end offset: {end}");
+    }
+}

@@ -1,0 +1,247 @@
+using System.Globalization;
+using System.Text;
+using Block.Cli.Common;
+using Block.Drivers;
+using Block.Options;
+
+namespace Block.Cli.Img;
+
+/// <summary><c>blk create</c>: qemu-img create.</summary>
+internal static class CreateCommand
+{
+    public static async Task<int> RunAsync(CliContext cli, string[] args)
+    {
+        var getopt = new GetOpt("F:b:f:ho:qu", ImgCommon.LongOptions());
+        if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
+            return 1;
+        await using var graph = cli.CreateGraph();
+        string format = "raw";
+        string? backing = null, backingFormat = null;
+        var optionTexts = new List<string>();
+        bool quiet = false;
+        foreach (var (code, arg) in options)
+        {
+            switch (code)
+            {
+                case "h":
+                    cli.Out.Write(HelpText.Text);
+                    return 0;
+                case "f":
+                    format = arg!;
+                    break;
+                case "F":
+                    backingFormat = arg;
+                    break;
+                case "b":
+                    backing = arg;
+                    break;
+                case "o":
+                    optionTexts.Add(arg!);
+                    break;
+                case "q":
+                    quiet = true;
+                    break;
+                case "u":
+                    break;
+                case "object":
+                    if (!ImgCommon.AddObject(cli, graph, arg!))
+                        return 1;
+                    break;
+            }
+        }
+
+        string? filename = operands.Count > 0 ? operands[0] : null;
+        if (optionTexts.Any(IsHelp))
+            return PrintOptionHelp(cli, graph, format, filename);
+        if (filename is null)
+            return Blk.Usage(cli, "Expecting image file name");
+        if (operands.Count > 2)
+            return Blk.Usage(cli, $"Unexpected argument: {operands[2]}");
+
+        long? size = null;
+        if (operands.Count == 2)
+        {
+            if (!SizeParser.TryParse(operands[1], out ulong parsed, out bool hexSuffix))
+            {
+                cli.Error("Invalid image size specified. You may use k, M, G, T, P or E suffixes for");
+                cli.Error("kilobytes, megabytes, gigabytes, terabytes, petabytes and exabytes.");
+                return 1;
+            }
+            if (parsed > long.MaxValue)
+            {
+                cli.Error($"Invalid image size specified. Must be between 0 and {long.MaxValue}.");
+                return 1;
+            }
+            if (hexSuffix)
+                cli.Warning($"Using a multiplier suffix on hex numbers is deprecated: {operands[1]}");
+            size = (long)parsed;
+        }
+
+        var driver = graph.Drivers.Find(format);
+        if (driver is null)
+        {
+            cli.Error($"{filename}: Unknown file format '{format}'");
+            return 1;
+        }
+
+        Dictionary<string, string> createOptions;
+        try
+        {
+            createOptions = ParseOptionTexts(optionTexts);
+        }
+        catch (BlockOptionsException e)
+        {
+            cli.Error($"{filename}: {e.Message}");
+            return 1;
+        }
+        if (backing != null)
+            createOptions["backing_file"] = backing;
+        if (backingFormat != null)
+            createOptions["backing_fmt"] = backingFormat;
+        if (size != null)
+        {
+            if (createOptions.ContainsKey("size"))
+            {
+                cli.Error($"{filename}: The image size must be specified only once");
+                return 1;
+            }
+            createOptions["size"] = size.Value.ToString(CultureInfo.InvariantCulture);
+        }
+
+        var descriptors = graph.CreateOptionsFor(driver, filename);
+        foreach (var key in createOptions.Keys)
+        {
+            if (!descriptors.Any(d => d.Name == key))
+            {
+                cli.Error($"{filename}: Invalid parameter '{key}'");
+                return 1;
+            }
+        }
+        if (!createOptions.ContainsKey("size") && !createOptions.ContainsKey("backing_file"))
+        {
+            cli.Error($"{filename}: Image creation needs a size parameter");
+            return 1;
+        }
+        if (createOptions.TryGetValue("size", out var sizeText) && !SizeParser.TryParse(sizeText, out _))
+        {
+            cli.Error($"{filename}: Parameter 'size' expects a non-negative number below 2^64");
+            return 1;
+        }
+
+        if (!quiet)
+            cli.Out.WriteLine(FormattingLine(filename, format, descriptors, createOptions));
+        try
+        {
+            await graph.CreateImageAsync(format, filename, createOptions);
+        }
+        catch (BlockException e)
+        {
+            cli.Error($"{filename}: {e.Message}");
+            return 1;
+        }
+        return 0;
+    }
+
+    /// <summary>Parses one or more <c>-o</c> texts (QemuOpts: <c>a=b,c=d</c>, commas doubled inside values).</summary>
+    internal static Dictionary<string, string> ParseOptionTexts(IEnumerable<string> texts)
+    {
+        var result = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var text in texts)
+        {
+            int pos = 0;
+            while (pos < text.Length)
+            {
+                int eq = text.IndexOf('=', pos);
+                int comma = text.IndexOf(',', pos);
+                if (eq < 0 || (comma >= 0 && comma < eq))
+                {
+                    string flag = comma < 0 ? text[pos..] : text[pos..comma];
+                    // QemuOpts' short form: "name" means name=on.
+                    result[flag] = "on";
+                    pos = comma < 0 ? text.Length : comma + 1;
+                    continue;
+                }
+                string key = text[pos..eq];
+                var value = new StringBuilder();
+                pos = eq + 1;
+                while (pos < text.Length)
+                {
+                    if (text[pos] == ',')
+                    {
+                        if (pos + 1 < text.Length && text[pos + 1] == ',')
+                        {
+                            value.Append(',');
+                            pos += 2;
+                            continue;
+                        }
+                        pos++;
+                        break;
+                    }
+                    value.Append(text[pos++]);
+                }
+                if (key.Length == 0)
+                    throw new BlockOptionsException("Invalid parameter ''");
+                result[key] = value.ToString();
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// <c>Formatting 'x', fmt=raw size=N …</c>: every option that was given or has a default, in the driver's
+    /// declaration order.
+    /// </summary>
+    internal static string FormattingLine(string filename, string format, IReadOnlyList<CreateOptionDescriptor> descriptors, IReadOnlyDictionary<string, string> options)
+    {
+        var sb = new StringBuilder($"Formatting '{filename}', fmt={format}");
+        foreach (var d in descriptors)
+        {
+            string? value = options.TryGetValue(d.Name, out var v) ? v : d.DefaultValue;
+            if (value is null)
+                continue;
+            if (d.Type == CreateOptionType.Size && SizeParser.TryParse(value, out ulong bytes))
+                value = bytes.ToString(CultureInfo.InvariantCulture);
+            sb.Append(' ').Append(d.Name).Append('=').Append(value);
+        }
+        return sb.ToString();
+    }
+
+    internal static bool IsHelp(string optionText) =>
+        optionText.Split(',').Any(p => p is "help" or "?");
+
+    /// <summary><c>-o help</c>: the format's own options, or with a file name the format's and the protocol's.</summary>
+    internal static int PrintOptionHelp(CliContext cli, Block.Graph.BlockGraph graph, string format, string? filename)
+    {
+        var driver = graph.Drivers.Find(format);
+        if (driver is null)
+        {
+            cli.Error($"Unknown file format '{format}'");
+            return 1;
+        }
+        if (!driver.CanCreate)
+        {
+            cli.Error($"Format driver '{format}' does not support image creation");
+            return 1;
+        }
+        var list = graph.CreateOptionsFor(driver, filename).OrderBy(o => o.Name, StringComparer.Ordinal).ToList();
+        cli.Out.WriteLine(filename is null ? $"Supported {format} options:" : "Supported options:");
+        foreach (var o in list)
+        {
+            string type = o.Type switch
+            {
+                CreateOptionType.Size => "size",
+                CreateOptionType.Bool => "bool (on/off)",
+                CreateOptionType.Number => "num",
+                _ => "str",
+            };
+            cli.Out.WriteLine($"  {$"{o.Name}=<{type}>",-22} - {o.Help}");
+        }
+        if (filename is null)
+        {
+            cli.Out.WriteLine();
+            cli.Out.WriteLine("The protocol level may support further options.");
+            cli.Out.WriteLine("Specify the target filename to include those options.");
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs the oracle (Debian's qemu-utils) when it is missing,
+# builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
+set -uo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$root"
+
+packages=()
+command -v qemu-img >/dev/null 2>&1 || packages+=(qemu-utils)
+command -v qemu-io >/dev/null 2>&1 || packages+=(qemu-utils)
+if [ ${#packages[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing the test oracle: ${packages[*]}"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${packages[@]}" \
+    || echo "could not install ${packages[*]}: the oracle tests will fail" >&2
+fi
+
+results="$root/TestResults"
+rm -rf "$results"
+if ! dotnet build Block.sln -c Release -nologo -v quiet -clp:ErrorsOnly; then
+  echo "build failed"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+
+failed_projects=0
+for project in tests/*/*.Tests.csproj; do
+  name="$(basename "$project" .csproj)"
+  dotnet test "$project" -c Release --no-build -nologo \
+    --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=minimal" \
+    --results-directory "$results" --blame-hang-timeout 10m || true
+  [ -f "$results/$name.trx" ] || { echo "$name produced no results"; failed_projects=$((failed_projects + 1)); }
+done
+
+passed=0; failed=0; skipped=0
+for trx in "$results"/*.trx; do
+  [ -f "$trx" ] || continue
+  counters="$(grep -o '<Counters [^>]*>' "$trx" | head -n1)"
+  get() { echo "$counters" | grep -o " $1=\"[0-9]*\"" | grep -o '[0-9]*' || echo 0; }
+  passed=$((passed + $(get passed)))
+  failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
+  skipped=$((skipped + $(get notExecuted)))
+done
+failed=$((failed + failed_projects))
+echo "$passed passed, $failed failed, $skipped skipped"
+[ "$failed" -eq 0 ]
