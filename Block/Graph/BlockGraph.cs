@@ -214,6 +214,7 @@ public sealed class BlockGraph : IAsyncDisposable
 
         JsonObject formatTree;
         JsonNode? protocolTree;
+        bool fromFileMember = false;
         if (driver is { Kind: BlockDriverKind.Protocol })
         {
             // Options that name a protocol driver open that node as the image, with no format layer above it.
@@ -232,6 +233,7 @@ public sealed class BlockGraph : IAsyncDisposable
         {
             formatTree = tree;
             protocolTree = tree["file"];
+            fromFileMember = protocolTree != null;
             tree.Remove("file");
             string? plainName = (tree["filename"] as JsonValue)?.GetValue<string>();
             tree.Remove("filename");
@@ -263,7 +265,7 @@ public sealed class BlockGraph : IAsyncDisposable
             ApplyCommon(p, options);
             if (options.Aio is { } aio && !p.ContainsKey("aio") && (p["driver"] as JsonValue)?.GetValue<string>() is "file" or "host_device")
                 p["aio"] = QapiEnum<BlockdevAioOptions>.ToWire(aio);
-            var protocolOptions = Parser.Parse(new OptionsReader(p, keyval: true));
+            var protocolOptions = Parser.Parse(new OptionsReader(p, keyval: true, prefix: fromFileMember ? "file" : string.Empty));
             if (protocolOptions.Driver is "file" or "host_device" && protocolOptions is Block.Drivers.File.BlockdevOptionsFile f)
                 protocolOptions = f with { Filename = Block.Drivers.File.FileDriver.StripPrefix(f.Filename) };
             protocol = await OpenNodeAsync(protocolOptions, cancellationToken).ConfigureAwait(false);

@@ -1,0 +1,103 @@
+using Block.Drivers.File;
+using Block.Graph;
+using Block.Qapi;
+using Block.TestSupport;
+
+namespace Block.Tests;
+
+/// <summary>The file protocol: holes, zero ranges, preallocation, growth and the threads engine.</summary>
+public class FileDriverTests
+{
+    [Theory]
+    [InlineData(PreallocMode.Off, false)]
+    [InlineData(PreallocMode.Falloc, true)]
+    [InlineData(PreallocMode.Full, true)]
+    public async Task Growing_with_preallocation_allocates_the_new_area(PreallocMode mode, bool allocates)
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        TestImages.CreateZeroFile(path, 1 << 20);
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(new BlockdevOptionsFile { Filename = path });
+        long before = backend.Root!.AllocatedSize!.Value;
+        await backend.TruncateAsync(3 << 20, mode);
+        Assert.Equal(3 << 20, new FileInfo(path).Length);
+        long after = backend.Root!.AllocatedSize!.Value;
+        Assert.Equal(allocates, after - before >= 2 << 20);
+    }
+
+    [Fact]
+    public async Task Shrinking_with_preallocation_is_refused()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        TestImages.CreateZeroFile(path, 1 << 20);
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(new BlockdevOptionsFile { Filename = path });
+        var e = await Assert.ThrowsAsync<BlockException>(async () => await backend.TruncateAsync(4096, PreallocMode.Full));
+        Assert.Equal(Errno.ENOTSUP, e.Errno);
+        Assert.Equal(1 << 20, new FileInfo(path).Length);
+    }
+
+    [Fact]
+    public async Task Discard_punches_holes_and_block_status_sees_them()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        using (var f = new FileStream(path, FileMode.Create))
+        {
+            f.Write(Patterns.Fill(1 << 20, 0x44));
+            f.Flush(flushToDisk: true);
+        }
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(TestImages.RawOverFile(path));
+        await backend.DiscardAsync(256 << 10, 256 << 10);
+        var status = await backend.GetBlockStatusAsync(256 << 10, 256 << 10);
+        Assert.True(status.Has(BlockStatusFlags.Zero));
+        Assert.Equal(256 << 10, status.Bytes);
+        Assert.Equal(QemuImg.MapJsonText(path), string.Join(",\n", await MapAsync(backend)) + "]\n");
+    }
+
+    private static async Task<List<string>> MapAsync(BlockBackend backend)
+    {
+        var list = new List<string>();
+        for (long offset = 0; offset < backend.Length;)
+        {
+            var s = await backend.GetBlockStatusAsync(offset, backend.Length - offset);
+            string zero = s.Has(BlockStatusFlags.Zero) ? "true" : "false", data = s.Has(BlockStatusFlags.Data) ? "true" : "false";
+            list.Add($"{(list.Count == 0 ? "[" : "")}{{ \"start\": {offset}, \"length\": {s.Bytes}, \"depth\": 0, \"present\": true, \"zero\": {zero}, \"data\": {data}, \"offset\": {s.HostOffset}}}");
+            offset += s.Bytes;
+        }
+        return list;
+    }
+
+    [Fact]
+    public async Task Writes_past_the_end_grow_the_file_and_the_node()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        TestImages.CreateZeroFile(path, 10000);
+        await using var graph = new BlockGraph();
+        var node = await graph.AddNodeAsync(new BlockdevOptionsFile { Filename = path, NodeName = "f" });
+        Assert.Equal(10240, node.Length);
+        await node.WriteAsync(10000, Patterns.Fill(240, 1));
+        Assert.Equal(10240, new FileInfo(path).Length);
+        await node.WriteAsync(1 << 20, Patterns.Fill(4096, 2));
+        Assert.Equal((1 << 20) + 4096, node.Length);
+    }
+
+    [Fact]
+    public async Task The_threads_engine_keeps_many_requests_in_flight_without_the_thread_pool()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        TestImages.CreateZeroFile(path, 16 << 20);
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(TestImages.RawOverFile(path, BlockdevAioOptions.Threads));
+        var tasks = Enumerable.Range(0, 256).Select(i => backend.ReadAsync(i * 65536L, new byte[65536]).AsTask()).ToArray();
+        await Task.WhenAll(tasks);
+        var engine = (Block.Io.ThreadsIoEngine)graph.GetEngine(BlockdevAioOptions.Threads);
+        Assert.InRange(engine.WorkerCount, 1, engine.MaxWorkers);
+        Assert.Equal(256, backend.GetStats().Stats.RdOperations);
+    }
+}
