@@ -52,6 +52,8 @@ internal static class ImageOpener
             ExtraOptions = args.ExtraOptions is null ? null : KeyValueParser.Parse(args.ExtraOptions),
             Backend = new BlockBackendOptions
             {
+                // qemu-img and qemu-io have no device model, so QEMU accounts nothing for them; neither does blk.
+                Accounting = false,
                 WriteThrough = args.Cache.WriteThrough,
                 SharedPermissions = args.Exclusive ? BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged : BlockPermissions.All,
             },

@@ -94,10 +94,10 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         long length = root.Length;
         if (offset < 0 || offset > length || length - offset < bytes)
             return Invalid(BlockAcctType.Read);
-        if (Volatile.Read(ref _quiesce) != 0 || !_options.Accounting)
+        if (Volatile.Read(ref _quiesce) != 0)
             return ReadSlowAsync(offset, buffers, flags);
 
-        long start = Stopwatch.GetTimestamp();
+        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -110,7 +110,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         if (task.IsCompletedSuccessfully)
         {
             task.GetAwaiter().GetResult();
-            Stats.Done(BlockAcctType.Read, bytes, start);
+            if (_options.Accounting)
+                Stats.Done(BlockAcctType.Read, bytes, start);
             return default;
         }
         return CompleteAsync(task, Request.Read(offset, buffers, flags), start);
@@ -134,10 +135,10 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         int bytes = buffers.Length;
         if (!CheckRange(root, offset, bytes))
             return Invalid(BlockAcctType.Write);
-        if (Volatile.Read(ref _quiesce) != 0 || !_options.Accounting)
+        if (Volatile.Read(ref _quiesce) != 0)
             return WriteSlowAsync(offset, buffers, flags);
 
-        long start = Stopwatch.GetTimestamp();
+        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -150,7 +151,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         if (task.IsCompletedSuccessfully)
         {
             task.GetAwaiter().GetResult();
-            Stats.Done(BlockAcctType.Write, bytes, start);
+            if (_options.Accounting)
+                Stats.Done(BlockAcctType.Write, bytes, start);
             return default;
         }
         return CompleteAsync(task, Request.Write(offset, buffers, flags), start);
@@ -295,7 +297,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             await gate.Task.ConfigureAwait(false);
             gate = Volatile.Read(ref _quiesceGate);
         }
-        long start = Stopwatch.GetTimestamp();
+        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
         await CompleteAsync(Issue(request), request, start).ConfigureAwait(false);
     }
 
@@ -347,7 +349,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                     return;
                 var resume = StopForError(e.Errno);
                 await resume.ConfigureAwait(false);
-                start = Stopwatch.GetTimestamp();
+                start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
                 task = Issue(request);
             }
         }
