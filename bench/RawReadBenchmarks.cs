@@ -18,6 +18,7 @@ public class RawReadBenchmarks
     private const int Ops = 1000;
     private BlockGraph _graph = null!;
     private BlockBackend _backend = null!;
+    private BlockBackend _accounted = null!;
     private SafeFileHandle _plain = null!;
     private AlignedBuffer _buffer4K = null!;
     private AlignedBuffer _buffer64K = null!;
@@ -33,10 +34,14 @@ public class RawReadBenchmarks
     {
         string path = BenchImage.Ensure();
         _graph = new BlockGraph();
-        _backend = _graph.OpenBackendAsync(new BlockdevOptionsRaw
+        var node = _graph.AddNodeAsync(new BlockdevOptionsRaw
         {
+            NodeName = "bench",
             File = new BlockdevOptionsFile { Filename = path, Aio = Engine },
         }).AsTask().GetAwaiter().GetResult();
+        // A tool's backend (no accounting, like qemu-img's) and a device's (accounting, like a VMM's virtio-blk).
+        _backend = _graph.CreateBackend(node, new BlockBackendOptions { Accounting = false });
+        _accounted = _graph.CreateBackend(node, new BlockBackendOptions { Accounting = true });
         _plain = File.OpenHandle(path);
         _buffer4K = AlignedBuffer.Allocate(4096);
         _buffer64K = AlignedBuffer.Allocate(65536);
@@ -64,6 +69,15 @@ public class RawReadBenchmarks
         var buffer = new IoVector(_buffer4K.Memory[..4096]);
         foreach (long offset in _randomOffsets)
             await _backend.ReadAsync(offset, buffer);
+    }
+
+    /// <summary>Random 4 KiB reads through a device backend that accounts latency and bytes.</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public async Task RandomRead4KAccounted()
+    {
+        var buffer = new IoVector(_buffer4K.Memory[..4096]);
+        foreach (long offset in _randomOffsets)
+            await _accounted.ReadAsync(offset, buffer);
     }
 
     /// <summary>Sequential 64 KiB reads through the graph.</summary>
