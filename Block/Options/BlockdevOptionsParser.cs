@@ -14,6 +14,9 @@ public sealed class BlockdevOptionsParser
 {
     private readonly DriverRegistry _registry;
 
+    /// <summary>JSON as QEMU's parser takes it, except that a member given twice is an error rather than a silent override.</summary>
+    internal static JsonDocumentOptions StrictJson { get; } = new() { AllowDuplicateProperties = false, MaxDepth = 64 };
+
     /// <summary>Creates a parser for the drivers of <paramref name="registry"/>.</summary>
     public BlockdevOptionsParser(DriverRegistry registry)
     {
@@ -29,7 +32,7 @@ public sealed class BlockdevOptionsParser
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(json);
+            node = JsonNode.Parse(json, documentOptions: StrictJson);
         }
         catch (JsonException e)
         {
@@ -56,7 +59,7 @@ public sealed class BlockdevOptionsParser
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(filename[5..]);
+            node = JsonNode.Parse(filename[5..], documentOptions: StrictJson);
         }
         catch (JsonException e)
         {

@@ -49,7 +49,9 @@ public static class KeyValueParser
             first = false;
             Insert(root, key, value);
         }
-        return (JsonObject)Listify(root);
+        if (Listify(root) is not JsonObject result)
+            throw new BlockOptionsException("Parameter '0' is unexpected: options must be named, not a list");
+        return result;
     }
 
     private static string ReadKey(string text, ref int pos, out bool hasValue)

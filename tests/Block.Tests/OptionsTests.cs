@@ -33,6 +33,13 @@ public class OptionsTests
     }
 
     [Fact]
+    public void A_member_given_twice_in_json_is_an_error()
+    {
+        var e = Assert.Throws<BlockOptionsException>(() => _parser.ParseJsonFilename("""json:{"driver": "raw", "offset": 5, "offset": 6}"""));
+        Assert.Contains("offset", e.Message);
+    }
+
+    [Fact]
     public void Qmp_json_is_typed_strictly()
     {
         var e = Assert.Throws<BlockOptionsException>(() => _parser.ParseJson("""{"driver": "null-co", "size": "64k"}"""));
@@ -60,6 +67,7 @@ public class OptionsTests
     [InlineData("driver=raw,file.driver=file,file.filename=x,offset=12z", "Parameter 'offset' expects integer")]
     [InlineData("filename=x", "Parameter 'driver' is missing")]
     [InlineData("driver=file,filename=x,node-name=1bad", "Invalid node name")]
+    [InlineData("0.errno=", "Parameter '0' is unexpected: options must be named, not a list")]
     public void Bad_options_are_errors_that_name_the_option(string text, string message)
     {
         var e = Assert.Throws<BlockOptionsException>(() => _parser.ParseKeyValue(text));
