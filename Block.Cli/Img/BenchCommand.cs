@@ -17,8 +17,8 @@ internal static class BenchCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? format = null;
-        bool imageOpts = false, forceShare = false, write = false, drain = true;
+        var common = new CommonOptions(cli, graph);
+        bool write = false, drain = true;
         int count = 75000, depth = 64, bufferSize = 4096;
         int? step = null;
         long offset = 0;
@@ -28,11 +28,15 @@ internal static class BenchCommand
         BlockdevAioOptions? aio = null;
         foreach (var (code, arg) in options)
         {
+            // qemu-img bench takes -q and prints everything anyway.
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
                 case "c":
                     if (!int.TryParse(arg, NumberStyles.None, CultureInfo.InvariantCulture, out count))
                     {
@@ -48,9 +52,6 @@ internal static class BenchCommand
                         return 1;
                     }
                     break;
-                case "f":
-                    format = arg;
-                    break;
                 case "n":
                     aio = BlockdevAioOptions.Native;
                     break;
@@ -65,8 +66,6 @@ internal static class BenchCommand
                 case "o":
                     if (!ImgCommon.TryParseSize(cli, arg!, "offset", out offset))
                         return 1;
-                    break;
-                case "q":
                     break;
                 case "s":
                     if (!ImgCommon.TryParseSize(cli, arg!, "buffer size", out long size) || size > int.MaxValue)
@@ -88,9 +87,6 @@ internal static class BenchCommand
                 case "w":
                     write = true;
                     break;
-                case "U":
-                    forceShare = true;
-                    break;
                 case "flush-interval":
                     if (!int.TryParse(arg, NumberStyles.None, CultureInfo.InvariantCulture, out flushInterval))
                     {
@@ -107,13 +103,6 @@ internal static class BenchCommand
                         cli.Error("Invalid pattern byte specified");
                         return 1;
                     }
-                    break;
-                case "image-opts":
-                    imageOpts = true;
-                    break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 1;
                     break;
             }
         }
@@ -138,7 +127,7 @@ internal static class BenchCommand
 
         var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
-            Filename = operands[0], Format = format, ImageOpts = imageOpts, ReadOnly = !write, ForceShare = forceShare, Cache = cache, Aio = aio,
+            Filename = operands[0], Format = common.Format, ImageOpts = common.ImageOpts, ReadOnly = !write, ForceShare = common.ForceShare, Cache = cache, Aio = aio,
         });
         if (backend is null)
             return 1;

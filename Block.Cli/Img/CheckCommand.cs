@@ -16,20 +16,20 @@ internal static class CheckCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? format = null;
-        bool imageOpts = false, forceShare = false, json = false, quiet = false;
+        var common = new CommonOptions(cli, graph);
+        bool json = false;
         var cache = CacheMode.Writeback;
         string? repair = null;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    format = arg;
-                    break;
                 case "r":
                     if (arg is not ("leaks" or "all"))
                         return Blk.Usage(cli, "Invalid option for -r");
@@ -39,21 +39,8 @@ internal static class CheckCommand
                     if (!ImgCommon.TryParseCache(cli, arg!, out cache))
                         return 1;
                     break;
-                case "U":
-                    forceShare = true;
-                    break;
-                case "image-opts":
-                    imageOpts = true;
-                    break;
                 case "output":
                     if (!ImgCommon.TryParseOutput(cli, arg!, out json))
-                        return 1;
-                    break;
-                case "q":
-                    quiet = true;
-                    break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
                         return 1;
                     break;
             }
@@ -64,10 +51,10 @@ internal static class CheckCommand
         var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
             Filename = operands[0],
-            Format = format,
-            ImageOpts = imageOpts,
+            Format = common.Format,
+            ImageOpts = common.ImageOpts,
             ReadOnly = repair is null,
-            ForceShare = forceShare,
+            ForceShare = common.ForceShare,
             Cache = cache,
         });
         if (backend is null)
@@ -95,7 +82,7 @@ internal static class CheckCommand
         }
         if (json)
             cli.Out.Write(QemuJson.Pretty(QemuJson.ToNode(result, QapiJsonContext.Default.ImageCheck)) + "\n");
-        else if (!quiet)
+        else if (!common.Quiet)
             WriteHuman(cli.Out, result);
         if (result.CheckErrors > 0)
             return 1;

@@ -18,19 +18,20 @@ internal static class CompareCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? format1 = null, format2 = null;
-        bool imageOpts = false, forceShare = false, progress = false, quiet = false, strict = false;
+        var common = new CommonOptions(cli, graph, errorExit: 2);
+        string? format2 = null;
+        bool progress = false, strict = false;
         var cache = CacheMode.Writeback;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    format1 = arg;
-                    break;
                 case "F":
                     format2 = arg;
                     break;
@@ -41,21 +42,8 @@ internal static class CompareCommand
                 case "p":
                     progress = true;
                     break;
-                case "q":
-                    quiet = true;
-                    break;
                 case "s":
                     strict = true;
-                    break;
-                case "U":
-                    forceShare = true;
-                    break;
-                case "image-opts":
-                    imageOpts = true;
-                    break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 2;
                     break;
             }
         }
@@ -64,19 +52,19 @@ internal static class CompareCommand
 
         var a = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
-            Filename = operands[0], Format = format1, ImageOpts = imageOpts, ReadOnly = true, ForceShare = forceShare, Cache = cache,
+            Filename = operands[0], Format = common.Format, ImageOpts = common.ImageOpts, ReadOnly = true, ForceShare = common.ForceShare, Cache = cache,
         });
         if (a is null)
             return 2;
         var b = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
-            Filename = operands[1], Format = format2, ImageOpts = imageOpts, ReadOnly = true, ForceShare = forceShare, Cache = cache,
+            Filename = operands[1], Format = format2, ImageOpts = common.ImageOpts, ReadOnly = true, ForceShare = common.ForceShare, Cache = cache,
         });
         if (b is null)
             return 2;
 
-        var output = quiet ? TextWriter.Null : cli.Out;
-        var meter = new Progress(progress && !quiet ? cli.Out : null, 2.0);
+        var output = common.Quiet ? TextWriter.Null : cli.Out;
+        var meter = new Progress(progress && !common.Quiet ? cli.Out : null, 2.0);
         try
         {
             int result = await CompareAsync(a.Root!, b.Root!, strict, output, meter);

@@ -25,9 +25,10 @@ internal static class ConvertCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? sourceFormat = null, outputFormat = null, backingFile = null, backingFormat = null, snapshot = null;
+        var common = new CommonOptions(cli, graph);
+        string? outputFormat = null, backingFile = null, backingFormat = null, snapshot = null;
         var optionTexts = new List<string>();
-        bool imageOpts = false, targetImageOpts = false, forceShare = false, compress = false, progress = false, quiet = false;
+        bool targetImageOpts = false, compress = false, progress = false;
         bool skipCreate = false, outOfOrder = false, targetIsZero = false;
         long minSparse = 8 * Sector;
         int coroutines = 8;
@@ -35,14 +36,14 @@ internal static class ConvertCommand
         var sourceCache = CacheMode.Writeback;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    sourceFormat = arg;
-                    break;
                 case "O":
                     outputFormat = arg;
                     break;
@@ -86,9 +87,6 @@ internal static class ConvertCommand
                     if (!ImgCommon.TryParseCache(cli, arg!, out sourceCache))
                         return 1;
                     break;
-                case "q":
-                    quiet = true;
-                    break;
                 case "n":
                     skipCreate = true;
                     break;
@@ -102,15 +100,9 @@ internal static class ConvertCommand
                 case "W":
                     outOfOrder = true;
                     break;
-                case "U":
-                    forceShare = true;
-                    break;
                 case "r":
                     if (!ImgCommon.TryParseSize(cli, arg!, "rate limit", out _))
                         return 1;
-                    break;
-                case "image-opts":
-                    imageOpts = true;
                     break;
                 case "target-image-opts":
                     targetImageOpts = true;
@@ -122,10 +114,6 @@ internal static class ConvertCommand
                 case "salvage":
                 case "bitmaps":
                 case "skip-broken-bitmaps":
-                    break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 1;
                     break;
             }
         }
@@ -154,15 +142,15 @@ internal static class ConvertCommand
             return 1;
         }
         string target = operands[^1];
-        progress &= !quiet;
+        progress &= !common.Quiet;
 
         var sources = new List<Source>();
         foreach (var name in operands.Take(operands.Count - 1))
         {
             var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
             {
-                Filename = name, Format = sourceFormat, ImageOpts = imageOpts, ReadOnly = true, ForceShare = forceShare,
-                Cache = sourceCache, Exclusive = !forceShare,
+                Filename = name, Format = common.Format, ImageOpts = common.ImageOpts, ReadOnly = true, ForceShare = common.ForceShare,
+                Cache = sourceCache, Exclusive = !common.ForceShare,
             });
             if (backend is null)
                 return 1;

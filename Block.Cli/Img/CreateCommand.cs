@@ -15,20 +15,19 @@ internal static class CreateCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string format = "raw";
+        var common = new CommonOptions(cli, graph);
         string? backing = null, backingFormat = null;
         var optionTexts = new List<string>();
-        bool quiet = false;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    format = arg!;
-                    break;
                 case "F":
                     backingFormat = arg;
                     break;
@@ -38,17 +37,11 @@ internal static class CreateCommand
                 case "o":
                     optionTexts.Add(arg!);
                     break;
-                case "q":
-                    quiet = true;
-                    break;
                 case "u":
-                    break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 1;
                     break;
             }
         }
+        string format = common.Format ?? "raw";
 
         string? filename = operands.Count > 0 ? operands[0] : null;
         if (optionTexts.Any(IsHelp))
@@ -128,7 +121,7 @@ internal static class CreateCommand
             return 1;
         }
 
-        if (!quiet)
+        if (!common.Quiet)
             cli.Out.WriteLine(FormattingLine(filename, format, descriptors, createOptions));
         try
         {

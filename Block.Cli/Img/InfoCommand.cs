@@ -13,24 +13,18 @@ internal static class InfoCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? format = null;
-        bool imageOpts = false, forceShare = false, json = false, chain = false;
+        var common = new CommonOptions(cli, graph);
+        bool json = false, chain = false;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    format = arg;
-                    break;
-                case "U":
-                    forceShare = true;
-                    break;
-                case "image-opts":
-                    imageOpts = true;
-                    break;
                 case "backing-chain":
                     chain = true;
                     break;
@@ -38,15 +32,11 @@ internal static class InfoCommand
                     if (!ImgCommon.TryParseOutput(cli, arg!, out json))
                         return 1;
                     break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 1;
-                    break;
             }
         }
         if (operands.Count != 1)
             return Blk.Usage(cli, "Expecting one image file name");
-        if (imageOpts && format != null)
+        if (common.ImageOpts && common.Format != null)
         {
             cli.Error("--image-opts and --format are mutually exclusive");
             return 1;
@@ -55,10 +45,10 @@ internal static class InfoCommand
         var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
             Filename = operands[0],
-            Format = format,
-            ImageOpts = imageOpts,
+            Format = common.Format,
+            ImageOpts = common.ImageOpts,
             ReadOnly = true,
-            ForceShare = forceShare,
+            ForceShare = common.ForceShare,
         });
         if (backend is null)
             return 1;

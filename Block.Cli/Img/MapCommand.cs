@@ -16,26 +16,20 @@ internal static class MapCommand
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? format = null;
-        bool imageOpts = false, forceShare = false, json = false;
+        var common = new CommonOptions(cli, graph);
+        bool json = false;
         long start = 0;
         long? maxLength = null;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    format = arg;
-                    break;
-                case "U":
-                    forceShare = true;
-                    break;
-                case "image-opts":
-                    imageOpts = true;
-                    break;
                 case "output":
                     if (!ImgCommon.TryParseOutput(cli, arg!, out json))
                         return 1;
@@ -49,10 +43,6 @@ internal static class MapCommand
                         return 1;
                     maxLength = max;
                     break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 1;
-                    break;
             }
         }
         if (operands.Count != 1)
@@ -61,10 +51,10 @@ internal static class MapCommand
         var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
             Filename = operands[0],
-            Format = format,
-            ImageOpts = imageOpts,
+            Format = common.Format,
+            ImageOpts = common.ImageOpts,
             ReadOnly = true,
-            ForceShare = forceShare,
+            ForceShare = common.ForceShare,
         });
         if (backend is null)
             return 1;

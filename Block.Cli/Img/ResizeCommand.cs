@@ -17,22 +17,19 @@ internal static class ResizeCommand
         if (ImgCommon.Parse(cli, getopt, args[..^1]) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
-        string? format = null;
-        bool imageOpts = false, quiet = false, shrink = false;
+        var common = new CommonOptions(cli, graph);
+        bool shrink = false;
         var prealloc = PreallocMode.Off;
         foreach (var (code, arg) in options)
         {
+            if (common.Apply(code, arg))
+            {
+                if (common.Exit is { } exit)
+                    return exit;
+                continue;
+            }
             switch (code)
             {
-                case "h":
-                    cli.Out.Write(HelpText.Text);
-                    return 0;
-                case "f":
-                    format = arg;
-                    break;
-                case "q":
-                    quiet = true;
-                    break;
                 case "shrink":
                     shrink = true;
                     break;
@@ -42,15 +39,6 @@ internal static class ResizeCommand
                         cli.Error($"Invalid preallocation mode '{arg}'");
                         return 1;
                     }
-                    break;
-                case "image-opts":
-                    imageOpts = true;
-                    break;
-                case "U":
-                    break;
-                case "object":
-                    if (!ImgCommon.AddObject(cli, graph, arg!))
-                        return 1;
                     break;
             }
         }
@@ -66,7 +54,7 @@ internal static class ResizeCommand
             return 1;
         }
 
-        var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs { Filename = operands[0], Format = format, ImageOpts = imageOpts });
+        var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs { Filename = operands[0], Format = common.Format, ImageOpts = common.ImageOpts });
         if (backend is null)
             return 1;
 
@@ -102,7 +90,7 @@ internal static class ResizeCommand
             cli.Error(e.Message);
             return 1;
         }
-        if (!quiet)
+        if (!common.Quiet)
             cli.Out.WriteLine("Image resized.");
         return 0;
     }

@@ -278,140 +278,132 @@ internal static class IoCommands
 
     private static string Errno(BlockException e) => ErrnoText.Describe(e.Errno);
 
-    private static async Task<bool> ReadAsync(IoSession s, string name, string[] args)
+    /// <summary>The flags read, readv, write and writev share, and the ones each adds.</summary>
+    private sealed class IoFlags
     {
-        var (options, operands) = Options(s, name, "abCP:ql:s:vp", args);
-        bool machine = false, quiet = false, verbose = false, vmstate = false;
-        byte? pattern = null;
-        string? patternOffsetText = null, patternCountText = null;
-        foreach (var (code, arg) in options)
+        public bool Machine;
+        public bool Quiet;
+        public bool Verbose;
+        public bool VmState;
+        public bool Zero;
+        public bool Unmap;
+        public bool NoFallback;
+        public bool Fua;
+        public bool Compressed;
+        public byte? Pattern;
+        public string? PatternOffset;
+        public string? PatternCount;
+        public string? SourceFile;
+        public int Sources;
+
+        /// <summary>Applies one option; false (after printing the reason) for a bad pattern.</summary>
+        public bool Apply(IoSession s, string code, string? arg)
         {
             switch (code)
             {
-                case "b":
-                    vmstate = true;
-                    break;
-                case "C":
-                    machine = true;
-                    break;
+                case "C": Machine = true; break;
+                case "q": Quiet = true; break;
+                case "v": Verbose = true; break;
+                case "b": VmState = true; break;
+                case "z": Zero = true; Sources++; break;
+                case "u": Unmap = true; break;
+                case "n": NoFallback = true; break;
+                case "f": Fua = true; break;
+                case "c": Compressed = true; break;
+                case "l": PatternCount = arg; break;
+                case "s" when IsWrite: SourceFile = arg; Sources++; break;
+                case "s": PatternOffset = arg; break;
                 case "P":
+                    Sources++;
                     if (!TryPattern(s, arg!, out byte p))
                         return false;
-                    pattern = p;
-                    break;
-                case "q":
-                    quiet = true;
-                    break;
-                case "v":
-                    verbose = true;
-                    break;
-                case "l":
-                    patternCountText = arg;
-                    break;
-                case "s":
-                    patternOffsetText = arg;
+                    Pattern = p;
                     break;
             }
+            return true;
         }
-        if (operands.Count != 2 || ((patternOffsetText != null || patternCountText != null) && pattern is null))
-            throw new UsageException();
-        if (Number(s, operands[0]) is not { } offset || Number(s, operands[1]) is not { } count)
+
+        public bool IsWrite { get; init; }
+    }
+
+    private static (IoFlags? Flags, List<string> Operands) ParseIo(IoSession s, string name, string spec, string[] args, bool write)
+    {
+        var (options, operands) = Options(s, name, spec, args);
+        var flags = new IoFlags { IsWrite = write };
+        foreach (var (code, arg) in options)
+        {
+            if (!flags.Apply(s, code, arg))
+                return (null, operands);
+        }
+        return (flags, operands);
+    }
+
+    /// <summary>Parses <c>len [len..]</c> into buffers filled with <paramref name="fill"/>; null after printing the reason.</summary>
+    private static Memory<byte>[]? Segments(IoSession s, IEnumerable<string> lengths, byte fill, out long total)
+    {
+        var segments = new List<Memory<byte>>();
+        total = 0;
+        foreach (var text in lengths)
+        {
+            if (Number(s, text) is not { } len)
+                return null;
+            total += len;
+            if (total > MaxRequest)
+            {
+                s.Out.WriteLine($"length cannot exceed {MaxRequest}, given {text}");
+                return null;
+            }
+            segments.Add(s.Allocate((int)len, fill));
+        }
+        return [.. segments];
+    }
+
+    private static Task<bool> ReadAsync(IoSession s, string name, string[] args) => ReadCommonAsync(s, name, "abCP:ql:s:vp", args, vectored: false);
+
+    private static Task<bool> ReadvAsync(IoSession s, string name, string[] args) => ReadCommonAsync(s, name, "CP:qv", args, vectored: true);
+
+    private static async Task<bool> ReadCommonAsync(IoSession s, string name, string spec, string[] args, bool vectored)
+    {
+        var (flags, operands) = ParseIo(s, name, spec, args, write: false);
+        if (flags is null)
             return false;
-        if (count > MaxRequest)
+        bool verifyRange = flags.PatternOffset != null || flags.PatternCount != null;
+        if ((vectored ? operands.Count < 2 : operands.Count != 2) || (verifyRange && flags.Pattern is null))
+            throw new UsageException();
+        if (Number(s, operands[0]) is not { } offset)
+            return false;
+        if (!vectored && Number(s, operands[1]) is { } single && single > MaxRequest)
         {
             s.Out.WriteLine($"length cannot exceed {MaxRequest}, given {operands[1]}");
             return false;
         }
+        if (Segments(s, operands.Skip(1), 0xcd, out long count) is not { } segments)
+            return false;
         long patternOffset = 0, patternCount = count;
-        if (patternOffsetText != null && Number(s, patternOffsetText) is not { } po)
-            return false;
-        else if (patternOffsetText != null)
-            patternOffset = Number(s, patternOffsetText)!.Value;
-        if (patternCountText != null && Number(s, patternCountText) is not { } pc)
-            return false;
-        else if (patternCountText != null)
-            patternCount = Number(s, patternCountText)!.Value;
+        if (flags.PatternOffset != null)
+        {
+            if (Number(s, flags.PatternOffset) is not { } po)
+                return false;
+            patternOffset = po;
+        }
+        if (flags.PatternCount != null)
+        {
+            if (Number(s, flags.PatternCount) is not { } pc)
+                return false;
+            patternCount = pc;
+        }
         if (patternOffset + patternCount > count)
         {
             s.Out.WriteLine("pattern verification range exceeds end of read data");
             return false;
         }
-        if (vmstate)
+        if (flags.VmState)
         {
             s.Out.WriteLine("read failed: Operation not supported");
             return false;
         }
 
-        var buffer = s.Allocate((int)count);
-        var sw = Stopwatch.StartNew();
-        try
-        {
-            await s.Backend!.ReadAsync(offset, buffer);
-        }
-        catch (BlockException e)
-        {
-            s.Out.WriteLine($"read failed: {Errno(e)}");
-            return false;
-        }
-        sw.Stop();
-        bool ok = true;
-        if (pattern is { } expected && buffer.Span.Slice((int)patternOffset, (int)patternCount).IndexOfAnyExcept(expected) >= 0)
-        {
-            s.Out.WriteLine($"Pattern verification failed at offset {offset + patternOffset}, {patternCount} bytes");
-            ok = false;
-        }
-        if (quiet)
-            return ok;
-        if (verbose)
-            Dump(s, buffer.Span, offset);
-        Report(s, "read", sw.Elapsed, offset, count, 1, machine);
-        return ok;
-    }
-
-    private static async Task<bool> ReadvAsync(IoSession s, string name, string[] args)
-    {
-        var (options, operands) = Options(s, name, "CP:qv", args);
-        bool machine = false, quiet = false, verbose = false;
-        byte? pattern = null;
-        foreach (var (code, arg) in options)
-        {
-            switch (code)
-            {
-                case "C":
-                    machine = true;
-                    break;
-                case "P":
-                    if (!TryPattern(s, arg!, out byte p))
-                        return false;
-                    pattern = p;
-                    break;
-                case "q":
-                    quiet = true;
-                    break;
-                case "v":
-                    verbose = true;
-                    break;
-            }
-        }
-        if (operands.Count < 2)
-            throw new UsageException();
-        if (Number(s, operands[0]) is not { } offset)
-            return false;
-        var segments = new List<Memory<byte>>();
-        long total = 0;
-        foreach (var text in operands.Skip(1))
-        {
-            if (Number(s, text) is not { } len)
-                return false;
-            total += len;
-            if (total > MaxRequest)
-            {
-                s.Out.WriteLine($"length cannot exceed {MaxRequest}, given {text}");
-                return false;
-            }
-            segments.Add(s.Allocate((int)len));
-        }
-        var vector = new IoVector(segments.ToArray());
+        var vector = new IoVector(segments);
         var sw = Stopwatch.StartNew();
         try
         {
@@ -419,199 +411,103 @@ internal static class IoCommands
         }
         catch (BlockException e)
         {
-            s.Out.WriteLine($"readv failed: {Errno(e)}");
+            s.Out.WriteLine($"{(vectored ? "readv" : "read")} failed: {Errno(e)}");
             return false;
         }
         sw.Stop();
-        var data = vector.ToArray();
+        var data = vector.IsSingleSegment ? vector.FirstSegment : vector.ToArray();
         bool ok = true;
-        if (pattern is { } expected && data.AsSpan().IndexOfAnyExcept(expected) >= 0)
+        if (flags.Pattern is { } expected && data.Span.Slice((int)patternOffset, (int)patternCount).IndexOfAnyExcept(expected) >= 0)
         {
-            s.Out.WriteLine($"Pattern verification failed at offset {offset}, {total} bytes");
+            s.Out.WriteLine($"Pattern verification failed at offset {offset + patternOffset}, {patternCount} bytes");
             ok = false;
         }
-        if (quiet)
+        if (flags.Quiet)
             return ok;
-        if (verbose)
-            Dump(s, data, offset);
-        Report(s, "read", sw.Elapsed, offset, total, 1, machine);
+        if (flags.Verbose)
+            Dump(s, data.Span, offset);
+        Report(s, "read", sw.Elapsed, offset, count, 1, flags.Machine);
         return ok;
     }
 
-    private static async Task<bool> WriteAsync(IoSession s, string name, string[] args)
+    private static Task<bool> WriteAsync(IoSession s, string name, string[] args) => WriteCommonAsync(s, name, "bcCfnpP:qs:uz", args, vectored: false);
+
+    private static Task<bool> WritevAsync(IoSession s, string name, string[] args) => WriteCommonAsync(s, name, "CfqP:", args, vectored: true);
+
+    private static async Task<bool> WriteCommonAsync(IoSession s, string name, string spec, string[] args, bool vectored)
     {
-        var (options, operands) = Options(s, name, "bcCfnpP:qs:uz", args);
-        bool machine = false, quiet = false, zero = false, unmap = false, noFallback = false, fua = false, compressed = false, vmstate = false;
-        byte fill = 0xcd;
-        string? sourceFile = null;
-        int sources = 0;
-        foreach (var (code, arg) in options)
-        {
-            switch (code)
-            {
-                case "b":
-                    vmstate = true;
-                    break;
-                case "c":
-                    compressed = true;
-                    break;
-                case "C":
-                    machine = true;
-                    break;
-                case "f":
-                    fua = true;
-                    break;
-                case "n":
-                    noFallback = true;
-                    break;
-                case "P":
-                    sources++;
-                    if (!TryPattern(s, arg!, out fill))
-                        return false;
-                    break;
-                case "q":
-                    quiet = true;
-                    break;
-                case "s":
-                    sources++;
-                    sourceFile = arg;
-                    break;
-                case "u":
-                    unmap = true;
-                    break;
-                case "z":
-                    sources++;
-                    zero = true;
-                    break;
-            }
-        }
-        if (operands.Count != 2)
+        var (flags, operands) = ParseIo(s, name, spec, args, write: true);
+        if (flags is null)
+            return false;
+        if (vectored ? operands.Count < 2 : operands.Count != 2)
             throw new UsageException();
-        if (sources > 1)
+        if (flags.Sources > 1)
         {
             s.Out.WriteLine("Only one of -z, -P, and -s can be specified at the same time");
             return false;
         }
-        if (unmap && !zero)
+        if (flags.Unmap && !flags.Zero)
         {
             s.Out.WriteLine("-u requires -z to be specified");
             return false;
         }
-        if (Number(s, operands[0]) is not { } offset || Number(s, operands[1]) is not { } count)
+        if (Number(s, operands[0]) is not { } offset)
             return false;
-        if (count > MaxRequest && !(zero && noFallback))
-        {
-            s.Out.WriteLine(zero ? $"length cannot exceed {MaxRequest} without -n, given {operands[1]}" : $"length cannot exceed {MaxRequest}, given {operands[1]}");
-            return false;
-        }
-        if (vmstate)
-        {
-            s.Out.WriteLine("write failed: Operation not supported");
-            return false;
-        }
 
-        var flags = RequestFlags.None;
-        if (fua)
-            flags |= RequestFlags.Fua;
-        if (compressed)
-            flags |= RequestFlags.Compressed;
-        var sw = Stopwatch.StartNew();
+        var requestFlags = (flags.Fua ? RequestFlags.Fua : 0) | (flags.Compressed ? RequestFlags.Compressed : 0);
+        long count;
+        var sw = new Stopwatch();
         try
         {
-            if (zero)
+            if (flags.Zero)
             {
-                if (unmap)
-                    flags |= RequestFlags.MayUnmap;
-                if (noFallback)
-                    flags |= RequestFlags.NoFallback;
-                await s.Backend!.WriteZeroesAsync(offset, count, flags);
+                if (Number(s, operands[1]) is not { } zeroCount)
+                    return false;
+                if (zeroCount > MaxRequest && !flags.NoFallback)
+                {
+                    s.Out.WriteLine($"length cannot exceed {MaxRequest} without -n, given {operands[1]}");
+                    return false;
+                }
+                count = zeroCount;
+                requestFlags |= (flags.Unmap ? RequestFlags.MayUnmap : 0) | (flags.NoFallback ? RequestFlags.NoFallback : 0);
+                sw.Start();
+                await s.Backend!.WriteZeroesAsync(offset, count, requestFlags);
             }
             else
             {
-                var buffer = s.Allocate((int)count, fill);
-                if (sourceFile != null)
+                if (Segments(s, operands.Skip(1), flags.Pattern ?? 0xcd, out count) is not { } segments)
+                    return false;
+                if (flags.VmState)
+                {
+                    s.Out.WriteLine("write failed: Operation not supported");
+                    return false;
+                }
+                if (flags.SourceFile is { } source)
                 {
                     byte[] content;
                     try
                     {
-                        content = File.ReadAllBytes(sourceFile);
+                        content = File.ReadAllBytes(source);
                     }
                     catch (Exception e) when (e is IOException or UnauthorizedAccessException)
                     {
-                        s.Cli.Err.WriteLine($"{sourceFile}: {(e is FileNotFoundException or DirectoryNotFoundException ? "No such file or directory" : e.Message)}");
+                        s.Cli.Err.WriteLine($"{source}: {(e is FileNotFoundException or DirectoryNotFoundException ? "No such file or directory" : e.Message)}");
                         return false;
                     }
-                    content.AsSpan(0, (int)Math.Min(content.Length, count)).CopyTo(buffer.Span);
+                    content.AsSpan(0, (int)Math.Min(content.Length, count)).CopyTo(segments[0].Span);
                 }
-                await s.Backend!.WriteAsync(offset, buffer, flags);
+                sw.Start();
+                await s.Backend!.WriteAsync(offset, new IoVector(segments), requestFlags);
             }
         }
         catch (BlockException e)
         {
-            s.Out.WriteLine($"write failed: {Errno(e)}");
+            s.Out.WriteLine($"{(vectored ? "writev" : "write")} failed: {Errno(e)}");
             return false;
         }
         sw.Stop();
-        if (!quiet)
-            Report(s, "wrote", sw.Elapsed, offset, count, 1, machine);
-        return true;
-    }
-
-    private static async Task<bool> WritevAsync(IoSession s, string name, string[] args)
-    {
-        var (options, operands) = Options(s, name, "CfqP:", args);
-        bool machine = false, quiet = false, fua = false;
-        byte fill = 0xcd;
-        foreach (var (code, arg) in options)
-        {
-            switch (code)
-            {
-                case "C":
-                    machine = true;
-                    break;
-                case "f":
-                    fua = true;
-                    break;
-                case "q":
-                    quiet = true;
-                    break;
-                case "P":
-                    if (!TryPattern(s, arg!, out fill))
-                        return false;
-                    break;
-            }
-        }
-        if (operands.Count < 2)
-            throw new UsageException();
-        if (Number(s, operands[0]) is not { } offset)
-            return false;
-        var segments = new List<Memory<byte>>();
-        long total = 0;
-        foreach (var text in operands.Skip(1))
-        {
-            if (Number(s, text) is not { } len)
-                return false;
-            total += len;
-            if (total > MaxRequest)
-            {
-                s.Out.WriteLine($"length cannot exceed {MaxRequest}, given {text}");
-                return false;
-            }
-            segments.Add(s.Allocate((int)len, fill));
-        }
-        var sw = Stopwatch.StartNew();
-        try
-        {
-            await s.Backend!.WriteAsync(offset, new IoVector(segments.ToArray()), fua ? RequestFlags.Fua : RequestFlags.None);
-        }
-        catch (BlockException e)
-        {
-            s.Out.WriteLine($"writev failed: {Errno(e)}");
-            return false;
-        }
-        sw.Stop();
-        if (!quiet)
-            Report(s, "wrote", sw.Elapsed, offset, total, 1, machine);
+        if (!flags.Quiet)
+            Report(s, "wrote", sw.Elapsed, offset, count, 1, flags.Machine);
         return true;
     }
 
