@@ -37,6 +37,44 @@ public sealed class ImageCreateRequest
     public ImageCreateRequest ForDriver(string filename, IReadOnlyDictionary<string, string>? overrideOptions = null) =>
         new(Graph, filename, overrideOptions ?? _options);
 
+    /// <summary>
+    /// For format drivers: creates the image's file through its protocol (empty, keeping the protocol's own options such
+    /// as <c>nocow</c>) and opens it for formatting: a backend that may write, resize, and write past the end.
+    /// The caller disposes it.
+    /// </summary>
+    public async ValueTask<BlockBackend> CreateAndOpenFileAsync(CancellationToken cancellationToken = default)
+    {
+        var protocol = Graph.Drivers.ProtocolFor(Filename);
+        if (!protocol.CanCreate)
+            throw new BlockException(Errno.ENOTSUP, $"Protocol driver '{protocol.Name}' does not support image creation");
+        var protocolOptions = new Dictionary<string, string>(StringComparer.Ordinal) { ["size"] = "0" };
+        foreach (var d in protocol.CreateOptions)
+        {
+            if (d.Name is not ("size" or "preallocation") && _options.TryGetValue(d.Name, out var v))
+            {
+                protocolOptions[d.Name] = v;
+                _consumed.Add(d.Name);
+            }
+        }
+        await protocol.CreateAsync(ForDriver(Filename, protocolOptions), cancellationToken).ConfigureAwait(false);
+        var node = await Graph.OpenNodeAsync(protocol.OptionsFromFilename(Filename), cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return Graph.CreateBackend(node, new BlockBackendOptions
+            {
+                Accounting = false,
+                AllowWriteBeyondEof = true,
+                Permissions = BlockPermissions.ConsistentRead | BlockPermissions.Write | BlockPermissions.Resize,
+                SharedPermissions = BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged,
+            });
+        }
+        catch
+        {
+            await Graph.ReleaseNodeAsync(node).ConfigureAwait(false);
+            throw;
+        }
+    }
+
     /// <summary>Reads a text option.</summary>
     public string? GetString(string name)
     {

@@ -85,6 +85,12 @@ public abstract class NodeDriver : IAsyncDisposable
     /// <summary>Cluster size for <see cref="ImageInfo.ClusterSize"/>, for formats with clusters.</summary>
     public virtual long? ClusterSize => null;
 
+    /// <summary>The backing file name as the image records it (relative names stay relative), or null.</summary>
+    public virtual string? BackingFileName => null;
+
+    /// <summary>The backing file's format as the image records it, or null.</summary>
+    public virtual string? BackingFileFormat => null;
+
     /// <summary>Where internal snapshots keep VM state (guest offset past the disk); 0 for formats without any.</summary>
     public virtual long VmStateOffset => 0;
 

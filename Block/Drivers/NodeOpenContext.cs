@@ -59,6 +59,87 @@ public sealed class NodeOpenContext
         }
     }
 
+    private const int MaxChainLength = 1000;
+    private static readonly AsyncLocal<System.Collections.Immutable.ImmutableList<string>?> s_chain = new();
+
+    /// <summary>
+    /// Opens a file named inside this node's image — a backing file, an external data file, an extent — and attaches
+    /// it as <paramref name="childName"/>. The name is resolved against the image's directory, checked by the graph's
+    /// <see cref="ImageReferencePolicy"/>, opened with <paramref name="format"/> (probed only if the policy allows), and
+    /// refused if it is already part of the chain being opened (a loop).
+    /// </summary>
+    /// <param name="childName">The QAPI child name (<c>backing</c>, <c>data-file</c>…).</param>
+    /// <param name="name">The file name as the image records it.</param>
+    /// <param name="format">The format the image records, or null.</param>
+    /// <param name="role">The child's role.</param>
+    /// <param name="readOnly">Open read-only (backing files always are).</param>
+    /// <param name="cancellationToken">Cancels the open.</param>
+    public async ValueTask<BlockChild> OpenReferencedImageAsync(string childName, string name, string? format, ChildRole role, bool readOnly,
+        CancellationToken cancellationToken = default)
+    {
+        string resolved = Node.ResolveReference(name);
+        Graph.ReferencePolicy.Check(resolved, Node.Filename);
+        if (format is null && !Graph.ReferencePolicy.AllowProbing)
+            throw new BlockException(Errno.EACCES, $"The format of '{resolved}' is not recorded in '{Node.Filename}' and the image reference policy does not allow probing it");
+
+        var chain = s_chain.Value ?? [];
+        string self = Canonical(Node.Filename);
+        if (!chain.Contains(self))
+            chain = chain.Add(self);
+        string target = Canonical(resolved);
+        if (chain.Contains(target))
+            throw new BlockException(Errno.ELOOP, $"Backing chain loop: '{resolved}' is already part of the chain of '{Node.Filename}'");
+        if (chain.Count >= MaxChainLength)
+            throw new BlockException(Errno.EMLINK, $"Backing chain of '{Node.Filename}' is longer than {MaxChainLength} images");
+
+        var previous = s_chain.Value;
+        s_chain.Value = chain;
+        BlockNode child;
+        try
+        {
+            child = await Graph.OpenImageNodeAsync(resolved, new ImageOpenOptions
+            {
+                Format = format,
+                AllowProbing = Graph.ReferencePolicy.AllowProbing,
+                ReadOnly = readOnly || Node.ReadOnly,
+                ForceShare = Node.ForceShare,
+                CacheDirect = Node.CacheDirect,
+                NoFlush = Node.CacheNoFlush,
+                Discard = Node.Discard,
+            }, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            s_chain.Value = previous;
+        }
+        try
+        {
+            var edge = Graph.AttachChild(Node, childName, child, role);
+            _openedChildren.Add(child);
+            return edge;
+        }
+        catch
+        {
+            await Graph.ReleaseNodeAsync(child).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static string Canonical(string path)
+    {
+        if (path.StartsWith("json:", StringComparison.Ordinal) || path.Contains("://", StringComparison.Ordinal))
+            return path;
+        try
+        {
+            var info = new FileInfo(Path.GetFullPath(path));
+            return info.LinkTarget != null ? info.ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? info.FullName : info.FullName;
+        }
+        catch (IOException)
+        {
+            return Path.GetFullPath(path);
+        }
+    }
+
     private BlockdevOptions Inherit(BlockdevOptions child, ChildRole role)
     {
         var parent = Node;

@@ -49,6 +49,10 @@ public enum Errno
     ENXIO = 6,
     /// <summary>E2BIG: argument list too long (a request larger than the layer allows).</summary>
     E2BIG = 7,
+    /// <summary>EMLINK: too many links (a backing chain longer than allowed).</summary>
+    EMLINK = 31,
+    /// <summary>ELOOP: too many levels of symbolic links (a backing chain that loops).</summary>
+    ELOOP = 40,
     /// <summary>ENOTSUP / EOPNOTSUPP: operation not supported.</summary>
     ENOTSUP = 95,
     /// <summary>ENOMEDIUM: no medium found (a backend without a root node).</summary>
@@ -84,6 +88,8 @@ public static class ErrnoText
         Errno.ESPIPE => "Illegal seek",
         Errno.EROFS => "Read-only file system",
         Errno.ERANGE => "Numerical result out of range",
+        Errno.EMLINK => "Too many links",
+        Errno.ELOOP => "Too many levels of symbolic links",
         Errno.ENOTSUP => "Operation not supported",
         Errno.ENOMEDIUM => "No medium found",
         Errno.ECANCELED => "Operation canceled",

@@ -33,6 +33,7 @@ public sealed class BlockGraph : IAsyncDisposable
         Drivers = options.Drivers ?? DriverRegistry.CreateDefault();
         Buffers = options.Buffers ?? AlignedBufferPool.Shared;
         DefaultAio = options.DefaultAio;
+        ReferencePolicy = options.ReferencePolicy;
         Parser = new BlockdevOptionsParser(Drivers);
         int maxThreads = options.MaxIoThreads;
         _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
@@ -49,6 +50,9 @@ public sealed class BlockGraph : IAsyncDisposable
 
     /// <summary>The engine file nodes use by default.</summary>
     public BlockdevAioOptions DefaultAio { get; }
+
+    /// <summary>Which files named inside images may be opened.</summary>
+    public ImageReferencePolicy ReferencePolicy { get; }
 
     /// <summary>Secrets for encrypted images (QEMU's <c>secret</c> objects).</summary>
     public Secrets.SecretStore Secrets { get; } = new();

@@ -15,6 +15,9 @@ public sealed record BlockGraphOptions
     /// <summary>Most threads of the <c>threads</c> engine (QEMU's pool has 64).</summary>
     public int MaxIoThreads { get; init; } = 64;
 
+    /// <summary>Which files named inside images (backing, data, extent files) may be opened. Default: <see cref="ImageReferencePolicy.Allow"/>, as qemu-img.</summary>
+    public ImageReferencePolicy ReferencePolicy { get; init; } = ImageReferencePolicy.Allow;
+
     /// <summary>The engine file nodes use when their options do not name one.</summary>
     public Qapi.BlockdevAioOptions DefaultAio { get; init; } = Qapi.BlockdevAioOptions.Threads;
 }

@@ -239,9 +239,30 @@ public sealed partial class BlockNode : IBlockParent
             VirtualSize = Length,
             ClusterSize = impl.ClusterSize,
             FormatSpecific = impl.SpecificInfo,
-            BackingFilename = backing?.Filename,
+            BackingFilename = impl.BackingFileName,
+            FullBackingFilename = impl.BackingFileName is { } name ? backing?.Filename ?? ResolveReference(name) : null,
+            BackingFilenameFormat = impl.BackingFileFormat,
             BackingImage = backingChain ? backing?.GetImageInfo(true) : null,
         };
+    }
+
+    /// <summary>
+    /// Resolves a file name recorded inside this node's image (a backing or extent file) the way QEMU does: relative
+    /// names are relative to the directory of this image's file; absolute names, protocols and <c>json:</c> stay.
+    /// </summary>
+    public string ResolveReference(string name)
+    {
+        if (name.Length == 0 || Path.IsPathRooted(name) || name.StartsWith("json:", StringComparison.Ordinal) || IsProtocolName(name))
+            return name;
+        string? dir = Path.GetDirectoryName(Filename);
+        return string.IsNullOrEmpty(dir) ? name : Path.Combine(dir, name);
+    }
+
+    private static bool IsProtocolName(string name)
+    {
+        int colon = name.IndexOf(':');
+        int slash = name.IndexOf('/');
+        return colon > 0 && (slash < 0 || colon < slash);
     }
 
     /// <summary>The node as <c>query-named-block-nodes</c> shows it.</summary>
@@ -251,7 +272,7 @@ public sealed partial class BlockNode : IBlockParent
         NodeName = NodeName,
         ReadOnly = ReadOnly,
         Driver = DriverName,
-        BackingFile = Backing?.Node.Filename,
+        BackingFile = Impl.BackingFileName,
         BackingFileDepth = BackingDepth,
         Encrypted = false,
         EncryptionKeyMissing = false,
