@@ -68,7 +68,7 @@ internal static class CheckCommand
         ImageCheck result;
         try
         {
-            result = await backend.Root!.Impl.CheckAsync(mode);
+            result = await backend.Root!.Impl.CheckAsync(mode, cli.Err);
         }
         catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
         {

@@ -117,7 +117,8 @@ internal static class InfoCommand
         switch (node)
         {
             case JsonObject obj:
-                foreach (var (key, value) in obj)
+                // QEMU's human dump walks its dictionary, so members come in the same hash order as in JSON.
+                foreach (var (key, value) in QemuJson.MemberOrder(obj))
                 {
                     string name = key.Replace('-', ' ');
                     if (value is JsonObject or JsonArray)

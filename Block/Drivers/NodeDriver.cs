@@ -79,6 +79,12 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask<ImageCheck> CheckAsync(CheckRepair repair) =>
         ValueTask.FromException<ImageCheck>(new BlockException(Errno.ENOTSUP, "This image format does not support checks"));
 
+    /// <summary>
+    /// <see cref="CheckAsync(CheckRepair)"/>, writing what it finds, one finding per line, to <paramref name="messages"/>
+    /// in the words <c>qemu-img check</c> prints on stderr.
+    /// </summary>
+    public virtual ValueTask<ImageCheck> CheckAsync(CheckRepair repair, TextWriter? messages) => CheckAsync(repair);
+
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;
 

@@ -340,7 +340,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 if (_options.Accounting && request.Kind != RequestKind.Discard)
                     Stats.Failed(request.AcctType, start);
                 var action = DecideAction(request.Kind == RequestKind.Read, e.Errno);
-                Graph.Raise(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
+                Graph.RaiseEvent(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
                     request.Kind == RequestKind.Read ? IoOperationType.Read : IoOperationType.Write,
                     action, IoStatus != null ? e.Errno == Errno.ENOSPC : null, ErrnoText.Describe(e.Errno)));
                 if (action == BlockErrorAction.Report)

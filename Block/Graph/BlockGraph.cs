@@ -212,6 +212,12 @@ public sealed class BlockGraph : IAsyncDisposable
             Merge(tree, (JsonObject)options.ExtraOptions.DeepClone());
 
         string? driverName = (tree["driver"] as JsonValue)?.GetValue<string>();
+        if (driverName is null && options.Format != null && Drivers.Find(options.Format) is { Kind: BlockDriverKind.Protocol } named)
+        {
+            // "-f file": the protocol node is the image.
+            driverName = named.Name;
+            tree["driver"] = driverName;
+        }
         var driver = driverName is null ? null : Drivers.Get(driverName);
         if (driver != null && options.Format != null && driver.Name != options.Format)
             throw new BlockOptionsException($"Cannot use format '{options.Format}' with json filename driver '{driver.Name}'");
@@ -394,9 +400,11 @@ public sealed class BlockGraph : IAsyncDisposable
             _threads.Value.Dispose();
     }
 
-    internal void Raise(BlockEvent e) => EventRaised?.Invoke(e);
+    /// <summary>Delivers <paramref name="e"/> to <see cref="EventRaised"/> handlers (drivers raise the schema's events here).</summary>
+    public void RaiseEvent(BlockEvent e) => EventRaised?.Invoke(e);
 
-    internal void Warn(string message) => WarningRaised?.Invoke(message);
+    /// <summary>Reports a warning a QEMU tool would print to stderr.</summary>
+    public void Warn(string message) => WarningRaised?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)
     {

@@ -603,7 +603,7 @@ public sealed partial class BlockNode
             return;
         if (Interlocked.CompareExchange(ref _writeThreshold, 0, threshold) != threshold)
             return;
-        Graph.Raise(new BlockWriteThresholdEvent(NodeName, (ulong)(offset + bytes - threshold), (ulong)threshold));
+        Graph.RaiseEvent(new BlockWriteThresholdEvent(NodeName, (ulong)(offset + bytes - threshold), (ulong)threshold));
     }
 
     private void NoteHighestOffset(long end)

@@ -119,8 +119,8 @@ public sealed partial class BlockNode : IBlockParent
     /// <summary>Host bytes the node's storage occupies, when known.</summary>
     public long? AllocatedSize => Impl.AllocatedSize;
 
-    /// <summary>The file name QEMU shows for the node.</summary>
-    public string Filename => Impl.Filename;
+    /// <summary>The file name QEMU shows for the node (while the node opens: its primary child's).</summary>
+    public string Filename => _impl is { } impl ? impl.Filename : PrimaryChild?.Node.Filename ?? string.Empty;
 
     /// <summary>What the node's parents do with it, together.</summary>
     public BlockPermissions Permissions { get; internal set; }

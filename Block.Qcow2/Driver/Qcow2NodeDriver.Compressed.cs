@@ -1,0 +1,136 @@
+using System.Buffers;
+using Block.Io;
+using Block.Qcow2.Compression;
+using Block.Qcow2.Format;
+using Block.Qcow2.Metadata;
+
+namespace Block.Qcow2.Driver;
+
+internal sealed partial class Qcow2NodeDriver
+{
+    /// <summary>
+    /// Writes whole clusters compressed (<c>write -c</c>, <c>convert -c</c>). Each cluster must be unallocated or a
+    /// plain zero cluster, as in QEMU: compression never overwrites data. A cluster that does not compress is written
+    /// normally.
+    /// </summary>
+    private async ValueTask WriteCompressedAsync(long offset, IoVector buffers)
+    {
+        int cs = _layout.ClusterSize;
+        if (_hasDataFile)
+            throw new BlockException(Errno.ENOTSUP, "Compression is not supported with an external data file");
+        if ((offset & (cs - 1)) != 0 || ((buffers.Length & (cs - 1)) != 0 && offset + buffers.Length != _size))
+            throw new BlockException(Errno.EINVAL, "Compressed writes must be whole clusters");
+        var type = (Qcow2CompressionType)_header.CompressionType;
+        var cluster = ArrayPool<byte>.Shared.Rent(cs);
+        var compressed = ArrayPool<byte>.Shared.Rent(cs);
+        try
+        {
+            for (int done = 0; done < buffers.Length; done += cs)
+            {
+                int n = Math.Min(cs, buffers.Length - done);
+                var part = buffers.Slice(done, n);
+                part.CopyTo(cluster);
+                cluster.AsSpan(n, cs - n).Clear();
+                int length = Qcow2Compression.Compress(type, cluster.AsSpan(0, cs), compressed.AsSpan(0, cs));
+                if (length < 0)
+                    await WriteSlowAsync(offset + done, part).ConfigureAwait(false);
+                else
+                    await WriteCompressedClusterAsync(offset + done, compressed.AsMemory(0, length)).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(cluster);
+            ArrayPool<byte>.Shared.Return(compressed);
+        }
+    }
+
+    private async ValueTask WriteCompressedClusterAsync(long offset, Memory<byte> data)
+    {
+        int cs = _layout.ClusterSize;
+        InFlightAllocation flight;
+        long host;
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            while (true)
+            {
+                ThrowIfCorrupt();
+                var blocker = FindInFlight(offset, offset + cs);
+                if (blocker is null)
+                    break;
+                _lock.Release();
+                try
+                {
+                    await blocker.Done.Task.ConfigureAwait(false);
+                }
+                finally
+                {
+                    await _lock.WaitAsync().ConfigureAwait(false);
+                }
+            }
+            var (slice, index) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
+            ulong old = EntryAt(slice.Data, index);
+            if ((old & Qcow2Layout.OffsetMask) != 0 || (old & Qcow2Layout.CompressedFlag) != 0)
+                throw new BlockException(Errno.EIO, "Compression can't overwrite anything: the cluster is already allocated");
+            if (_lazyRefcounts)
+                await MarkDirtyAsync().ConfigureAwait(false);
+            host = await _refcounts.AllocateBytesAsync(data.Length).ConfigureAwait(false);
+            try
+            {
+                await CheckOverlapAsync(host, data.Length, Qcow2OverlapFlags.None).ConfigureAwait(false);
+            }
+            catch
+            {
+                await _refcounts.UpdateAsync(host >> _layout.ClusterBits, 1, -1).ConfigureAwait(false);
+                throw;
+            }
+            flight = new InFlightAllocation(offset, offset + cs);
+            _inFlight.Add(flight);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+
+        var step = new WriteStep { InFlight = flight };
+        try
+        {
+            await _file.WriteAsync(host, data).ConfigureAwait(false);
+        }
+        catch
+        {
+            await _lock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                await _refcounts.UpdateAsync(host >> _layout.ClusterBits, 1, -1).ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // A leak at worst.
+            }
+            finally
+            {
+                FinishInFlight(step);
+                _lock.Release();
+            }
+            throw;
+        }
+
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            var (slice, index) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
+            if (!_lazyRefcounts)
+                await _l2Cache.SetDependency(_refcounts.Blocks).ConfigureAwait(false);
+            _l2Cache.SetDependsOnFlush();
+            SetEntry(slice.Data, index, _layout.CompressedEntry(host, data.Length), 0);
+            MetadataCache.MarkDirty(slice);
+        }
+        finally
+        {
+            FinishInFlight(step);
+            _lock.Release();
+        }
+    }
+}

@@ -1,0 +1,442 @@
+using System.Buffers.Binary;
+using Block.Drivers;
+using Block.Events;
+using Block.Graph;
+using Block.Qapi;
+using Block.Qcow2.Format;
+using Block.Qcow2.Metadata;
+
+namespace Block.Qcow2.Driver;
+
+/// <summary>
+/// One open qcow2 image: the L1 table in memory, L2 slices and refcount blocks in write-back caches, and the
+/// read, write, zero, discard, status and resize paths over them.
+/// </summary>
+/// <remarks>
+/// <para>Metadata changes take <see cref="_lock"/>; data I/O never does. A read of an allocated cluster whose L2 slice
+/// is cached takes no lock at all. An allocating write registers its guest range as in flight, copies and writes
+/// the data outside the lock, then links the new clusters into L2 under the lock; later writes meeting the range wait
+/// for it, reads do not (they see the old mapping until the new one is complete).</para>
+/// <para>Write ordering (DESIGN §5) is enforced by cache dependencies, so that a crash leaves leaks at worst.</para>
+/// </remarks>
+internal sealed partial class Qcow2NodeDriver : NodeDriver
+{
+    private readonly BlockNode _file;
+    private readonly Qcow2Layout _layout;
+    private readonly Qcow2Header _header;
+    private readonly SemaphoreSlim _lock = new(1, 1);
+    private readonly List<InFlightAllocation> _inFlight = [];
+    private readonly MetadataCache _l2Cache;
+    private readonly RefcountManager _refcounts;
+    private readonly int _sliceEntries;
+    private readonly int _sliceBytes;
+    private readonly bool _readOnly;
+    private readonly Qcow2OverlapFlags _overlapFlags;
+    private readonly HashSet<long> _activeL2 = [];
+    private readonly bool _passDiscardRequest;
+    private readonly bool _passDiscardSnapshot;
+    private readonly bool _passDiscardOther;
+    private readonly Timer? _cleanTimer;
+    private BlockNode _data;
+    private bool _hasDataFile;
+    private ulong[] _l1;
+    private List<Qcow2Snapshot> _snapshots;
+    private long _snapshotTableLength;
+    private long _size;
+    private bool _lazyRefcounts;
+    private bool _dirtyOnDisk;
+    private volatile bool _corrupt;
+    private long _cleanTick;
+
+    private Qcow2NodeDriver(BlockNode node, BlockNode file, Qcow2Header header, Qcow2Layout layout, ulong[] l1, ulong[] refTable,
+        List<Qcow2Snapshot> snapshots, long snapshotTableLength, BlockdevOptionsQcow2 options, Qcow2CacheSizes cache)
+        : base(node)
+    {
+        _file = file;
+        _data = file;
+        _header = header;
+        _layout = layout;
+        _l1 = l1;
+        _snapshots = snapshots;
+        _snapshotTableLength = snapshotTableLength;
+        _size = (long)header.Size;
+        _readOnly = node.ReadOnly;
+        _overlapFlags = _readOnly ? Qcow2OverlapFlags.None : (options.OverlapCheck ?? new Qcow2OverlapChecks()).Resolve();
+        _lazyRefcounts = options.LazyRefcounts ?? (header.Compatible & CompatibleFeatures.LazyRefcounts) != 0;
+        _dirtyOnDisk = (header.Incompatible & IncompatibleFeatures.Dirty) != 0;
+        _passDiscardRequest = options.PassDiscardRequest ?? true;
+        _passDiscardSnapshot = options.PassDiscardSnapshot ?? true;
+        _passDiscardOther = options.PassDiscardOther ?? false;
+
+        _sliceBytes = (int)cache.L2EntryBytes;
+        _sliceEntries = _sliceBytes / layout.L2EntrySize;
+        _l2Cache = new MetadataCache(file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
+            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2));
+        var refcountCache = new MetadataCache(file, "refcount", layout.ClusterSize, (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize),
+            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
+        _refcounts = new RefcountManager(layout, file, refcountCache, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
+            CheckOverlapAsync, WriteRefcountTableHeaderAsync)
+        {
+            MetadataChanged = RefreshMetadataMap,
+            PassDiscard = reason => reason switch
+            {
+                DiscardReason.Request => _passDiscardRequest,
+                DiscardReason.Snapshot => _passDiscardSnapshot,
+                DiscardReason.Other => _passDiscardOther,
+                _ => false,
+            },
+        };
+        foreach (var e in l1)
+        {
+            if ((e & Qcow2Layout.OffsetMask) != 0)
+                _activeL2.Add((long)(e & Qcow2Layout.OffsetMask));
+        }
+        if (cache.CleanIntervalSeconds > 0)
+        {
+            var period = TimeSpan.FromSeconds(cache.CleanIntervalSeconds);
+            _cleanTimer = new Timer(_ => _ = CleanCachesAsync(), null, period, period);
+        }
+    }
+
+    /// <summary>The image's geometry.</summary>
+    public Qcow2Layout Layout => _layout;
+
+    /// <summary>The header as last written.</summary>
+    public Qcow2Header Header => _header;
+
+    /// <inheritdoc />
+    public override long Length => _size;
+
+    /// <inheritdoc />
+    public override BlockLimits Limits => new()
+    {
+        RequestAlignment = 1,
+        WriteZeroesAlignment = _layout.SubclusterSize,
+        DiscardAlignment = _layout.ClusterSize,
+    };
+
+    /// <inheritdoc />
+    public override RequestFlags SupportedWriteFlags => RequestFlags.Compressed;
+
+    /// <inheritdoc />
+    public override RequestFlags SupportedZeroFlags => RequestFlags.MayUnmap | RequestFlags.NoFallback;
+
+    /// <inheritdoc />
+    public override long? ClusterSize => _layout.ClusterSize;
+
+    /// <inheritdoc />
+    public override bool? DirtyFlag => _dirtyOnDisk;
+
+    /// <inheritdoc />
+    public override string? BackingFileName => _header.BackingFile;
+
+    /// <inheritdoc />
+    public override string? BackingFileFormat => _header.BackingFormat;
+
+    /// <inheritdoc />
+    public override long VmStateOffset => (long)_layout.L1EntriesFor(_size) * _layout.L2Coverage;
+
+    /// <inheritdoc />
+    public override ImageInfoSpecific SpecificInfo => new ImageInfoSpecificQcow2
+    {
+        Compat = _header.Version >= 3 ? "1.1" : "0.10",
+        DataFile = _header.DataFile,
+        DataFileRaw = _header.DataFile != null ? (_header.Autoclear & AutoclearFeatures.DataFileRaw) != 0 : null,
+        ExtendedL2 = _header.Version >= 3 ? _layout.ExtendedL2 : null,
+        LazyRefcounts = _header.Version >= 3 ? (_header.Compatible & CompatibleFeatures.LazyRefcounts) != 0 : null,
+        Corrupt = _header.Version >= 3 ? (_header.Incompatible & IncompatibleFeatures.Corrupt) != 0 : null,
+        RefcountBits = _layout.RefcountBits,
+        CompressionType = _header.CompressionType == 1 ? "zstd" : "zlib",
+    };
+
+    /// <summary>Opens the image behind <paramref name="context"/>'s node.</summary>
+    public static async ValueTask<Qcow2NodeDriver> OpenAsync(NodeOpenContext context, BlockdevOptionsQcow2 options, CancellationToken cancellationToken)
+    {
+        var node = context.Node;
+        var fileChild = await context.OpenChildAsync("file", options.File, ChildRole.Storage, cancellationToken).ConfigureAwait(false);
+        var file = fileChild.Node;
+
+        var header = await ReadHeaderAsync(file).ConfigureAwait(false);
+        if ((header.Incompatible & IncompatibleFeatures.Corrupt) != 0 && !node.ReadOnly)
+            throw new BlockException(Errno.EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
+        if (header.CryptMethod != 0)
+            throw new BlockException(Errno.ENOTSUP, "qcow2: encrypted images are not supported by this build");
+        var layout = new Qcow2Layout(header.ClusterBits, header.ExtendedL2, header.RefcountOrder);
+
+        long fileLength = file.Length;
+        long neededL1 = layout.L1EntriesFor((long)header.Size);
+        if (header.L1Size < neededL1)
+            throw new ImageFormatException("L1 table is too small");
+        var l1 = await ReadTableAsync(file, (long)header.L1TableOffset, header.L1Size, "L1 table", fileLength).ConfigureAwait(false);
+        for (int i = 0; i < l1.Length; i++)
+            l1[i] &= ~Qcow2Layout.L1Reserved | Qcow2Layout.Copied;
+        long refEntries = (long)header.RefcountTableClusters * layout.ClusterSize / 8;
+        if (header.RefcountTableClusters == 0)
+            throw new ImageFormatException("Image does not contain a reference count table");
+        var refTable = await ReadTableAsync(file, (long)header.RefcountTableOffset, refEntries, "reference count table", fileLength).ConfigureAwait(false);
+
+        var (snapshots, snapshotLength) = (new List<Qcow2Snapshot>(), 0L);
+        if (header.NbSnapshots > 0)
+            (snapshots, snapshotLength) = await ReadSnapshotsAsync(file, header, fileLength).ConfigureAwait(false);
+
+        var cache = Qcow2CacheSizes.Resolve(options, (long)header.Size, layout.ClusterSize, layout.L2EntrySize);
+        var driver = new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache);
+
+        if (!options.NoBacking)
+        {
+            if (options.Backing != null)
+                await context.OpenChildAsync("backing", options.Backing, ChildRole.Cow, cancellationToken).ConfigureAwait(false);
+            else if (header.BackingFile is { Length: > 0 } backing)
+                await context.OpenReferencedImageAsync("backing", backing, header.BackingFormat, ChildRole.Cow, readOnly: true, cancellationToken).ConfigureAwait(false);
+        }
+        if ((header.Incompatible & IncompatibleFeatures.ExternalDataFile) != 0)
+        {
+            BlockChild dataChild;
+            if (options.DataFile != null)
+                dataChild = await context.OpenChildAsync("data-file", options.DataFile, ChildRole.Data, cancellationToken).ConfigureAwait(false);
+            else if (header.DataFile is { Length: > 0 } dataName)
+                dataChild = await context.OpenReferencedImageAsync("data-file", dataName, "file", ChildRole.Data, readOnly: node.ReadOnly, cancellationToken).ConfigureAwait(false);
+            else
+                throw new BlockException(Errno.EINVAL, "'data-file' is required for this image");
+            driver._data = dataChild.Node;
+            driver._hasDataFile = true;
+            driver._l2Cache.FlushData = driver.FlushDataAndFileAsync;
+        }
+        else if (options.DataFile != null)
+        {
+            throw new BlockOptionsException("'data-file' can only be set for images with an external data file");
+        }
+
+        if (!node.ReadOnly)
+            await driver.PrepareForWritingAsync().ConfigureAwait(false);
+        return driver;
+    }
+
+    private static async ValueTask<Qcow2Header> ReadHeaderAsync(BlockNode file)
+    {
+        long length = file.Length;
+        var first = new byte[(int)Math.Min(length, 4096)];
+        if (first.Length > 0)
+            await file.ReadAsync(0, first.AsMemory()).ConfigureAwait(false);
+        if (first.Length < 104 || BinaryPrimitives.ReadUInt32BigEndian(first) != Qcow2Header.Magic)
+            throw new ImageFormatException("Image is not in qcow2 format");
+        uint clusterBits = BinaryPrimitives.ReadUInt32BigEndian(first.AsSpan(20));
+        if (clusterBits < 9 || clusterBits > 21)
+            throw new ImageFormatException($"Unsupported cluster size: 2^{clusterBits}");
+        int headerBytes = (int)Math.Min(length, 1L << (int)clusterBits);
+        var cluster = new byte[headerBytes];
+        await file.ReadAsync(0, cluster.AsMemory()).ConfigureAwait(false);
+        return Qcow2Header.Parse(cluster);
+    }
+
+    private static async ValueTask<ulong[]> ReadTableAsync(BlockNode file, long offset, long entries, string what, long fileLength)
+    {
+        if (entries == 0)
+            return [];
+        long bytes = entries * 8;
+        if (offset <= 0 || offset > fileLength || bytes > fileLength - offset)
+            throw new ImageFormatException($"Invalid {what} offset: {offset} + {bytes} bytes lies outside the image file ({fileLength} bytes)");
+        var raw = new byte[bytes];
+        await file.ReadAsync(offset, raw.AsMemory()).ConfigureAwait(false);
+        var table = new ulong[entries];
+        for (long i = 0; i < entries; i++)
+            table[i] = BinaryPrimitives.ReadUInt64BigEndian(raw.AsSpan((int)(i * 8)));
+        return table;
+    }
+
+    private static async ValueTask<(List<Qcow2Snapshot>, long)> ReadSnapshotsAsync(BlockNode file, Qcow2Header header, long fileLength)
+    {
+        // Bound the table before reading it: at most 65536 entries of at most 40 + 1024 + 2 × 65535 bytes, and
+        // QEMU's 64 MiB overall limit.
+        long max = Math.Min(64L << 20, Math.Max(0, fileLength - (long)header.SnapshotsOffset));
+        if ((long)header.SnapshotsOffset >= fileLength)
+            throw new ImageFormatException("Snapshot table offset invalid");
+        var table = new byte[max];
+        await file.ReadAsync((long)header.SnapshotsOffset, table.AsMemory()).ConfigureAwait(false);
+        return Qcow2Snapshot.ParseTable(table, header.NbSnapshots, header.ClusterSize);
+    }
+
+    /// <summary>
+    /// Before the first write: clear autoclear bits Block does not maintain, and repair refcounts left stale by
+    /// lazy refcounts (the dirty bit), as QEMU does on a read-write open.
+    /// </summary>
+    private async ValueTask PrepareForWritingAsync()
+    {
+        bool rewrite = false;
+        // Block does not maintain persistent bitmaps yet: clearing their autoclear bit tells QEMU they are stale
+        // instead of letting it trust bitmaps that missed our writes.
+        var keep = AutoclearFeatures.DataFileRaw;
+        if ((_header.Autoclear & ~keep) != 0)
+        {
+            _header.Autoclear &= keep;
+            rewrite = true;
+        }
+        if (_dirtyOnDisk)
+        {
+            await RebuildRefcountsAsync().ConfigureAwait(false);
+            _header.Incompatible &= ~IncompatibleFeatures.Dirty;
+            _dirtyOnDisk = false;
+            rewrite = true;
+        }
+        if (rewrite)
+            await WriteHeaderAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Writes the header cluster (header and extensions) and syncs it.</summary>
+    private async ValueTask WriteHeaderAsync()
+    {
+        var cluster = new byte[_layout.ClusterSize];
+        _header.Write(cluster);
+        // Only the part QEMU would write: up to the end of the backing name, rounded to a sector.
+        int used = Math.Max(HeaderUsedBytes(cluster), 512);
+        await _file.WriteAsync(0, cluster.AsMemory(0, Math.Min(used, cluster.Length))).ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+    }
+
+    private int HeaderUsedBytes(ReadOnlySpan<byte> cluster)
+    {
+        ulong backingOffset = BinaryPrimitives.ReadUInt64BigEndian(cluster[8..]);
+        uint backingSize = BinaryPrimitives.ReadUInt32BigEndian(cluster[16..]);
+        if (backingOffset != 0)
+            return (int)((backingOffset + backingSize + 511) & ~511UL);
+        int last = cluster.LastIndexOfAnyExcept((byte)0);
+        return (last + 8 + 512) & ~511;
+    }
+
+    private async ValueTask WriteRefcountTableHeaderAsync(ulong offset, uint clusters)
+    {
+        _header.RefcountTableOffset = offset;
+        _header.RefcountTableClusters = clusters;
+        await WriteHeaderAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Marks the image dirty on disk before the first allocation under lazy refcounts.</summary>
+    private async ValueTask MarkDirtyAsync()
+    {
+        if (_dirtyOnDisk)
+            return;
+        await _refcounts.Blocks.FlushAsync().ConfigureAwait(false);
+        _header.Incompatible |= IncompatibleFeatures.Dirty;
+        await WriteHeaderAsync().ConfigureAwait(false);
+        _dirtyOnDisk = true;
+    }
+
+    /// <summary>Throws EIO if the image was marked corrupt while open.</summary>
+    private void ThrowIfCorrupt()
+    {
+        if (_corrupt)
+            throw new BlockException(Errno.EIO, "qcow2: the image is corrupt; further I/O is refused");
+    }
+
+    /// <summary>
+    /// Marks the image corrupt: sets the corrupt bit (when writable), raises <c>BLOCK_IMAGE_CORRUPTED</c>, and makes
+    /// every later request fail.
+    /// </summary>
+    internal async ValueTask<BlockException> SignalCorruptionAsync(string message, long? offset, long? size)
+    {
+        bool fatal = !_readOnly;
+        if (!_corrupt)
+        {
+            Node.Graph.Warn($"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed");
+            Node.Graph.RaiseEvent(new BlockImageCorruptedEvent(string.Empty, Node.NodeName, message, offset, size, fatal));
+            if (fatal)
+            {
+                _corrupt = true;
+                _header.Incompatible |= IncompatibleFeatures.Corrupt;
+                try
+                {
+                    await WriteHeaderAsync().ConfigureAwait(false);
+                }
+                catch (BlockException)
+                {
+                    // The image is unusable either way; the event and the failed request report it.
+                }
+            }
+        }
+        return new BlockException(Errno.EIO, message);
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask FlushToOsAsync()
+    {
+        if (_readOnly)
+            return;
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            await FlushMetadataLockedAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    private async ValueTask FlushMetadataLockedAsync()
+    {
+        await _l2Cache.WriteAllAsync().ConfigureAwait(false);
+        await _refcounts.Blocks.WriteAllAsync().ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+        if (!ReferenceEquals(_data, _file))
+            await _data.FlushAsync().ConfigureAwait(false);
+        await _refcounts.AfterFlushAsync().ConfigureAwait(false);
+    }
+
+    private async ValueTask FlushDataAndFileAsync()
+    {
+        await _data.FlushAsync().ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
+    }
+
+    private async Task CleanCachesAsync()
+    {
+        if (!await _lock.WaitAsync(0).ConfigureAwait(false))
+            return;
+        try
+        {
+            _cleanTick = _l2Cache.DropIdle(_cleanTick);
+            _refcounts.Blocks.DropIdle(_cleanTick);
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+
+    /// <inheritdoc />
+    public override async ValueTask DisposeAsync()
+    {
+        if (_cleanTimer != null)
+            await _cleanTimer.DisposeAsync().ConfigureAwait(false);
+        if (!_readOnly && !_corrupt)
+        {
+            await _lock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                await FlushMetadataLockedAsync().ConfigureAwait(false);
+                if (_dirtyOnDisk)
+                {
+                    // A clean close: refcounts are on disk, so the image is consistent again.
+                    _header.Incompatible &= ~IncompatibleFeatures.Dirty;
+                    await WriteHeaderAsync().ConfigureAwait(false);
+                    _dirtyOnDisk = false;
+                }
+            }
+            finally
+            {
+                _lock.Release();
+            }
+        }
+        await base.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>A guest range whose clusters are being allocated; later writes to it wait.</summary>
+    private sealed class InFlightAllocation(long start, long end)
+    {
+        public long Start { get; } = start;
+
+        public long End { get; } = end;
+
+        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
