@@ -61,18 +61,36 @@ internal sealed partial class Qcow2NodeDriver
             _lock.Release();
         }
 
-        if (length > old && Node.Backing != null && _header.Version >= 3 && preallocation == PreallocMode.Off)
+        if (length <= old)
+            return;
+        if (Node.Backing != null && _header.Version >= 3 && preallocation == PreallocMode.Off)
         {
             // The area that was past the old end must not show the backing file's data.
-            long zeroStart = (old + _layout.SubclusterSize - 1) & ~(long)(_layout.SubclusterSize - 1);
+            // Whole clusters get the zero flag; the rest of the old last cluster gets zero bytes.
+            long zeroStart = _layout.AlignUp(old);
             if (zeroStart < length)
                 await ChangeClustersAsync(zeroStart, length - zeroStart, ClusterChange.Zero).ConfigureAwait(false);
             if (zeroStart > old)
-            {
-                var zeros = new byte[Math.Min(zeroStart, length) - old];
-                await WriteSlowAsync(old, new Io.IoVector(zeros)).ConfigureAwait(false);
-            }
+                await WriteSlowAsync(old, new Io.IoVector(new byte[Math.Min(zeroStart, length) - old])).ConfigureAwait(false);
         }
+        else if (await TailHoldsDataAsync(old, Math.Min(length, _layout.AlignUp(old))).ConfigureAwait(false))
+        {
+            // A shrink keeps the last partial cluster whole: its bytes past the old end must not come back.
+            await WriteSlowAsync(old, new Io.IoVector(new byte[Math.Min(length, _layout.AlignUp(old)) - old])).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>True if some of <c>[start, end)</c> is mapped to data (normal or compressed) rather than zeroes or backing.</summary>
+    private async ValueTask<bool> TailHoldsDataAsync(long start, long end)
+    {
+        for (long pos = start; pos < end;)
+        {
+            var run = await MapAsync(pos, end - pos).ConfigureAwait(false);
+            if (run.Type is SubclusterType.Normal or SubclusterType.Compressed)
+                return true;
+            pos += run.Bytes;
+        }
+        return false;
     }
 
     private bool IsDataFileRaw => (_header.Autoclear & AutoclearFeatures.DataFileRaw) != 0;

@@ -40,8 +40,6 @@ internal sealed partial class Qcow2NodeDriver
         public long CopyStart, CopyEnd;
         /// <summary>The old content of the head and tail is known to read as zeroes.</summary>
         public bool HeadZero, TailZero;
-        /// <summary>Replace the whole cluster (old data shared or compressed): every subcluster becomes data.</summary>
-        public bool WholeCluster;
         public InFlightAllocation? InFlight;
     }
 
@@ -240,8 +238,6 @@ internal sealed partial class Qcow2NodeDriver
 
         bool wholeFirst = !_layout.ExtendedL2 || (step.Kind == WriteKind.Allocate && HasOldData(firstEntry));
         bool wholeLast = !_layout.ExtendedL2 || (step.Kind == WriteKind.Allocate && HasOldData(lastEntry));
-        step.WholeCluster = _layout.ExtendedL2 && step.Kind == WriteKind.Allocate && (wholeFirst || wholeLast);
-
         if (wholeFirst)
             step.CopyStart = step.First;
         else if (step.Kind == WriteKind.Reuse && TypeOf(firstEntry, firstBitmap, SubclusterOf(step.Offset)) == SubclusterType.Normal)
@@ -357,17 +353,12 @@ internal sealed partial class Qcow2NodeDriver
                 ulong bitmap = 0;
                 if (_layout.ExtendedL2)
                 {
-                    if (step.WholeCluster)
-                    {
-                        bitmap = 0xffffffffUL;
-                    }
-                    else
-                    {
-                        long from = Math.Max(step.CopyStart, clusterStart);
-                        long to = Math.Min(step.CopyEnd, clusterStart + _layout.ClusterSize);
-                        ulong touched = SubclusterMask(SubclusterOf(from), SubclusterOf(to - 1));
-                        bitmap = (oldBitmap | touched) & ~(touched << 32);
-                    }
+                    // The subclusters rewritten on the host become data; the others keep their state. (Where a whole
+                    // cluster was copied, that is all of them.)
+                    long from = Math.Max(step.CopyStart, clusterStart);
+                    long to = Math.Min(step.CopyEnd, clusterStart + _layout.ClusterSize);
+                    ulong touched = SubclusterMask(SubclusterOf(from), SubclusterOf(to - 1));
+                    bitmap = (oldBitmap | touched) & ~(touched << 32);
                 }
                 if (step.Kind == WriteKind.Allocate && HasOldData(old))
                     freed.Add(old);

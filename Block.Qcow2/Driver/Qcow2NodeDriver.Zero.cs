@@ -87,6 +87,19 @@ internal sealed partial class Qcow2NodeDriver
             // No L2 table: nothing to deallocate, and a discard changes nothing that could show.
             return;
         }
+        if (_layout.ExtendedL2 && slice > 0)
+        {
+            // Refuse before changing anything: a partial compressed cluster cannot be described by subcluster bits.
+            var cached = await _l2Cache.GetAsync(slice).ConfigureAwait(false);
+            int last = index + (int)((_layout.AlignDown(end - 1) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
+            bool partialHead = _layout.OffsetInCluster(offset) != 0;
+            bool partialTail = _layout.OffsetInCluster(end) != 0 && end < _size;
+            if ((partialHead && (EntryAt(cached.Data, index) & Qcow2Layout.CompressedFlag) != 0)
+                || (partialTail && (EntryAt(cached.Data, last) & Qcow2Layout.CompressedFlag) != 0))
+            {
+                throw new BlockException(Errno.ENOTSUP, "Cannot change part of a compressed cluster in place");
+            }
+        }
         var (entry, i0) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
         var data = entry.Data;
         var freed = new List<(ulong Entry, DiscardReason Reason)>();
