@@ -51,3 +51,39 @@ row "64k read QD16 (threads vs io_uring)" "-d 16 -s 64k -i threads" "-d 16 -s 64
 b="$(best "${blk[@]}" bench -f raw -c "$count" -d 1 -i inline "$file")"
 p="$(fio_iops read 4k 1 psync)"
 printf '%-34s %12s %12s %8s\n' "4k read QD1: blk inline vs pread" "$(rate "$b")" "$p" "$(awk "BEGIN{printf \"%.2f\", $(rate "$b") / $p}")"
+
+# qcow2: the same data as a fully allocated qcow2 image (64 KiB clusters), and allocating writes into fresh images.
+qfile="${file%.raw}.qcow2"
+if [ ! -f "$qfile" ] || [ "$qfile" -ot "$file" ]; then
+  qemu-img convert -f raw -O qcow2 "$file" "$qfile"
+fi
+cat "$qfile" > /dev/null
+qrow() { # name, blk args, qemu args
+  local name="$1"; shift
+  local b q
+  b="$(best "${blk[@]}" bench -f qcow2 -c "$count" $1 "$qfile")"
+  q="$(best qemu-img bench -f qcow2 -c "$count" $2 "$qfile")"
+  printf '%-34s %12s %12s %8s\n' "$name" "$(rate "$b")" "$(rate "$q")" "$(ratio "$q" "$b")"
+}
+echo
+printf '%-34s %12s %12s %8s\n' "qcow2 workload (count=$count)" "blk req/s" "qemu req/s" "ratio"
+qrow "qcow2 4k read QD1 (inline/io_uring)" "-d 1 -i inline" "-d 1 -i io_uring"
+qrow "qcow2 4k read QD16 (threads/io_uring)" "-d 16 -i threads" "-d 16 -i io_uring"
+qrow "qcow2 64k read QD16 (threads/io_uring)" "-d 16 -s 64k -i threads" "-d 16 -s 64k -i io_uring"
+
+# Allocating 4 KiB writes, one per new cluster, into a fresh 1 GiB image each run (16000 requests).
+fresh="/tmp/blk-bench-fresh.qcow2"
+wbest() { # best time of three runs on fresh images: tool args...
+  local b=""
+  for _ in 1 2 3; do
+    rm -f "$fresh"; qemu-img create -q -f qcow2 "$fresh" 1G
+    t="$("$@" "$fresh" | seconds)"
+    if [ -z "$b" ] || awk "BEGIN{exit !($t < $b)}"; then b="$t"; fi
+  done
+  echo "$b"
+}
+wcount=16000
+b="$(wbest "${blk[@]}" bench -w -f qcow2 -c "$wcount" -s 4k -S 64k -d 1 -i inline)"
+q="$(wbest qemu-img bench -w -f qcow2 -c "$wcount" -s 4k -S 64k -d 1 -i io_uring)"
+printf '%-34s %12s %12s %8s\n' "qcow2 alloc 4k write/cluster QD1" "$(awk "BEGIN{printf \"%.0f\", $wcount / $b}")" "$(awk "BEGIN{printf \"%.0f\", $wcount / $q}")" "$(ratio "$q" "$b")"
+rm -f "$fresh"

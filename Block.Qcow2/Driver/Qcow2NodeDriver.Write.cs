@@ -38,6 +38,8 @@ internal sealed partial class Qcow2NodeDriver
         public long Host;
         /// <summary>Guest range rewritten on the host: the request plus the copied head and tail.</summary>
         public long CopyStart, CopyEnd;
+        /// <summary>The part of the copy range actually written: zero head and tail need no write in a cluster past the end of the file.</summary>
+        public long WriteStart, WriteEnd;
         /// <summary>The old content of the head and tail is known to read as zeroes.</summary>
         public bool HeadZero, TailZero;
         public InFlightAllocation? InFlight;
@@ -181,6 +183,16 @@ internal sealed partial class Qcow2NodeDriver
             }
 
             PlanCopy(step, data, index);
+            step.WriteStart = step.CopyStart;
+            step.WriteEnd = step.CopyEnd;
+            if (step.Kind == WriteKind.Allocate && !_hasDataFile && step.Host >= _file.Length)
+            {
+                // New clusters past the end of the file were never written: they read as zeroes already.
+                if (step.HeadZero)
+                    step.WriteStart = step.Offset;
+                if (step.TailZero)
+                    step.WriteEnd = step.Offset + step.Bytes;
+            }
             try
             {
                 await CheckDataOverlapAsync(step.Host + (step.CopyStart - first), step.CopyEnd - step.CopyStart).ConfigureAwait(false);
@@ -282,14 +294,14 @@ internal sealed partial class Qcow2NodeDriver
             await _data.WriteAsync(step.Host, data).ConfigureAwait(false);
             return;
         }
-        int head = (int)(step.Offset - step.CopyStart);
-        int tail = (int)(step.CopyEnd - (step.Offset + step.Bytes));
+        int head = (int)(step.Offset - step.WriteStart);
+        int tail = (int)(step.WriteEnd - (step.Offset + step.Bytes));
         byte[]? headBuffer = head > 0 ? ArrayPool<byte>.Shared.Rent(head) : null;
         byte[]? tailBuffer = tail > 0 ? ArrayPool<byte>.Shared.Rent(tail) : null;
         try
         {
             if (headBuffer != null)
-                await ReadOldAsync(step.CopyStart, headBuffer.AsMemory(0, head), step.HeadZero).ConfigureAwait(false);
+                await ReadOldAsync(step.WriteStart, headBuffer.AsMemory(0, head), step.HeadZero).ConfigureAwait(false);
             if (tailBuffer != null)
                 await ReadOldAsync(step.Offset + step.Bytes, tailBuffer.AsMemory(0, tail), step.TailZero).ConfigureAwait(false);
             IoVector vector = data;
@@ -304,7 +316,7 @@ internal sealed partial class Qcow2NodeDriver
                     segments.Add(tailBuffer.AsMemory(0, tail));
                 vector = new IoVector(segments.ToArray());
             }
-            await _data.WriteAsync(step.Host + (step.CopyStart - step.First), vector).ConfigureAwait(false);
+            await _data.WriteAsync(step.Host + (step.WriteStart - step.First), vector).ConfigureAwait(false);
         }
         finally
         {
