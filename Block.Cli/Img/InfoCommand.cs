@@ -102,6 +102,8 @@ internal static class InfoCommand
             w.WriteLine($"backing file format: {bff}");
         if (info.Encrypted == true)
             w.WriteLine("encrypted: yes");
+        if (info.Snapshots is { Count: > 0 } snapshots)
+            SnapshotCommand.WriteList(w, snapshots);
         if (info.FormatSpecific is { } specific)
         {
             w.WriteLine("Format specific information:");

@@ -58,7 +58,8 @@ internal sealed partial class Qcow2NodeDriver
     private async ValueTask ReadBackingAsync(long offset, IoVector part)
     {
         var backing = Node.Backing?.Node;
-        long available = backing is null ? 0 : Math.Clamp(backing.Length - offset, 0, part.Length);
+        // Past the disk (the VM state area) nothing shows through from the backing file.
+        long available = backing is null ? 0 : Math.Clamp(Math.Min(backing.Length, _size) - offset, 0, part.Length);
         if (available > 0)
             await backing!.ReadAsync(offset, part.Slice(0, (int)available)).ConfigureAwait(false);
         if (available < part.Length)

@@ -472,7 +472,12 @@ internal sealed partial class Qcow2NodeDriver
     {
         long l1Index = _layout.L1Index(offset);
         if (l1Index >= _l1.Length)
-            throw new BlockException(Errno.EIO, $"qcow2: guest offset {offset} lies beyond the L1 table");
+        {
+            // Only the VM state area lies past the disk; it grows the L1 table by half again, as QEMU does.
+            if (offset < VmStateOffset)
+                throw new BlockException(Errno.EIO, $"qcow2: guest offset {offset} lies beyond the L1 table");
+            await GrowL1Async(Math.Max(l1Index + 1, _l1.Length + (_l1.Length + 1) / 2)).ConfigureAwait(false);
+        }
         ulong l1Entry = _l1[l1Index];
         long l2 = (long)(l1Entry & Qcow2Layout.OffsetMask);
         if ((l2 & (_layout.ClusterSize - 1)) != 0)

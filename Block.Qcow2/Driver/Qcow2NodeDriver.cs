@@ -71,7 +71,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         _sliceBytes = (int)cache.L2EntryBytes;
         _sliceEntries = _sliceBytes / layout.L2EntrySize;
         _l2Cache = new MetadataCache(file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
-            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2));
+            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2 | Qcow2OverlapFlags.InactiveL2));
         var refcountCache = new MetadataCache(file, "refcount", layout.ClusterSize, (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize),
             (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
         _refcounts = new RefcountManager(layout, file, refcountCache, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,

@@ -85,6 +85,37 @@ public abstract class NodeDriver : IAsyncDisposable
     /// </summary>
     public virtual ValueTask<ImageCheck> CheckAsync(CheckRepair repair, TextWriter? messages) => CheckAsync(repair);
 
+    /// <summary>The image's internal snapshots (empty for formats without them).</summary>
+    public virtual IReadOnlyList<SnapshotInfo> Snapshots => [];
+
+    /// <summary>
+    /// Records the current disk state (and the VM state written with <see cref="WriteVmStateAsync"/>) as a new internal
+    /// snapshot. <paramref name="snapshot"/>'s id is assigned by the driver when empty. Called with the node drained.
+    /// </summary>
+    /// <returns>The snapshot as recorded.</returns>
+    public virtual ValueTask<SnapshotInfo> CreateSnapshotAsync(SnapshotInfo snapshot) =>
+        ValueTask.FromException<SnapshotInfo>(new BlockException(Errno.ENOTSUP, "Operation not supported"));
+
+    /// <summary>Reverts the disk to snapshot <paramref name="idOrName"/> (an id, else a name). Called with the node drained.</summary>
+    public virtual ValueTask ApplySnapshotAsync(string idOrName) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Block driver does not support snapshots"));
+
+    /// <summary>Deletes the snapshot matching <paramref name="id"/> and/or <paramref name="name"/>. Called with the node drained.</summary>
+    public virtual ValueTask DeleteSnapshotAsync(string? id, string? name) =>
+        ValueTask.FromException(new BlockException(Errno.ENOENT, "snapshot not found"));
+
+    /// <summary>Makes a read-only node read snapshot <paramref name="id"/>/<paramref name="name"/> instead of the current state.</summary>
+    public virtual ValueTask LoadSnapshotAsync(string? id, string? name) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Block driver does not support snapshots"));
+
+    /// <summary>Reads saved VM state at <paramref name="position"/> (the area snapshots keep past the disk).</summary>
+    public virtual ValueTask ReadVmStateAsync(long position, IoVector buffers) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "This image format cannot store VM state"));
+
+    /// <summary>Writes VM state at <paramref name="position"/>, to be captured by the next <see cref="CreateSnapshotAsync"/>.</summary>
+    public virtual ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "This image format cannot store VM state"));
+
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;
 

@@ -243,6 +243,7 @@ public sealed partial class BlockNode : IBlockParent
             FullBackingFilename = impl.BackingFileName is { } name ? backing?.Filename ?? ResolveReference(name) : null,
             BackingFilenameFormat = impl.BackingFileFormat,
             BackingImage = backingChain ? backing?.GetImageInfo(true) : null,
+            Snapshots = impl.Snapshots is { Count: > 0 } snapshots ? snapshots : null,
         };
     }
 

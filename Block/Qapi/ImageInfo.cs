@@ -71,6 +71,9 @@ public sealed record SnapshotInfo
 
     /// <summary>Guest clock, nanoseconds part.</summary>
     [JsonPropertyName("vm-clock-nsec")] public long VmClockNsec { get; init; }
+
+    /// <summary>The guest's instruction counter at snapshot time (record/replay), when recorded.</summary>
+    [JsonPropertyName("icount")] public long? Icount { get; init; }
 }
 
 /// <summary>
