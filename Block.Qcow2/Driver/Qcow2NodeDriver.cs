@@ -285,29 +285,23 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     /// <summary>Writes the header cluster (header and extensions) and syncs it.</summary>
     private async ValueTask WriteHeaderAsync()
     {
+        // The whole header cluster, as QEMU writes it: nothing of an older, longer header survives.
         var cluster = new byte[_layout.ClusterSize];
         _header.Write(cluster);
-        // Only the part QEMU would write: up to the end of the backing name, rounded to a sector.
-        int used = Math.Max(HeaderUsedBytes(cluster), 512);
-        await _file.WriteAsync(0, cluster.AsMemory(0, Math.Min(used, cluster.Length))).ConfigureAwait(false);
+        await _file.WriteAsync(0, cluster.AsMemory()).ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
     }
 
-    private int HeaderUsedBytes(ReadOnlySpan<byte> cluster)
-    {
-        ulong backingOffset = BinaryPrimitives.ReadUInt64BigEndian(cluster[8..]);
-        uint backingSize = BinaryPrimitives.ReadUInt32BigEndian(cluster[16..]);
-        if (backingOffset != 0)
-            return (int)((backingOffset + backingSize + 511) & ~511UL);
-        int last = cluster.LastIndexOfAnyExcept((byte)0);
-        return (last + 8 + 512) & ~511;
-    }
-
+    /// <summary>Switches the header to a new refcount table: offset and size in one 12-byte write, synced.</summary>
     private async ValueTask WriteRefcountTableHeaderAsync(ulong offset, uint clusters)
     {
+        var fields = new byte[12];
+        BinaryPrimitives.WriteUInt64BigEndian(fields, offset);
+        BinaryPrimitives.WriteUInt32BigEndian(fields.AsSpan(8), clusters);
+        await _file.WriteAsync(48, fields.AsMemory()).ConfigureAwait(false);
+        await _file.FlushAsync().ConfigureAwait(false);
         _header.RefcountTableOffset = offset;
         _header.RefcountTableClusters = clusters;
-        await WriteHeaderAsync().ConfigureAwait(false);
     }
 
     /// <summary>Marks the image dirty on disk before the first allocation under lazy refcounts.</summary>

@@ -85,6 +85,13 @@ public abstract class NodeDriver : IAsyncDisposable
     /// </summary>
     public virtual ValueTask<ImageCheck> CheckAsync(CheckRepair repair, TextWriter? messages) => CheckAsync(repair);
 
+    /// <summary>
+    /// Records a new backing file name and format in the image (<c>qemu-img rebase -u</c>, commit, amend); null removes
+    /// the backing file. The open backing node is not changed.
+    /// </summary>
+    public virtual ValueTask ChangeBackingFileAsync(string? backingFile, string? backingFormat) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Operation not supported"));
+
     /// <summary>The image's internal snapshots (empty for formats without them).</summary>
     public virtual IReadOnlyList<SnapshotInfo> Snapshots => [];
 

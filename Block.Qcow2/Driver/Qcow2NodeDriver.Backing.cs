@@ -1,0 +1,42 @@
+using System.Text;
+using Block.Qcow2.Format;
+
+namespace Block.Qcow2.Driver;
+
+internal sealed partial class Qcow2NodeDriver
+{
+    /// <inheritdoc />
+    /// <remarks>The header cluster is rewritten in one write with the new name (after the extensions) and the backing
+    /// format extension; nothing else changes.</remarks>
+    public override async ValueTask ChangeBackingFileAsync(string? backingFile, string? backingFormat)
+    {
+        if (backingFile != null && Encoding.UTF8.GetByteCount(backingFile) > Qcow2Header.MaxBackingNameLength)
+            throw new BlockException(Errno.EINVAL, "Backing file name too long");
+        if (backingFile is null && backingFormat != null)
+            throw new BlockException(Errno.EINVAL, "Cannot set a backing format without a backing file");
+        if (_hasDataFile && IsDataFileRaw && backingFile != null)
+            throw new BlockException(Errno.EINVAL, "Cannot use a backing file with a raw external data file");
+        await _lock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            ThrowIfCorrupt();
+            string? oldFile = _header.BackingFile, oldFormat = _header.BackingFormat;
+            _header.BackingFile = string.IsNullOrEmpty(backingFile) ? null : backingFile;
+            _header.BackingFormat = _header.BackingFile is null ? null : backingFormat;
+            try
+            {
+                await WriteHeaderAsync().ConfigureAwait(false);
+            }
+            catch
+            {
+                _header.BackingFile = oldFile;
+                _header.BackingFormat = oldFormat;
+                throw;
+            }
+        }
+        finally
+        {
+            _lock.Release();
+        }
+    }
+}
