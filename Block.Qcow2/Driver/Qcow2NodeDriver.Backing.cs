@@ -39,4 +39,28 @@ internal sealed partial class Qcow2NodeDriver
             _lock.Release();
         }
     }
+
+    /// <inheritdoc />
+    /// <remarks>Every cluster is deallocated (its L2 entry cleared) and freed; the freed clusters are discarded in the
+    /// file as snapshot discards are, so the file shrinks where the filesystem allows.</remarks>
+    public override async ValueTask MakeEmptyAsync()
+    {
+        for (long pos = 0; pos < _size;)
+        {
+            long end = Math.Min(_size, pos + ToSliceEnd(pos));
+            await _lock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                ThrowIfCorrupt();
+                if (SliceOffset(_l1, pos, out _) != 0)
+                    await ChangeSliceAsync(pos, end, ClusterChange.Deallocate).ConfigureAwait(false);
+            }
+            finally
+            {
+                _lock.Release();
+            }
+            pos = end;
+        }
+        await FlushToOsAsync().ConfigureAwait(false);
+    }
 }

@@ -92,6 +92,13 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask ChangeBackingFileAsync(string? backingFile, string? backingFormat) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Operation not supported"));
 
+    /// <summary>
+    /// Drops everything this layer holds, so that every read falls through to the backing file (<c>qemu-img commit</c>
+    /// without <c>-d</c>). Formats that cannot do it decline with ENOTSUP.
+    /// </summary>
+    public virtual ValueTask MakeEmptyAsync() =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Operation not supported"));
+
     /// <summary>The image's internal snapshots (empty for formats without them).</summary>
     public virtual IReadOnlyList<SnapshotInfo> Snapshots => [];
 
