@@ -1,9 +1,10 @@
 using Block.Drivers;
+using Block.Vmdk;
 
 namespace Block.Cli.Common;
 
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddVmdk();
 }
