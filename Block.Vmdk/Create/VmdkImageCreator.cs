@@ -133,7 +133,7 @@ internal static class VmdkImageCreator
         {
             int heads = options.AdapterType == "ide" ? 16 : 255;
             long cylinders = sectors / (heads * 63L);
-            string hint = options.BackingFile is { } b ? $"parentFileNameHint=\"{b}\"\n" : string.Empty;
+            string hint = options.BackingFile is { } b ? $"parentFileNameHint=\"{b}\"" : string.Empty;
             return string.Create(CultureInfo.InvariantCulture,
                 $"# Disk DescriptorFile\nversion=1\nCID={_cid:x}\nparentCID={parentCid:x}\ncreateType=\"{options.Subformat}\"\n{hint}\n" +
                 $"# Extent description\n{extentLines}\n# The Disk Data Base\n#DDB\n\n" +
