@@ -94,6 +94,8 @@ internal sealed class VmdkOpener
         for (int i = 0; i < descriptor.Extents.Count; i++)
         {
             var line = descriptor.Extents[i];
+            if (line.Sectors > (BlockNode.MaxLength - diskOffset) / 512 || line.OffsetSectors > BlockNode.MaxLength / 512)
+                throw new ImageFormatException($"VMDK extents of '{_file.Filename}' add up to more than {BlockNode.MaxLength} bytes (extent {i}: {line.Sectors} sectors at sector {line.OffsetSectors})", Errno.EFBIG);
             var node = await OpenExtentFileAsync(i, line.FileName, cancellationToken).ConfigureAwait(false);
             VmdkExtent extent = line.Type switch
             {
