@@ -45,7 +45,7 @@ public class DescriptorTests
         var d = VmdkDescriptor.Parse(bytes);
         Assert.Equal(2, d.Extents.Count);
         Assert.Equal(Template, d.Text);
-        var utf8 = Encoding.UTF8.GetBytes("# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 1 FLAT \"d\u00e9j\u00e0.vmdk\" 0\n");
+        var utf8 = Encoding.UTF8.GetBytes("# Disk DescriptorFile\nversion=1\nCID=5\ncreateType=\"monolithicFlat\"\nRW 1 FLAT \"d\u00e9j\u00e0.vmdk\" 0\n");
         var parsed = VmdkDescriptor.Parse(utf8);
         Assert.Equal("d\u00e9j\u00e0.vmdk", parsed.Extents[0].FileName);
         Assert.Equal(utf8, VmdkDescriptor.ToBytes(parsed.WithCid(parsed.Cid)).AsSpan(0, utf8.Length).ToArray());
