@@ -68,7 +68,7 @@ public sealed class VmdkDriver : BlockDriver
         {
             await context.OpenChildAsync("backing", reference, ChildRole.Cow | ChildRole.Data, cancellationToken).ConfigureAwait(false);
         }
-        else if (!options.NoBacking && opened.Descriptor?.ParentFileNameHint is { } hint)
+        else if (!options.NoBacking && opened.Descriptor.ParentFileNameHint is { } hint)
         {
             await context.OpenReferencedImageAsync("backing", hint, "vmdk", ChildRole.Cow | ChildRole.Data, readOnly: true, cancellationToken)
                 .ConfigureAwait(false);

@@ -24,16 +24,16 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
     private readonly VmdkExtent[] _extents;
     private readonly VmdkExtent? _single;
     private readonly long _length;
-    private readonly DescriptorStore? _store;
+    private readonly DescriptorStore _store;
     private readonly string _createType;
     private readonly uint _parentCid;
     private readonly SemaphoreSlim _cidLock = new(1, 1);
-    private VmdkDescriptor? _descriptor;
+    private VmdkDescriptor _descriptor;
     private uint _cid;
     private int _cidUpdated;
 
-    public VmdkNodeDriver(BlockNode node, BlockNode file, IReadOnlyList<VmdkExtent> extents, VmdkDescriptor? descriptor,
-        DescriptorStore? store, string createType)
+    public VmdkNodeDriver(BlockNode node, BlockNode file, IReadOnlyList<VmdkExtent> extents, VmdkDescriptor descriptor,
+        DescriptorStore store, string createType)
         : base(node)
     {
         _file = file;
@@ -43,8 +43,8 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
         _descriptor = descriptor;
         _store = store;
         _createType = createType;
-        _cid = descriptor?.Cid ?? 0;
-        _parentCid = descriptor?.ParentCid ?? VmdkDescriptor.NoParentCid;
+        _cid = descriptor.Cid;
+        _parentCid = descriptor.ParentCid;
     }
 
     /// <summary>A place a descriptor is kept: the descriptor file (offset 0) or a sparse file's embedded area.</summary>
@@ -58,8 +58,8 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
     /// <summary>The content id of the parent this disk was made from.</summary>
     public uint ParentCid => _parentCid;
 
-    /// <summary>The descriptor as it is now (null for a bare COWD file).</summary>
-    public VmdkDescriptor? Descriptor => _descriptor;
+    /// <summary>The descriptor as it is now.</summary>
+    public VmdkDescriptor Descriptor => _descriptor;
 
     internal IReadOnlyList<VmdkExtent> Extents => _extents;
 
@@ -89,9 +89,9 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
 
     public override bool NeedsCompressedWrites => _extents.Any(e => e.IsCompressed);
 
-    public override string? BackingFileName => _descriptor?.ParentFileNameHint;
+    public override string? BackingFileName => _descriptor.ParentFileNameHint;
 
-    public override string? BackingFileFormat => _descriptor?.ParentFileNameHint is null ? null : "vmdk";
+    public override string? BackingFileFormat => _descriptor.ParentFileNameHint is null ? null : "vmdk";
 
     public override long? AllocatedSize
     {
@@ -263,29 +263,27 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
         {
             if (_cidUpdated != 0)
                 return;
-            if (_descriptor is { } descriptor && _store is { } store)
+            var descriptor = _descriptor;
+            uint cid = (uint)Random.Shared.NextInt64(0, 1L << 32);
+            string text = descriptor.WithCid(cid);
+            byte[] bytes = VmdkDescriptor.ToBytes(text);
+            long length = (Math.Max(bytes.Length, descriptor.Text.Length) + 511) / 512 * 512;
+            if (length > _store.Capacity)
+                throw new BlockException(Errno.ENOSPC, $"The VMDK descriptor of '{_file.Filename}' does not fit in its {_store.Capacity} bytes after the CID update");
+            var buffer = Node.Graph.Buffers.Rent((int)length);
+            try
             {
-                uint cid = (uint)Random.Shared.NextInt64(0, 1L << 32);
-                string text = descriptor.WithCid(cid);
-                byte[] bytes = VmdkDescriptor.ToBytes(text);
-                long length = (Math.Max(bytes.Length, descriptor.Text.Length) + 511) / 512 * 512;
-                if (length > store.Capacity)
-                    throw new BlockException(Errno.ENOSPC, $"The VMDK descriptor of '{_file.Filename}' does not fit in its {store.Capacity} bytes after the CID update");
-                var buffer = Node.Graph.Buffers.Rent((int)length);
-                try
-                {
-                    var memory = buffer.Memory[..(int)length];
-                    memory.Span.Clear();
-                    bytes.CopyTo(memory.Span);
-                    await _file.WriteAsync(store.Offset, memory).ConfigureAwait(false);
-                }
-                finally
-                {
-                    buffer.Return(clear: false);
-                }
-                _descriptor = VmdkDescriptor.Parse(text);
-                Volatile.Write(ref _cid, cid);
+                var memory = buffer.Memory[..(int)length];
+                memory.Span.Clear();
+                bytes.CopyTo(memory.Span);
+                await _file.WriteAsync(_store.Offset, memory).ConfigureAwait(false);
             }
+            finally
+            {
+                buffer.Return(clear: false);
+            }
+            _descriptor = VmdkDescriptor.Parse(text);
+            Volatile.Write(ref _cid, cid);
             Volatile.Write(ref _cidUpdated, 1);
         }
         finally

@@ -31,7 +31,7 @@ internal sealed class VmdkOpener
     public ParentLink Parent { get; } = new();
 
     /// <summary>What was opened.</summary>
-    public sealed record Opened(IReadOnlyList<VmdkExtent> Extents, VmdkDescriptor? Descriptor, VmdkNodeDriver.DescriptorStore? Store, string CreateType);
+    public sealed record Opened(IReadOnlyList<VmdkExtent> Extents, VmdkDescriptor Descriptor, VmdkNodeDriver.DescriptorStore Store, string CreateType);
 
     public async ValueTask<Opened> OpenAsync(CancellationToken cancellationToken)
     {
@@ -51,8 +51,8 @@ internal sealed class VmdkOpener
         }
         if (CowdHeader.HasMagic(head))
         {
-            var extent = await SparseExtent.OpenCowdAsync(_file, 0, string.Empty, Parent, buffers, readOnly).ConfigureAwait(false);
-            return new Opened([extent], null, null, VmdkCreateType.VmfsSparse);
+            // As in QEMU, an ESX sparse extent is a disk only through the descriptor that names it.
+            throw new ImageFormatException($"invalid VMDK image descriptor: '{_file.Filename}' is a COWD extent; open the descriptor that names it");
         }
 
         var text = new byte[(int)Math.Min(length, VmdkDescriptor.MaxTextBytes)];

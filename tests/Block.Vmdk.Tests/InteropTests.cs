@@ -128,6 +128,38 @@ public class InteropTests
         Assert.Equal(Patterns.Fill(8192, 0x77), Vmdk.Read(Vmdk.Open(again, image, readOnly: true), Boundary - 4096, 8192));
     }
 
+    [Fact]
+    public void Vmfs_and_vmfsSparse_disks_read_as_qemu_reads_them_and_vmfsSparse_is_read_only()
+    {
+        using var dir = new TempDirectory();
+        // A COWD extent: 64 sectors of 4 KiB grains, directory at sector 4, one 4096-entry table at 5, grains from 37.
+        var cowd = new byte[37 * 512 + 2 * 4096];
+        new Format.CowdHeader(1, 3, 64, 8, 4, 1, 45, 0).Write(cowd);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(cowd.AsSpan(4 * 512), 5);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(cowd.AsSpan(5 * 512 + 2 * 4), 37);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(cowd.AsSpan(5 * 512 + 5 * 4), 45);
+        cowd.AsSpan(37 * 512, 4096).Fill(0xcd);
+        cowd.AsSpan(45 * 512, 4096).Fill(0xdc);
+        File.WriteAllBytes(dir.File("delta.vmdk"), cowd);
+        File.WriteAllText(dir.File("sparse.vmdk"), "# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType=\"vmfsSparse\"\nRW 64 VMFSSPARSE \"delta.vmdk\"\n");
+        File.WriteAllBytes(dir.File("flat-flat.vmdk"), Patterns.Random(1 << 20, 5));
+        File.WriteAllText(dir.File("flat.vmdk"), "# Disk DescriptorFile\nversion=1\nCID=2\nparentCID=ffffffff\ncreateType=\"vmfs\"\nRW 2048 VMFS \"flat-flat.vmdk\"\n");
+        foreach (var image in new[] { dir.File("sparse.vmdk"), dir.File("flat.vmdk") })
+        {
+            using (var graph = Vmdk.Graph())
+            {
+                var backend = Vmdk.Open(graph, image, readOnly: true);
+                Assert.Equal(QemuRaw(dir, image), Vmdk.Read(backend, 0, (int)backend.Length));
+            }
+            AssertSameOutput(image, "info", "--output=json");
+            AssertSameOutput(image, "map", "--output=json");
+            AssertSameOutput(image, "info");
+        }
+        using var writable = Vmdk.Graph();
+        Assert.Contains("can only be read", Assert.ThrowsAny<BlockException>(() => Vmdk.Open(writable, dir.File("sparse.vmdk"))).Message);
+        Vmdk.Write(Vmdk.Open(writable, dir.File("flat.vmdk")), 0, Patterns.Fill(512, 1));
+    }
+
     internal static void AssertSameOutput(string image, params string[] args)
     {
         var q = QemuImg.Run([.. args, "-f", "vmdk", image]);

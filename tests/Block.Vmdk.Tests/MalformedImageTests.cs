@@ -249,15 +249,22 @@ public class MalformedImageTests
     }
 
     [Fact]
-    public void Bad_cowd_headers_are_refused()
+    public void Bad_cowd_headers_are_refused_and_bare_cowd_files_are_not_disks()
     {
         using var dir = new TempDirectory();
         var header = new byte[2048];
+        File.WriteAllText(dir.File("d.vmdk"), "# Disk DescriptorFile\nversion=1\ncreateType=\"vmfsSparse\"\nRW 2048 VMFSSPARSE \"c.vmdk\"\n");
         new Format.CowdHeader(1, 3, 2048, 0, 4, 1, 100, 0).Write(header);
         File.WriteAllBytes(dir.File("c.vmdk"), header);
-        Assert.Contains("Invalid granularity", TryOpen(dir.File("c.vmdk")).Error!.Message);
+        Assert.Contains("Invalid granularity", TryOpen(dir.File("d.vmdk")).Error!.Message);
         new Format.CowdHeader(1, 3, uint.MaxValue, 1, 4, 1, 100, 0).Write(header);
         File.WriteAllBytes(dir.File("c.vmdk"), header);
-        Assert.Contains("cannot map", TryOpen(dir.File("c.vmdk")).Error!.Message);
+        Assert.Contains("cannot map", TryOpen(dir.File("d.vmdk")).Error!.Message);
+        new Format.CowdHeader(1, 3, 2048, 8, 4000, 1, 100, 0).Write(header);
+        File.WriteAllBytes(dir.File("c.vmdk"), header);
+        Assert.Contains("beyond the end of the file", TryOpen(dir.File("d.vmdk")).Error!.Message);
+        // QEMU opens a COWD extent only through a descriptor.
+        Assert.Contains("COWD extent", TryOpen(dir.File("c.vmdk")).Error!.Message);
+        Assert.NotEqual(0, QemuImg.Run("info", "-f", "vmdk", dir.File("c.vmdk")).ExitCode);
     }
 }
