@@ -48,7 +48,9 @@ public partial class CreateTests
         foreach (var name in theirFiles)
         {
             string a = Path.Combine(theirs.Path, name!), c = Path.Combine(ours.Path, name!);
-            Assert.Equal(new FileInfo(a).Length, new FileInfo(c).Length);
+            // Descriptor files differ in length when the random CIDs have different numbers of hex digits.
+            if (new FileInfo(a).Length > 4096)
+                Assert.Equal(new FileInfo(a).Length, new FileInfo(c).Length);
             Assert.Equal(WithoutCid(a), WithoutCid(c));
         }
         string ourImage = Path.Combine(ours.Path, "disk.vmdk"), theirImage = Path.Combine(theirs.Path, "disk.vmdk");
