@@ -82,7 +82,16 @@ internal sealed class VmdkOpener
         var descriptor = VmdkDescriptor.Parse(bytes);
         if (!descriptor.HasCreateType)
             throw new ImageFormatException($"invalid VMDK image descriptor: the sparse file '{_file.Filename}' embeds no descriptor with a createType at offset 512");
+        // A rewritten descriptor (new CID) may use the reserved area but never reach the metadata after it.
         long room = Math.Max(capacity, (descriptor.Text.Length + 512) / 512 * 512);
+        ulong firstMetadata = header.OverheadSectors;
+        foreach (ulong sector in new[] { header.RedundantGrainDirectorySector, header.GrainDirectorySector })
+        {
+            if (sector > 1 && sector < firstMetadata)
+                firstMetadata = sector;
+        }
+        if (firstMetadata > 1)
+            room = Math.Min(room, (long)Math.Min(firstMetadata - 1, (ulong)VmdkDescriptor.MaxTextBytes / 512) * 512);
         return (descriptor, new VmdkNodeDriver.DescriptorStore(512, room));
     }
 

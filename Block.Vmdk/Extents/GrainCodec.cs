@@ -39,8 +39,9 @@ internal static class GrainCodec
                 throw new ImageFormatException($"VMDK compressed grain at offset {hostOffset} inflates to more than a grain ({destination.Length} bytes)", Errno.EIO);
             return n;
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
+            // zlib reports broken data as InvalidDataException, and some corruptions as ZLibException (an IOException).
             throw new ImageFormatException($"VMDK compressed grain at offset {hostOffset} is not a valid zlib stream: {e.Message}", Errno.EIO, e);
         }
     }

@@ -189,6 +189,29 @@ public class MalformedImageTests
         Assert.Contains("zlib", data.Message);
     }
 
+    [Fact]
+    public void A_compressed_grain_that_zlib_rejects_as_an_io_error_fails_its_read_cleanly()
+    {
+        // AFL found it: some corrupt streams make zlib raise ZLibException rather than InvalidDataException.
+        using var dir = new TempDirectory();
+        string image = dir.File("z.vmdk");
+        File.Copy(Path.Combine(RepositoryRoot(), "fuzz", "corpus", "vmdk-image", "regression-zlib-exception"), image);
+        using var graph = Vmdk.Graph();
+        var backend = Vmdk.Open(graph, image, readOnly: true);
+        var e = Assert.ThrowsAny<BlockException>(() => Vmdk.Read(backend, 0, (int)Math.Min(backend.Length, 65536)));
+        Assert.Contains("zlib", e.Message);
+    }
+
+    private static string RepositoryRoot()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d != null; d = d.Parent)
+        {
+            if (File.Exists(Path.Combine(d.FullName, "Block.sln")))
+                return d.FullName;
+        }
+        throw new InvalidOperationException("Block.sln not found above the test directory");
+    }
+
     public static TheoryData<string, string> BadDescriptors() => new()
     {
         { "# Disk DescriptorFile\nversion=1\nCID=1\nRW 2048 FLAT \"f.img\" 0\n", "invalid VMDK image descriptor" },
