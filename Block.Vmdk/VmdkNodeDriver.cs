@@ -182,6 +182,10 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
         return extent.GetBlockStatusAsync(relative, Math.Min(length, extent.Length - relative));
     }
 
+    /// <remarks>VMDK disks keep their size, as in QEMU.</remarks>
+    public override ValueTask TruncateAsync(long length, PreallocMode preallocation, bool exact) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Image format driver does not support resize"));
+
     public override async ValueTask<ImageCheck> CheckAsync(CheckRepair repair)
     {
         if (repair != CheckRepair.None)

@@ -160,6 +160,21 @@ public class InteropTests
         Vmdk.Write(Vmdk.Open(writable, dir.File("flat.vmdk")), 0, Patterns.Fill(512, 1));
     }
 
+    [Fact]
+    public void Resize_and_repair_are_declined_as_qemu_img_declines_them()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("r.vmdk");
+        Vmdk.QemuCreate(image, "1M");
+        var q = QemuImg.Run("resize", "-f", "vmdk", image, "2M");
+        var b = Vmdk.Blk("resize", "-f", "vmdk", image, "2M");
+        Assert.Contains("does not support resize", q.Stderr);
+        Assert.Equal((q.ExitCode, Vmdk.AsBlk(q.Stderr), q.Stdout), (b.ExitCode, b.Stderr, b.Stdout));
+        AssertSameOutput(image, "check", "-r", "leaks");
+        AssertSameOutput(image, "check", "-r", "all");
+        Assert.Equal(1L << 20, QemuImg.Info(image, "vmdk")["virtual-size"]!.GetValue<long>());
+    }
+
     internal static void AssertSameOutput(string image, params string[] args)
     {
         var q = QemuImg.Run([.. args, "-f", "vmdk", image]);
