@@ -1,10 +1,11 @@
 using Block.Drivers;
 using Block.Qcow2;
+using Block.Vmdk;
 
 namespace Block.Cli.Common;
 
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk();
 }

@@ -165,7 +165,7 @@ internal static class ConvertCommand
             return 1;
         }
         var descriptors = graph.CreateOptionsFor(driver, target);
-        if (compress && !descriptors.Any(d => d.Name == "compression_type") && format != "qcow")
+        if (compress && !descriptors.Any(d => d.Name == "compression_type") && format is not ("qcow" or "vmdk"))
         {
             cli.Error("Compression not supported for this file format");
             return 1;
@@ -230,7 +230,12 @@ internal static class ConvertCommand
         try
         {
             var copier = new Copier(output, zeroInitialised, minSparse, compress, outOfOrder ? coroutines : 1, meter);
-            await copier.RunAsync(sources.Select(s => (s.Backend.Root!, s.Length)).ToList());
+            var sourceNodes = sources.Select(s => (s.Backend.Root!, s.Length)).ToList();
+            var targetDriver = output.Root!.Impl;
+            if (compress || targetDriver.NeedsCompressedWrites)
+                await copier.RunWholeClustersAsync(sourceNodes, (int)(targetDriver.ClusterSize ?? 65536));
+            else
+                await copier.RunAsync(sourceNodes);
             await output.FlushAsync();
         }
         catch (ConvertException e)
@@ -244,6 +249,9 @@ internal static class ConvertCommand
     }
 
     private sealed class ConvertException(string message) : Exception(message);
+
+    /// <summary>A run of the concatenated sources: which source, where in it, how long.</summary>
+    private readonly record struct SourceRange(BlockNode Node, long Offset, int Bytes);
 
     /// <summary>The copy loop: block status decides what to read, sparse detection what to write.</summary>
     private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, Progress meter)
@@ -289,6 +297,106 @@ internal static class ConvertCommand
             }
             await Task.WhenAll(pending);
             meter.Report(100, force: true);
+        }
+
+        /// <summary>
+        /// The copy for compressed output (<c>-c</c>, or a target that stores only compressed clusters, as VMDK
+        /// streamOptimized does): the target is filled in cluster-aligned chunks, every cluster written whole and
+        /// once; only clusters that are entirely zero are skipped. Runs of data clusters go down as one request, so the
+        /// format can compress them in parallel.
+        /// </summary>
+        public async Task RunWholeClustersAsync(IReadOnlyList<(BlockNode Node, long Length)> sources, int clusterSize)
+        {
+            meter.Report(0, force: true);
+            long total = sources.Sum(s => s.Length);
+            int chunk = Math.Max(clusterSize, BufferSize / clusterSize * clusterSize);
+            var buffer = target.Graph.Buffers.Rent(chunk);
+            try
+            {
+                for (long offset = 0; offset < total; offset += chunk)
+                {
+                    int bytes = (int)Math.Min(chunk, total - offset);
+                    var memory = buffer.Memory[..bytes];
+                    bool allZero = true;
+                    foreach (var range in Ranges(sources, offset, bytes))
+                    {
+                        var (status, _) = await range.Node.GetBlockStatusAboveAsync(range.Offset, range.Bytes);
+                        if (!status.Has(BlockStatusFlags.Zero) || status.Bytes < range.Bytes)
+                        {
+                            allZero = false;
+                            break;
+                        }
+                    }
+                    if (allZero)
+                    {
+                        if (!zeroInitialised)
+                            await Write(() => target.WriteZeroesAsync(offset, bytes, Graph.RequestFlags.MayUnmap), offset);
+                    }
+                    else
+                    {
+                        int pos = 0;
+                        foreach (var range in Ranges(sources, offset, bytes))
+                        {
+                            try
+                            {
+                                await range.Node.ReadAsync(range.Offset, memory.Slice(pos, range.Bytes));
+                            }
+                            catch (BlockException e)
+                            {
+                                throw new ConvertException($"error while reading at byte {range.Offset}: {e.Message}");
+                            }
+                            pos += range.Bytes;
+                        }
+                        await WriteClustersAsync(memory, offset, clusterSize);
+                    }
+                    meter.Report(total == 0 ? 100 : 100.0 * (offset + bytes) / total, force: true);
+                }
+            }
+            finally
+            {
+                buffer.Return(clear: false);
+            }
+            meter.Report(100, force: true);
+        }
+
+        /// <summary>Writes the non-zero clusters of <paramref name="data"/>, each run of them as one compressed request.</summary>
+        private async Task WriteClustersAsync(Memory<byte> data, long destination, int clusterSize)
+        {
+            int pos = 0;
+            while (pos < data.Length)
+            {
+                int run = pos;
+                bool zero = IsZero(data, run, clusterSize);
+                while (run < data.Length && IsZero(data, run, clusterSize) == zero)
+                    run = Math.Min(data.Length, run + clusterSize);
+                long at = destination + pos;
+                var slice = data[pos..run];
+                if (!zero)
+                    await Write(() => target.WriteAsync(at, slice, compress ? Graph.RequestFlags.Compressed : Graph.RequestFlags.None), at);
+                else if (!zeroInitialised)
+                    await Write(() => target.WriteZeroesAsync(at, slice.Length, Graph.RequestFlags.MayUnmap), at);
+                pos = run;
+            }
+        }
+
+        private static bool IsZero(Memory<byte> data, int start, int clusterSize) =>
+            data.Span.Slice(start, Math.Min(clusterSize, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
+
+        /// <summary>The pieces of the concatenated sources that <c>[offset, offset + bytes)</c> covers.</summary>
+        private static IEnumerable<SourceRange> Ranges(IReadOnlyList<(BlockNode Node, long Length)> sources, long offset, int bytes)
+        {
+            long start = 0;
+            foreach (var (node, length) in sources)
+            {
+                long end = start + length;
+                if (offset < end && offset + bytes > start)
+                {
+                    long from = Math.Max(offset, start);
+                    long to = Math.Min(offset + bytes, end);
+                    yield return new SourceRange(node, from - start, (int)(to - from));
+                }
+                start = end;
+            }
         }
 
         private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate)

@@ -17,6 +17,7 @@ internal static class CreateCommand
         await using var graph = cli.CreateGraph();
         var common = new CommonOptions(cli, graph);
         string? backing = null, backingFormat = null;
+        bool unsafeBacking = false;
         var optionTexts = new List<string>();
         foreach (var (code, arg) in options)
         {
@@ -38,6 +39,7 @@ internal static class CreateCommand
                     optionTexts.Add(arg!);
                     break;
                 case "u":
+                    unsafeBacking = true;
                     break;
             }
         }
@@ -110,7 +112,9 @@ internal static class CreateCommand
                 return 1;
             }
         }
-        if (!createOptions.ContainsKey("size") && !createOptions.ContainsKey("backing_file"))
+        if (createOptions.ContainsKey("backing_file") && !await CheckBackingAsync(cli, graph, filename, createOptions, unsafeBacking))
+            return 1;
+        if (!createOptions.ContainsKey("size"))
         {
             cli.Error($"{filename}: Image creation needs a size parameter");
             return 1;
@@ -133,6 +137,52 @@ internal static class CreateCommand
             return 1;
         }
         return 0;
+    }
+
+    /// <summary>
+    /// What qemu-img does with a backing file before it creates an image: without <c>-u</c> it opens the backing image
+    /// (named relative to the new image), which must work, and takes its size when none is given; a backing file
+    /// without a format is refused, naming the format probing finds.
+    /// </summary>
+    private static async Task<bool> CheckBackingAsync(CliContext cli, Block.Graph.BlockGraph graph, string filename,
+        Dictionary<string, string> createOptions, bool unsafeBacking)
+    {
+        string backing = createOptions["backing_file"];
+        createOptions.TryGetValue("backing_fmt", out string? format);
+        if (format is null && unsafeBacking)
+        {
+            cli.Error($"{filename}: Backing file specified without backing format");
+            return false;
+        }
+        if (unsafeBacking)
+            return true;
+        string? dir = Path.GetDirectoryName(filename);
+        string path = Path.IsPathRooted(backing) || string.IsNullOrEmpty(dir) || backing.StartsWith("json:", StringComparison.Ordinal)
+            ? backing : Path.Combine(dir, backing);
+        try
+        {
+            await using var image = await graph.OpenImageAsync(path, new Block.Graph.ImageOpenOptions
+            {
+                Format = format,
+                AllowProbing = format is null,
+                ReadOnly = true,
+                ForceShare = true,
+            });
+            if (format is null)
+            {
+                // qemu-img ends this hint without a newline.
+                cli.Err.Write($"{CliContext.Program}: {filename}: Backing file specified without backing format\nDetected format of {image.Root!.DriverName}.");
+                return false;
+            }
+            if (!createOptions.ContainsKey("size"))
+                createOptions["size"] = image.Length.ToString(CultureInfo.InvariantCulture);
+            return true;
+        }
+        catch (BlockException e)
+        {
+            cli.Error($"{filename}: {e.Message}\nCould not open backing image.");
+            return false;
+        }
     }
 
     /// <summary>Parses one or more <c>-o</c> texts (QemuOpts: <c>a=b,c=d</c>, commas doubled inside values).</summary>

@@ -112,7 +112,10 @@ internal static class InfoCommand
         }
     }
 
-    /// <summary>QEMU's human dump of a QAPI object: <c>key: value</c> in schema order, dashes as spaces, nested objects indented.</summary>
+    /// <summary>
+    /// QEMU's human dump of a QAPI object: <c>key: value</c>, dashes as spaces, nested objects indented. qemu-img 7.2
+    /// walks the same dictionary it prints as JSON, so members come in the JSON's (hash) order.
+    /// </summary>
     internal static void WriteDump(TextWriter w, JsonNode node, int indent)
     {
         string pad = new(' ', indent * 4);

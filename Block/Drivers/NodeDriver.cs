@@ -136,6 +136,13 @@ public abstract class NodeDriver : IAsyncDisposable
     /// <summary>Cluster size for <see cref="ImageInfo.ClusterSize"/>, for formats with clusters.</summary>
     public virtual long? ClusterSize => null;
 
+    /// <summary>
+    /// True if the format can store data only as compressed whole clusters (VMDK streamOptimized; QEMU's
+    /// <c>needs_compressed_writes</c>): a copy into such an image must write each cluster of <see cref="ClusterSize"/>
+    /// bytes whole, once, and may skip only clusters that are entirely zero.
+    /// </summary>
+    public virtual bool NeedsCompressedWrites => false;
+
     /// <summary>The backing file name as the image records it (relative names stay relative), or null.</summary>
     public virtual string? BackingFileName => null;
 

@@ -78,19 +78,19 @@ public sealed class NodeOpenContext
         CancellationToken cancellationToken = default)
     {
         string resolved = Node.ResolveReference(name);
-        Graph.ReferencePolicy.Check(resolved, Node.Filename);
+        Graph.ReferencePolicy.Check(resolved, Node.ReferenceBaseFilename);
         if (format is null && !Graph.ReferencePolicy.AllowProbing)
-            throw new BlockException(Errno.EACCES, $"The format of '{resolved}' is not recorded in '{Node.Filename}' and the image reference policy does not allow probing it");
+            throw new BlockException(Errno.EACCES, $"The format of '{resolved}' is not recorded in '{Node.ReferenceBaseFilename}' and the image reference policy does not allow probing it");
 
         var chain = s_chain.Value ?? [];
-        string self = Canonical(Node.Filename);
+        string self = Canonical(Node.ReferenceBaseFilename);
         if (!chain.Contains(self))
             chain = chain.Add(self);
         string target = Canonical(resolved);
         if (chain.Contains(target))
-            throw new BlockException(Errno.ELOOP, $"Backing chain loop: '{resolved}' is already part of the chain of '{Node.Filename}'");
+            throw new BlockException(Errno.ELOOP, $"Backing chain loop: '{resolved}' is already part of the chain of '{Node.ReferenceBaseFilename}'");
         if (chain.Count >= MaxChainLength)
-            throw new BlockException(Errno.EMLINK, $"Backing chain of '{Node.Filename}' is longer than {MaxChainLength} images");
+            throw new BlockException(Errno.EMLINK, $"Backing chain of '{Node.ReferenceBaseFilename}' is longer than {MaxChainLength} images");
 
         var previous = s_chain.Value;
         s_chain.Value = chain;

@@ -255,9 +255,15 @@ public sealed partial class BlockNode : IBlockParent
     {
         if (name.Length == 0 || Path.IsPathRooted(name) || name.StartsWith("json:", StringComparison.Ordinal) || IsProtocolName(name))
             return name;
-        string? dir = Path.GetDirectoryName(Filename);
+        string? dir = Path.GetDirectoryName(ReferenceBaseFilename);
         return string.IsNullOrEmpty(dir) ? name : Path.Combine(dir, name);
     }
+
+    /// <summary>
+    /// The file name that names inside the image are relative to: the node's own, or, while its driver is still
+    /// opening it (and so has no file name yet), its primary child's.
+    /// </summary>
+    internal string ReferenceBaseFilename => _impl != null ? Filename : PrimaryChild?.Node.Filename ?? string.Empty;
 
     private static bool IsProtocolName(string name)
     {

@@ -442,70 +442,80 @@ internal sealed class FileNodeDriver : NodeDriver
             throw new BlockException(errno, $"Could not create '{filename}': {ErrnoText.Describe(errno)}");
         }
         using var handle = new SafeFileHandle(fd, ownsHandle: true);
-        if (ImageLock.IsSupported(fd))
-            new ImageLock(fd, filename).Apply(BlockPermissions.Write | BlockPermissions.Resize, BlockPermissions.All & ~BlockPermissions.Resize);
-        if (nocow)
-            SetNoCow(fd);
-        if (extentSizeHint > 0 && !SetExtentSizeHint(fd, (uint)extentSizeHint) && hintExplicit)
-            graph.Warn($"Failed to set extent size hint for '{filename}'");
-        if (LibC.FTruncate(fd, 0) != 0)
+        var imageLock = ImageLock.IsSupported(fd) ? new ImageLock(fd, filename) : null;
+        imageLock?.Apply(BlockPermissions.Write | BlockPermissions.Resize, BlockPermissions.All & ~BlockPermissions.Resize);
+        try
         {
-            var errno = (Errno)LibC.LastErrno;
-            throw new BlockException(errno, $"Could not resize file: {ErrnoText.Describe(errno)}");
-        }
-        var engine = graph.GetEngine(BlockdevAioOptions.Inline);
-        switch (prealloc)
-        {
-            case PreallocMode.Falloc when size > 0:
-                try
-                {
-                    await engine.FallocateAsync(fd, 0, 0, size).ConfigureAwait(false);
-                }
-                catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
-                {
-                    throw new BlockException(Errno.ENOTSUP, "Could not preallocate data for the new file: Operation not supported");
-                }
-                break;
-            case PreallocMode.Full when size > 0:
-                var zeros = graph.Buffers.Rent(1 << 20);
-                try
-                {
-                    zeros.Span[..(1 << 20)].Clear();
-                    for (long pos = 0; pos < size; pos += 1 << 20)
+            if (nocow)
+                SetNoCow(fd);
+            if (extentSizeHint > 0 && !SetExtentSizeHint(fd, (uint)extentSizeHint) && hintExplicit)
+                graph.Warn($"Failed to set extent size hint for '{filename}'");
+            if (LibC.FTruncate(fd, 0) != 0)
+            {
+                var errno = (Errno)LibC.LastErrno;
+                throw new BlockException(errno, $"Could not resize file: {ErrnoText.Describe(errno)}");
+            }
+            var engine = graph.GetEngine(BlockdevAioOptions.Inline);
+            switch (prealloc)
+            {
+                case PreallocMode.Falloc when size > 0:
+                    try
                     {
-                        cancellationToken.ThrowIfCancellationRequested();
-                        int n = (int)Math.Min(1 << 20, size - pos);
-                        await engine.WriteAsync(fd, new IoVector(zeros.Memory[..n]), pos).ConfigureAwait(false);
+                        await engine.FallocateAsync(fd, 0, 0, size).ConfigureAwait(false);
                     }
+                    catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
+                    {
+                        throw new BlockException(Errno.ENOTSUP, "Could not preallocate data for the new file: Operation not supported");
+                    }
+                    break;
+                case PreallocMode.Full when size > 0:
+                    var zeros = graph.Buffers.Rent(1 << 20);
+                    try
+                    {
+                        zeros.Span[..(1 << 20)].Clear();
+                        for (long pos = 0; pos < size; pos += 1 << 20)
+                        {
+                            cancellationToken.ThrowIfCancellationRequested();
+                            int n = (int)Math.Min(1 << 20, size - pos);
+                            await engine.WriteAsync(fd, new IoVector(zeros.Memory[..n]), pos).ConfigureAwait(false);
+                        }
+                    }
+                    finally
+                    {
+                        zeros.Return(clear: false);
+                    }
+                    break;
+                default:
+                    if (LibC.FTruncate(fd, size) != 0)
+                    {
+                        var errno = (Errno)LibC.LastErrno;
+                        throw new BlockException(errno, $"Could not resize file: {ErrnoText.Describe(errno)}");
+                    }
+                    break;
+            }
+            if (size > 0 && prealloc != PreallocMode.Full)
+            {
+                // Allocating the first block lets later O_DIRECT opens probe alignment on real data, as QEMU does;
+                // `qemu-img map` of a new raw image therefore shows one 4 KiB data extent at 0.
+                int first = (int)Math.Min(size, 4096);
+                var block = graph.Buffers.Rent(first);
+                try
+                {
+                    block.Span[..first].Clear();
+                    await engine.WriteAsync(fd, new IoVector(block.Memory[..first]), 0).ConfigureAwait(false);
                 }
                 finally
                 {
-                    zeros.Return(clear: false);
+                    block.Return(clear: false);
                 }
-                break;
-            default:
-                if (LibC.FTruncate(fd, size) != 0)
-                {
-                    var errno = (Errno)LibC.LastErrno;
-                    throw new BlockException(errno, $"Could not resize file: {ErrnoText.Describe(errno)}");
-                }
-                break;
+            }
         }
-        if (size > 0 && prealloc != PreallocMode.Full)
+        finally
         {
-            // Allocating the first block lets later O_DIRECT opens probe alignment on real data, as QEMU does;
-            // `qemu-img map` of a new raw image therefore shows one 4 KiB data extent at 0.
-            int first = (int)Math.Min(size, 4096);
-            var block = graph.Buffers.Rent(first);
-            try
-            {
-                block.Span[..first].Clear();
-                await engine.WriteAsync(fd, new IoVector(block.Memory[..first]), 0).ConfigureAwait(false);
-            }
-            finally
-            {
-                block.Return(clear: false);
-            }
+            // The lock bytes go before the descriptor closes: a child process forked meanwhile by another thread keeps
+            // the open file description, and its locks, alive until it execs, and would make the opening of the new
+            // image fail for that moment with a lock conflict.
+            imageLock?.Apply(BlockPermissions.None, BlockPermissions.All);
         }
     }
 
