@@ -11,7 +11,7 @@ namespace Block.Crypto.Ciphers;
 /// <param name="Algorithm">The block cipher and its key size.</param>
 /// <param name="Mode">The chaining mode.</param>
 /// <param name="IvGen">The IV generator.</param>
-/// <param name="IvGenHash">The hash of the master key that keys the ESSIV cipher; only for <see cref="CryptoIvGenAlgorithm.Essiv"/>.</param>
+/// <param name="IvGenHash">The hash of the master key that keys the ESSIV cipher; other IV generators ignore it.</param>
 public sealed record CipherSuite(
     CryptoCipherAlgorithm Algorithm,
     CryptoCipherMode Mode,

@@ -1,0 +1,78 @@
+using Block.Crypto.Ciphers;
+using Block.Crypto.Qapi;
+using Block.Qapi;
+
+namespace Block.Crypto.Luks;
+
+/// <summary>
+/// The text form of a cipher suite in a LUKS1 header: a cipher name (<c>aes</c>) and a mode string
+/// (<c>xts-plain64</c>, <c>cbc-essiv:sha256</c>), with the key size in a separate field.
+/// </summary>
+public static class LuksCipherSpec
+{
+    private static readonly string[] s_families = ["aes", "cast5", "serpent", "twofish"];
+
+    /// <summary>Reads the suite named by a header's <c>cipher_name</c>, <c>cipher_mode</c> and <c>key_bytes</c>.</summary>
+    /// <exception cref="ImageFormatException">A name or key size LUKS does not define.</exception>
+    public static CipherSuite Parse(string cipherName, string cipherMode, uint keyBytes)
+    {
+        if (!s_families.Contains(cipherName))
+            throw new ImageFormatException($"LUKS cipher name '{cipherName}' is not known");
+        string modeName = cipherMode, ivgenName = "plain64";
+        int dash = cipherMode.IndexOf('-');
+        if (dash >= 0)
+        {
+            modeName = cipherMode[..dash];
+            ivgenName = cipherMode[(dash + 1)..];
+        }
+        else if (cipherMode != "ecb")
+        {
+            throw new ImageFormatException($"LUKS cipher mode '{cipherMode}' has no IV generator");
+        }
+        if (!QapiEnum<CryptoCipherMode>.TryParse(modeName, out var mode))
+            throw new ImageFormatException($"LUKS cipher mode '{modeName}' is not known");
+
+        CryptoHashAlgorithm? ivgenHash = null;
+        int colon = ivgenName.IndexOf(':');
+        if (colon >= 0)
+        {
+            if (!QapiEnum<CryptoHashAlgorithm>.TryParse(ivgenName[(colon + 1)..], out var h))
+                throw new ImageFormatException($"LUKS IV generator hash '{ivgenName[(colon + 1)..]}' is not known");
+            ivgenHash = h;
+            ivgenName = ivgenName[..colon];
+        }
+        if (!QapiEnum<CryptoIvGenAlgorithm>.TryParse(ivgenName, out var ivgen))
+            throw new ImageFormatException($"LUKS IV generator '{ivgenName}' is not known");
+        if (ivgen == CryptoIvGenAlgorithm.Essiv && ivgenHash is null)
+            throw new ImageFormatException("LUKS IV generator 'essiv' needs a hash (essiv:sha256)");
+
+        uint cipherKeyBytes = mode == CryptoCipherMode.Xts ? keyBytes / 2 : keyBytes;
+        if (mode == CryptoCipherMode.Xts && keyBytes % 2 != 0)
+            cipherKeyBytes = 0;
+        foreach (var algorithm in Enum.GetValues<CryptoCipherAlgorithm>())
+        {
+            string wire = QapiEnum<CryptoCipherAlgorithm>.ToWire(algorithm);
+            if (wire.StartsWith(cipherName + "-", StringComparison.Ordinal) && CipherSuite.CipherKeyLength(algorithm) == cipherKeyBytes)
+                return new CipherSuite(algorithm, mode, ivgen, ivgenHash);
+        }
+        throw new ImageFormatException($"LUKS key size {keyBytes} is not valid for cipher '{cipherName}' in mode '{modeName}'");
+    }
+
+    /// <summary>The header's <c>cipher_name</c> for <paramref name="suite"/> (<c>aes</c>).</summary>
+    public static string CipherName(CipherSuite suite)
+    {
+        string wire = QapiEnum<CryptoCipherAlgorithm>.ToWire(suite.Algorithm);
+        int dash = wire.IndexOf('-');
+        return dash < 0 ? wire : wire[..dash];
+    }
+
+    /// <summary>The header's <c>cipher_mode</c> for <paramref name="suite"/> (<c>xts-plain64</c>, <c>cbc-essiv:sha256</c>).</summary>
+    public static string CipherMode(CipherSuite suite)
+    {
+        string text = QapiEnum<CryptoCipherMode>.ToWire(suite.Mode) + "-" + QapiEnum<CryptoIvGenAlgorithm>.ToWire(suite.IvGen);
+        // QEMU writes the hash whenever one was asked for, even for IV generators that ignore it ("xts-plain64:sha1").
+        if (suite.IvGenHash is { } hash)
+            text += ":" + QapiEnum<CryptoHashAlgorithm>.ToWire(hash);
+        return text;
+    }
+}
