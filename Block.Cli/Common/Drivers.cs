@@ -1,3 +1,4 @@
+using Block.Crypto;
 using Block.Drivers;
 
 namespace Block.Cli.Common;
@@ -5,5 +6,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddLuks();
 }

@@ -176,6 +176,7 @@ internal static class ConvertCommand
             return 1;
         }
 
+        string? targetSecrets = null;
         if (!skipCreate)
         {
             Dictionary<string, string> createOptions;
@@ -197,6 +198,8 @@ internal static class ConvertCommand
                 }
             }
             createOptions["size"] = total.ToString(CultureInfo.InvariantCulture);
+            // qemu-img opens the new image with the secrets it was created with (img_add_key_secrets).
+            targetSecrets = KeySecretOptions(createOptions);
             if (backingFile != null)
                 createOptions["backing_file"] = backingFile;
             if (backingFormat != null)
@@ -216,6 +219,7 @@ internal static class ConvertCommand
         {
             Filename = target, Format = targetImageOpts ? null : format, ImageOpts = targetImageOpts, Cache = targetCache,
             Discard = Block.Qapi.BlockdevDiscardOptions.Unmap,
+            ExtraOptions = targetSecrets,
         });
         if (output is null)
             return 1;
@@ -225,7 +229,7 @@ internal static class ConvertCommand
             return 1;
         }
 
-        bool zeroInitialised = !skipCreate || targetIsZero;
+        bool zeroInitialised = (!skipCreate && output.Root!.Impl.HasZeroInit) || targetIsZero;
         var meter = new Progress(progress ? cli.Out : null, 0);
         try
         {
@@ -241,6 +245,18 @@ internal static class ConvertCommand
         }
         meter.End();
         return 0;
+    }
+
+    /// <summary>The <c>key-secret</c> and <c>encrypt.key-secret</c> create options as open options (keyval text), or null.</summary>
+    private static string? KeySecretOptions(IReadOnlyDictionary<string, string> createOptions)
+    {
+        var parts = new List<string>();
+        foreach (string name in (string[])["key-secret", "encrypt.key-secret"])
+        {
+            if (createOptions.TryGetValue(name, out var id))
+                parts.Add($"{name}={id.Replace(",", ",,", StringComparison.Ordinal)}");
+        }
+        return parts.Count == 0 ? null : string.Join(',', parts);
     }
 
     private sealed class ConvertException(string message) : Exception(message);

@@ -49,6 +49,7 @@ internal static class InfoCommand
             ImageOpts = common.ImageOpts,
             ReadOnly = true,
             ForceShare = common.ForceShare,
+            NoIo = true,
         });
         if (backend is null)
             return 1;
@@ -110,14 +111,17 @@ internal static class InfoCommand
         }
     }
 
-    /// <summary>QEMU's human dump of a QAPI object: <c>key: value</c> in schema order, dashes as spaces, nested objects indented.</summary>
+    /// <summary>
+    /// QEMU's human dump of a QAPI object: <c>key: value</c> in the order QEMU's dictionary iterates (the same hash order
+    /// as its JSON output), dashes as spaces, nested objects indented.
+    /// </summary>
     internal static void WriteDump(TextWriter w, JsonNode node, int indent)
     {
         string pad = new(' ', indent * 4);
         switch (node)
         {
             case JsonObject obj:
-                foreach (var (key, value) in obj)
+                foreach (var (key, value) in QemuJson.MemberOrder(obj))
                 {
                     string name = key.Replace('-', ' ');
                     if (value is JsonObject or JsonArray)
