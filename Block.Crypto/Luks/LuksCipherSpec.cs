@@ -16,8 +16,6 @@ public static class LuksCipherSpec
     /// <exception cref="ImageFormatException">A name or key size LUKS does not define.</exception>
     public static CipherSuite Parse(string cipherName, string cipherMode, uint keyBytes)
     {
-        if (!s_families.Contains(cipherName))
-            throw new ImageFormatException($"LUKS cipher name '{cipherName}' is not known");
         string modeName = cipherMode, ivgenName = "plain64";
         int dash = cipherMode.IndexOf('-');
         if (dash >= 0)
@@ -27,35 +25,37 @@ public static class LuksCipherSpec
         }
         else if (cipherMode != "ecb")
         {
-            throw new ImageFormatException($"LUKS cipher mode '{cipherMode}' has no IV generator");
+            throw new ImageFormatException($"Unexpected cipher mode string format '{cipherMode}'");
         }
         if (!QapiEnum<CryptoCipherMode>.TryParse(modeName, out var mode))
-            throw new ImageFormatException($"LUKS cipher mode '{modeName}' is not known");
+            throw new ImageFormatException($"Cipher mode '{modeName}' not supported");
 
         CryptoHashAlgorithm? ivgenHash = null;
         int colon = ivgenName.IndexOf(':');
         if (colon >= 0)
         {
             if (!QapiEnum<CryptoHashAlgorithm>.TryParse(ivgenName[(colon + 1)..], out var h))
-                throw new ImageFormatException($"LUKS IV generator hash '{ivgenName[(colon + 1)..]}' is not known");
+                throw new ImageFormatException($"Hash algorithm '{ivgenName[(colon + 1)..]}' not supported");
             ivgenHash = h;
             ivgenName = ivgenName[..colon];
         }
         if (!QapiEnum<CryptoIvGenAlgorithm>.TryParse(ivgenName, out var ivgen))
-            throw new ImageFormatException($"LUKS IV generator '{ivgenName}' is not known");
+            throw new ImageFormatException($"IV generator '{ivgenName}' not supported");
         if (ivgen == CryptoIvGenAlgorithm.Essiv && ivgenHash is null)
             throw new ImageFormatException("LUKS IV generator 'essiv' needs a hash (essiv:sha256)");
 
-        uint cipherKeyBytes = mode == CryptoCipherMode.Xts ? keyBytes / 2 : keyBytes;
         if (mode == CryptoCipherMode.Xts && keyBytes % 2 != 0)
-            cipherKeyBytes = 0;
+            throw new ImageFormatException("XTS cipher key length should be a multiple of 2");
+        uint cipherKeyBytes = mode == CryptoCipherMode.Xts ? keyBytes / 2 : keyBytes;
+        if (!s_families.Contains(cipherName))
+            throw new ImageFormatException($"Algorithm '{cipherName}' with key size {cipherKeyBytes} bytes not supported");
         foreach (var algorithm in Enum.GetValues<CryptoCipherAlgorithm>())
         {
             string wire = QapiEnum<CryptoCipherAlgorithm>.ToWire(algorithm);
             if (wire.StartsWith(cipherName + "-", StringComparison.Ordinal) && CipherSuite.CipherKeyLength(algorithm) == cipherKeyBytes)
                 return new CipherSuite(algorithm, mode, ivgen, ivgenHash);
         }
-        throw new ImageFormatException($"LUKS key size {keyBytes} is not valid for cipher '{cipherName}' in mode '{modeName}'");
+        throw new ImageFormatException($"Algorithm '{cipherName}' with key size {cipherKeyBytes} bytes not supported");
     }
 
     /// <summary>The header's <c>cipher_name</c> for <paramref name="suite"/> (<c>aes</c>).</summary>

@@ -84,8 +84,9 @@ public sealed record LuksHeader
 
     /// <summary>
     /// Parses and validates a header read from the start of a LUKS area of <paramref name="areaLength"/> bytes: every
-    /// string terminated and known, key size valid for the cipher, iteration counts usable, active slots with 4000
-    /// stripes and key material inside the area, after the header, before the payload and not overlapping each other.
+    /// string terminated and known, key size valid for the cipher, iteration counts usable, every slot with 4000
+    /// stripes and key material after the header, before the payload and not overlapping another slot, and each active
+    /// slot's key material inside the area. Messages are QEMU's where QEMU checks the same thing.
     /// </summary>
     /// <exception cref="ImageFormatException">The header is not LUKS1 or is damaged; the message names the field.</exception>
     public static LuksHeader Parse(ReadOnlySpan<byte> data, long areaLength)
@@ -96,7 +97,7 @@ public sealed record LuksHeader
             throw new ImageFormatException("Volume is not in LUKS format");
         ushort version = BinaryPrimitives.ReadUInt16BigEndian(data[6..]);
         if (version != 1)
-            throw new ImageFormatException($"Unsupported LUKS version {version}", Errno.ENOTSUP);
+            throw new ImageFormatException($"LUKS version {version} is not supported", Errno.ENOTSUP);
 
         string cipherName = ReadString(data.Slice(8, 32), "cipher_name");
         string cipherMode = ReadString(data.Slice(40, 32), "cipher_mode");
@@ -108,13 +109,16 @@ public sealed record LuksHeader
 
         var suite = LuksCipherSpec.Parse(cipherName, cipherMode, keyBytes);
         if (!QapiEnum<CryptoHashAlgorithm>.TryParse(hashSpec, out var hash))
-            throw new ImageFormatException($"LUKS hash '{hashSpec}' is not known");
-        if (mkIterations == 0 || mkIterations > Kdf.Pbkdf2.MaxIterations)
-            throw new ImageFormatException($"LUKS master key iteration count {mkIterations} is out of range");
+            throw new ImageFormatException($"Hash algorithm '{hashSpec}' not supported");
+        if (mkIterations == 0)
+            throw new ImageFormatException("LUKS key iteration count is zero");
+        if (mkIterations > Kdf.Pbkdf2.MaxIterations)
+            throw new ImageFormatException($"LUKS key iteration count {mkIterations} is larger than Block's limit {Kdf.Pbkdf2.MaxIterations}");
 
+        // The slot checks QEMU makes, on every slot (disabled ones keep their offsets and stripes too): whatever the
+        // passphrase, no slot may reach into the header, the payload or another slot.
         var slots = new LuksKeySlot[SlotCount];
-        long materialBytes = (long)keyBytes * Stripes;
-        long materialSectors = (materialBytes + 511) / 512;
+        long materialSectors = ((long)keyBytes * Stripes + 511) / 512;
         long headerSectors = (Size + 511) / 512;
         for (int i = 0; i < SlotCount; i++)
         {
@@ -127,27 +131,29 @@ public sealed record LuksHeader
             {
                 LuksKeySlot.ActiveMarker => true,
                 LuksKeySlot.DisabledMarker => false,
-                _ => throw new ImageFormatException($"LUKS key slot {i} has an invalid state 0x{state:x8}"),
+                _ => throw new ImageFormatException($"Keyslot {i} state (active/disable) is corrupted"),
             };
             slots[i] = new LuksKeySlot(active, iterations, raw.Slice(8, SaltSize).ToArray(), keyOffset, stripes);
-            if (!active)
-                continue;
             if (stripes != Stripes)
                 throw new ImageFormatException($"Keyslot {i} is corrupted (stripes {stripes} != {Stripes})");
-            if (iterations == 0 || iterations > Kdf.Pbkdf2.MaxIterations)
-                throw new ImageFormatException($"LUKS key slot {i} iteration count {iterations} is out of range");
             if (keyOffset < headerSectors)
                 throw new ImageFormatException($"Keyslot {i} is overlapping with the LUKS header");
             if (keyOffset + materialSectors > payloadOffset)
                 throw new ImageFormatException($"Keyslot {i} is overlapping with the encrypted payload");
-            if ((keyOffset + materialSectors) * 512 > areaLength)
-                throw new ImageFormatException($"Keyslot {i} key material at offset {keyOffset * 512L} is past the end of the image ({areaLength} bytes)");
             for (int j = 0; j < i; j++)
             {
-                var other = slots[j];
-                if (other.Active && keyOffset < other.KeyMaterialOffsetSectors + materialSectors && other.KeyMaterialOffsetSectors < keyOffset + materialSectors)
+                uint other = slots[j].KeyMaterialOffsetSectors;
+                if (keyOffset < other + materialSectors && other < keyOffset + materialSectors)
                     throw new ImageFormatException($"Keyslots {j} and {i} are overlapping in the header");
             }
+            if (!active)
+                continue;
+            if (iterations == 0)
+                throw new ImageFormatException($"Keyslot {i} iteration count is zero");
+            if (iterations > Kdf.Pbkdf2.MaxIterations)
+                throw new ImageFormatException($"Keyslot {i} iteration count {iterations} is larger than Block's limit {Kdf.Pbkdf2.MaxIterations}");
+            if ((keyOffset + materialSectors) * 512 > areaLength)
+                throw new ImageFormatException($"Keyslot {i} key material ends at byte {(keyOffset + materialSectors) * 512}, past the end of the image ({areaLength} bytes)");
         }
 
         return new LuksHeader
