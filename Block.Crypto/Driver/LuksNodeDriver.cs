@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Text.Json.Nodes;
 using Block.Crypto.Ciphers;
 using Block.Crypto.Luks;
 using Block.Crypto.Qapi;
@@ -51,6 +52,24 @@ internal sealed class LuksNodeDriver : NodeDriver
     public override bool HasZeroInit => false;
 
     public override ImageInfoSpecific? SpecificInfo => _info;
+
+    /// <summary>
+    /// The file's name, or with a <c>key-secret</c> QEMU's <c>json:{…}</c> form: the secret's id is an option the file
+    /// name alone cannot carry.
+    /// </summary>
+    public override string Filename
+    {
+        get
+        {
+            if (((BlockdevOptionsLuks)Node.Options).KeySecret is not { } secret)
+                return _file.Filename;
+            string fileName = _file.Filename;
+            JsonNode file = fileName.StartsWith("json:", StringComparison.Ordinal)
+                ? JsonNode.Parse(fileName[5..])!
+                : new JsonObject { ["driver"] = _file.DriverName, ["filename"] = fileName };
+            return "json:" + QemuJson.Compact(new JsonObject { ["driver"] = "luks", ["file"] = file, ["key-secret"] = secret });
+        }
+    }
 
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
