@@ -88,8 +88,8 @@ internal static class MapCommand
                 }
                 else
                 {
-                    if (current.Length > 0)
-                        Dump(output, current, json, ref first);
+                    if (current.Length > 0 && !Dump(output, current, json, ref first))
+                        return Unmappable(cli, output);
                     current = entry;
                 }
                 offset += status.Bytes;
@@ -101,7 +101,8 @@ internal static class MapCommand
             cli.Error($"Could not get block status: {e.Message}");
             return 1;
         }
-        Dump(output, current, json, ref first);
+        if (!Dump(output, current, json, ref first))
+            return Unmappable(cli, output);
         if (json)
             output.Append("]\n");
         cli.Out.Write(output.ToString());
@@ -112,7 +113,16 @@ internal static class MapCommand
         a.Depth == b.Depth && a.Present == b.Present && a.Zero == b.Zero && a.Data == b.Data && a.Filename == b.Filename
         && (a.Offset is null) == (b.Offset is null) && (a.Offset is null || a.Offset + a.Length == b.Offset);
 
-    private static void Dump(StringBuilder sb, Entry e, bool json, ref bool first)
+    /// <summary>qemu-img's refusal to print a human map of data that has no host offset (encrypted or compressed data).</summary>
+    private static int Unmappable(CliContext cli, StringBuilder output)
+    {
+        cli.Out.Write(output.ToString());
+        cli.Error("File contains external, encrypted or compressed clusters.");
+        return 1;
+    }
+
+    /// <summary>Appends one entry; false for data without a host offset, which the human form cannot show.</summary>
+    private static bool Dump(StringBuilder sb, Entry e, bool json, ref bool first)
     {
         if (json)
         {
@@ -123,10 +133,13 @@ internal static class MapCommand
             if (e.Offset is { } o)
                 sb.Append(System.Globalization.CultureInfo.InvariantCulture, $", \"offset\": {o}");
             sb.Append('}');
-            return;
+            return true;
         }
+        if (e.Data && e.Offset is null)
+            return false;
         if (e.Data && !e.Zero && e.Offset is { } offset)
             sb.Append($"{QemuText.AltHex(e.Start),-16}{QemuText.AltHex(e.Length),-16}{QemuText.AltHex(offset),-16}{e.Filename}\n");
+        return true;
     }
 
     private static string Bool(bool b) => b ? "true" : "false";
