@@ -233,7 +233,7 @@ internal static class ConvertCommand
         var meter = new Progress(progress ? cli.Out : null, 0);
         try
         {
-            var copier = new Copier(output, zeroInitialised, minSparse, compress, outOfOrder ? coroutines : 1, meter);
+            var copier = new Copier(output, zeroInitialised, minSparse, compress, coroutines, outOfOrder, meter);
             await copier.RunAsync(sources.Select(s => (s.Backend.Root!, s.Length)).ToList());
             await output.FlushAsync();
         }
@@ -262,7 +262,12 @@ internal static class ConvertCommand
     private sealed class ConvertException(string message) : Exception(message);
 
     /// <summary>The copy loop: block status decides what to read, sparse detection what to write.</summary>
-    private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, Progress meter)
+    /// <remarks>
+    /// As in qemu-img, <c>-m</c> chunks are in flight at once: their reads (and a format's decryption or decompression)
+    /// overlap, while their writes stay in order unless <c>-W</c> allows any order. Each chunk waits for the one before
+    /// it to be written before it writes.
+    /// </remarks>
+    private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, bool outOfOrder, Progress meter)
     {
         private long _allocatedTotal;
         private long _allocatedDone;
@@ -283,6 +288,7 @@ internal static class ConvertCommand
             long targetOffset = 0;
             using var gate = new SemaphoreSlim(parallel);
             var pending = new List<Task>();
+            Task? previous = null;
             foreach (var (node, length) in sources)
             {
                 await foreach (var (offset, bytes, zero) in Extents(node, length))
@@ -291,11 +297,16 @@ internal static class ConvertCommand
                     if (zero && minSparse > 0)
                     {
                         if (!zeroInitialised)
+                        {
+                            if (!outOfOrder && previous != null)
+                                await previous;
                             await Write(() => target.WriteZeroesAsync(destination, bytes, Graph.RequestFlags.MayUnmap), destination);
+                        }
                         continue;
                     }
                     await gate.WaitAsync();
-                    var task = CopyChunkAsync(node, offset, destination, (int)bytes, zero, gate);
+                    var task = CopyChunkAsync(node, offset, destination, (int)bytes, zero, gate, outOfOrder ? null : previous);
+                    previous = task;
                     if (parallel == 1)
                         await task;
                     else
@@ -307,7 +318,7 @@ internal static class ConvertCommand
             meter.Report(100, force: true);
         }
 
-        private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate)
+        private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate, Task? writtenBefore)
         {
             var buffer = node.Graph.Buffers.Rent(bytes);
             try
@@ -328,6 +339,8 @@ internal static class ConvertCommand
                         throw new ConvertException($"error while reading at byte {offset}: {e.Message}");
                     }
                 }
+                if (writtenBefore != null)
+                    await writtenBefore;
                 await WriteDataAsync(memory, destination);
                 long done = Interlocked.Add(ref _allocatedDone, bytes);
                 lock (meter)

@@ -13,6 +13,8 @@ namespace Block.Crypto.Ciphers;
 /// <remarks>
 /// <para>The round keys live in native memory (not on the GC heap, so they are never copied by compaction) and are
 /// wiped by <see cref="Dispose"/> or, failing that, by the finalizer.</para>
+/// <para>The loops are compiled fully optimised from the first call (<c>AggressiveOptimization</c>): a tiered JIT
+/// would otherwise run a disk's first hundred milliseconds of sectors through unoptimised intrinsics code.</para>
 /// <para>XTS tweaks are doubled in SSE registers (shift each 64-bit half left, carry the low half's top bit into the
 /// high half and fold the high half's top bit back as 0x87), and the XOR of the tweak before and after the rounds is
 /// folded into the first and last round keys, so a block costs the AES rounds and little else.</para>
@@ -72,6 +74,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void EncryptCbc(ReadOnlySpan<byte> source, Span<byte> destination, ReadOnlySpan<byte> iv)
     {
         CheckLengths(source, destination);
@@ -93,6 +96,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void DecryptCbc(ReadOnlySpan<byte> source, Span<byte> destination, ReadOnlySpan<byte> iv)
     {
         CheckLengths(source, destination);
@@ -204,6 +208,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
         return (Sse2.ShiftLeftLogical(t.AsUInt64(), 1).AsInt32() ^ carries).AsByte();
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Ecb<TDirection>(byte* s, byte* d, int blocks, Vector128<byte>* k)
         where TDirection : struct, IDirection
     {
@@ -253,6 +258,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
         }
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private void Xts<TDirection>(byte* s, byte* d, int blocks, Vector128<byte> t, Vector128<byte>* k)
         where TDirection : struct, IDirection
     {

@@ -1,6 +1,5 @@
 using Block.Crypto.Hashing;
 using Block.Crypto.Qapi;
-using Block.Qapi;
 
 namespace Block.Crypto.Ciphers;
 
@@ -84,11 +83,11 @@ public sealed record CipherSuite(
     }
 
     internal static BlockException NotSupported(CryptoCipherAlgorithm algorithm) =>
-        new(Errno.ENOTSUP, $"Cipher algorithm '{QapiEnum<CryptoCipherAlgorithm>.ToWire(algorithm)}' is not supported by Block");
+        new(Errno.ENOTSUP, $"Cipher algorithm '{CryptoWireNames.ToWire(algorithm)}' is not supported by Block");
 
     private static string Family(CryptoCipherAlgorithm algorithm)
     {
-        string wire = QapiEnum<CryptoCipherAlgorithm>.ToWire(algorithm);
+        string wire = CryptoWireNames.ToWire(algorithm);
         int dash = wire.IndexOf('-');
         return dash < 0 ? wire : wire[..dash];
     }

@@ -91,6 +91,7 @@ public sealed class SectorCipher : IDisposable
         _ivGenerator.Dispose();
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private void Run(ReadOnlySpan<byte> source, Span<byte> destination, ulong sector, bool encrypt)
     {
         if (source.Length % _cipher.BlockSize != 0)

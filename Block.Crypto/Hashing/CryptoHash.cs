@@ -60,5 +60,5 @@ public static class CryptoHash
     }
 
     private static BlockException NotSupported(CryptoHashAlgorithm algorithm) =>
-        new(Errno.ENOTSUP, $"Hash algorithm '{Block.Qapi.QapiEnum<CryptoHashAlgorithm>.ToWire(algorithm)}' is not supported by Block");
+        new(Errno.ENOTSUP, $"Hash algorithm '{CryptoWireNames.ToWire(algorithm)}' is not supported by Block");
 }

@@ -1,6 +1,5 @@
 using Block.Crypto.Ciphers;
 using Block.Crypto.Qapi;
-using Block.Qapi;
 
 namespace Block.Crypto.Luks;
 
@@ -27,19 +26,19 @@ public static class LuksCipherSpec
         {
             throw new ImageFormatException($"Unexpected cipher mode string format '{cipherMode}'");
         }
-        if (!QapiEnum<CryptoCipherMode>.TryParse(modeName, out var mode))
+        if (!CryptoWireNames.TryParse(modeName, out CryptoCipherMode mode))
             throw new ImageFormatException($"Cipher mode '{modeName}' not supported");
 
         CryptoHashAlgorithm? ivgenHash = null;
         int colon = ivgenName.IndexOf(':');
         if (colon >= 0)
         {
-            if (!QapiEnum<CryptoHashAlgorithm>.TryParse(ivgenName[(colon + 1)..], out var h))
+            if (!CryptoWireNames.TryParse(ivgenName[(colon + 1)..], out CryptoHashAlgorithm h))
                 throw new ImageFormatException($"Hash algorithm '{ivgenName[(colon + 1)..]}' not supported");
             ivgenHash = h;
             ivgenName = ivgenName[..colon];
         }
-        if (!QapiEnum<CryptoIvGenAlgorithm>.TryParse(ivgenName, out var ivgen))
+        if (!CryptoWireNames.TryParse(ivgenName, out CryptoIvGenAlgorithm ivgen))
             throw new ImageFormatException($"IV generator '{ivgenName}' not supported");
         if (ivgen == CryptoIvGenAlgorithm.Essiv && ivgenHash is null)
             throw new ImageFormatException("LUKS IV generator 'essiv' needs a hash (essiv:sha256)");
@@ -51,7 +50,7 @@ public static class LuksCipherSpec
             throw new ImageFormatException($"Algorithm '{cipherName}' with key size {cipherKeyBytes} bytes not supported");
         foreach (var algorithm in Enum.GetValues<CryptoCipherAlgorithm>())
         {
-            string wire = QapiEnum<CryptoCipherAlgorithm>.ToWire(algorithm);
+            string wire = CryptoWireNames.ToWire(algorithm);
             if (wire.StartsWith(cipherName + "-", StringComparison.Ordinal) && CipherSuite.CipherKeyLength(algorithm) == cipherKeyBytes)
                 return new CipherSuite(algorithm, mode, ivgen, ivgenHash);
         }
@@ -61,7 +60,7 @@ public static class LuksCipherSpec
     /// <summary>The header's <c>cipher_name</c> for <paramref name="suite"/> (<c>aes</c>).</summary>
     public static string CipherName(CipherSuite suite)
     {
-        string wire = QapiEnum<CryptoCipherAlgorithm>.ToWire(suite.Algorithm);
+        string wire = CryptoWireNames.ToWire(suite.Algorithm);
         int dash = wire.IndexOf('-');
         return dash < 0 ? wire : wire[..dash];
     }
@@ -69,10 +68,10 @@ public static class LuksCipherSpec
     /// <summary>The header's <c>cipher_mode</c> for <paramref name="suite"/> (<c>xts-plain64</c>, <c>cbc-essiv:sha256</c>).</summary>
     public static string CipherMode(CipherSuite suite)
     {
-        string text = QapiEnum<CryptoCipherMode>.ToWire(suite.Mode) + "-" + QapiEnum<CryptoIvGenAlgorithm>.ToWire(suite.IvGen);
+        string text = CryptoWireNames.ToWire(suite.Mode) + "-" + CryptoWireNames.ToWire(suite.IvGen);
         // QEMU writes the hash whenever one was asked for, even for IV generators that ignore it ("xts-plain64:sha1").
         if (suite.IvGenHash is { } hash)
-            text += ":" + QapiEnum<CryptoHashAlgorithm>.ToWire(hash);
+            text += ":" + CryptoWireNames.ToWire(hash);
         return text;
     }
 }

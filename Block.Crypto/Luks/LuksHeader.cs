@@ -2,7 +2,6 @@ using System.Buffers.Binary;
 using System.Text;
 using Block.Crypto.Ciphers;
 using Block.Crypto.Qapi;
-using Block.Qapi;
 
 namespace Block.Crypto.Luks;
 
@@ -108,7 +107,7 @@ public sealed record LuksHeader
         string uuid = ReadString(data.Slice(168, 40), "uuid");
 
         var suite = LuksCipherSpec.Parse(cipherName, cipherMode, keyBytes);
-        if (!QapiEnum<CryptoHashAlgorithm>.TryParse(hashSpec, out var hash))
+        if (!CryptoWireNames.TryParse(hashSpec, out CryptoHashAlgorithm hash))
             throw new ImageFormatException($"Hash algorithm '{hashSpec}' not supported");
         if (mkIterations == 0)
             throw new ImageFormatException("LUKS key iteration count is zero");

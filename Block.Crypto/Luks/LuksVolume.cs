@@ -131,7 +131,7 @@ public sealed class LuksVolume : IDisposable
             {
                 CipherName = LuksCipherSpec.CipherName(suite),
                 CipherMode = LuksCipherSpec.CipherMode(suite),
-                HashSpec = Block.Qapi.QapiEnum<CryptoHashAlgorithm>.ToWire(hash),
+                HashSpec = CryptoWireNames.ToWire(hash),
                 Suite = suite,
                 Hash = hash,
                 PayloadOffsetSectors = LuksLayout.PayloadOffsetSectors(keyBytes),

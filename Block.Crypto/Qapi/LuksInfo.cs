@@ -1,6 +1,5 @@
 using System.Text.Json;
 using Block.Crypto.Luks;
-using Block.Qapi;
 
 namespace Block.Crypto.Qapi;
 
@@ -63,12 +62,12 @@ public sealed record LuksInfo
     /// </summary>
     public void WriteMembers(Utf8JsonWriter writer)
     {
-        writer.WriteString("cipher-alg", QapiEnum<CryptoCipherAlgorithm>.ToWire(CipherAlg));
-        writer.WriteString("cipher-mode", QapiEnum<CryptoCipherMode>.ToWire(CipherMode));
-        writer.WriteString("ivgen-alg", QapiEnum<CryptoIvGenAlgorithm>.ToWire(IvGenAlg));
+        writer.WriteString("cipher-alg", CryptoWireNames.ToWire(CipherAlg));
+        writer.WriteString("cipher-mode", CryptoWireNames.ToWire(CipherMode));
+        writer.WriteString("ivgen-alg", CryptoWireNames.ToWire(IvGenAlg));
         if (IvGenHashAlg is { } ivgenHash)
-            writer.WriteString("ivgen-hash-alg", QapiEnum<CryptoHashAlgorithm>.ToWire(ivgenHash));
-        writer.WriteString("hash-alg", QapiEnum<CryptoHashAlgorithm>.ToWire(HashAlg));
+            writer.WriteString("ivgen-hash-alg", CryptoWireNames.ToWire(ivgenHash));
+        writer.WriteString("hash-alg", CryptoWireNames.ToWire(HashAlg));
         writer.WriteNumber("payload-offset", PayloadOffset);
         writer.WriteNumber("master-key-iters", MasterKeyIters);
         writer.WriteString("uuid", Uuid);
