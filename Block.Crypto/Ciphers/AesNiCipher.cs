@@ -58,6 +58,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     private Vector128<byte>* DecKeys => EncKeys + _rounds + 1;
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void EncryptEcb(ReadOnlySpan<byte> source, Span<byte> destination)
     {
         CheckLengths(source, destination);
@@ -66,6 +67,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void DecryptEcb(ReadOnlySpan<byte> source, Span<byte> destination)
     {
         CheckLengths(source, destination);
@@ -166,6 +168,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void EncryptXts(ReadOnlySpan<byte> source, Span<byte> destination, ReadOnlySpan<byte> tweak)
     {
         CheckLengths(source, destination);
@@ -174,6 +177,7 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     }
 
     /// <inheritdoc />
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public override void DecryptXts(ReadOnlySpan<byte> source, Span<byte> destination, ReadOnlySpan<byte> tweak)
     {
         CheckLengths(source, destination);

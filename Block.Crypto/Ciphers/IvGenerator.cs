@@ -39,23 +39,26 @@ internal sealed class IvGenerator : IDisposable
         }
     }
 
-    /// <summary>Writes the IV of <paramref name="sector"/> into <paramref name="iv"/> (<see cref="IvLength"/> bytes).</summary>
-    public void Generate(ulong sector, Span<byte> iv)
+    /// <summary>
+    /// Writes the IVs of <paramref name="count"/> consecutive sectors from <paramref name="firstSector"/> into
+    /// <paramref name="ivs"/> (<see cref="IvLength"/> bytes each); ESSIV encrypts them all in one call.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
+    public void Generate(ulong firstSector, int count, Span<byte> ivs)
     {
-        iv.Clear();
-        switch (_algorithm)
+        int length = IvLength;
+        ivs = ivs[..(count * length)];
+        ivs.Clear();
+        for (int i = 0; i < count; i++)
         {
-            case CryptoIvGenAlgorithm.Plain:
+            var iv = ivs.Slice(i * length, length);
+            ulong sector = firstSector + (ulong)i;
+            if (_algorithm == CryptoIvGenAlgorithm.Plain)
                 BinaryPrimitives.WriteUInt32LittleEndian(iv, (uint)sector);
-                break;
-            case CryptoIvGenAlgorithm.Plain64:
+            else
                 BinaryPrimitives.WriteUInt64LittleEndian(iv, sector);
-                break;
-            default:
-                BinaryPrimitives.WriteUInt64LittleEndian(iv, sector);
-                _essiv!.EncryptEcb(iv, iv);
-                break;
         }
+        _essiv?.EncryptEcb(ivs, ivs);
     }
 
     /// <inheritdoc />
