@@ -268,26 +268,24 @@ internal sealed unsafe class AesNiCipher : BlockCipher
     {
         int rounds = _rounds;
         var k0 = k[0];
-        var last = k[rounds];
+        // The eight tweaks go to the stack and come back for the last round: kept in registers across the rounds they
+        // would push the blocks out of xmm0–15, the only registers the (VEX-encoded) AES instructions can use.
+        Vector128<byte>* tweaks = stackalloc Vector128<byte>[Lanes];
         while (blocks >= Lanes)
         {
-            var t0 = t;
-            var t1 = Double(t0);
-            var t2 = Double(t1);
-            var t3 = Double(t2);
-            var t4 = Double(t3);
-            var t5 = Double(t4);
-            var t6 = Double(t5);
-            var t7 = Double(t6);
-            t = Double(t7);
-            var b0 = Vector128.Load(s) ^ (t0 ^ k0);
-            var b1 = Vector128.Load(s + 16) ^ (t1 ^ k0);
-            var b2 = Vector128.Load(s + 32) ^ (t2 ^ k0);
-            var b3 = Vector128.Load(s + 48) ^ (t3 ^ k0);
-            var b4 = Vector128.Load(s + 64) ^ (t4 ^ k0);
-            var b5 = Vector128.Load(s + 80) ^ (t5 ^ k0);
-            var b6 = Vector128.Load(s + 96) ^ (t6 ^ k0);
-            var b7 = Vector128.Load(s + 112) ^ (t7 ^ k0);
+            for (int i = 0; i < Lanes; i++)
+            {
+                tweaks[i] = t;
+                t = Double(t);
+            }
+            var b0 = Vector128.Load(s) ^ tweaks[0] ^ k0;
+            var b1 = Vector128.Load(s + 16) ^ tweaks[1] ^ k0;
+            var b2 = Vector128.Load(s + 32) ^ tweaks[2] ^ k0;
+            var b3 = Vector128.Load(s + 48) ^ tweaks[3] ^ k0;
+            var b4 = Vector128.Load(s + 64) ^ tweaks[4] ^ k0;
+            var b5 = Vector128.Load(s + 80) ^ tweaks[5] ^ k0;
+            var b6 = Vector128.Load(s + 96) ^ tweaks[6] ^ k0;
+            var b7 = Vector128.Load(s + 112) ^ tweaks[7] ^ k0;
             for (int r = 1; r < rounds; r++)
             {
                 var kr = k[r];
@@ -301,24 +299,26 @@ internal sealed unsafe class AesNiCipher : BlockCipher
                 b7 = TDirection.Round(b7, kr);
             }
             // The last round ends with a XOR of its key, so the tweak's second XOR rides on that key.
-            TDirection.LastRound(b0, last ^ t0).Store(d);
-            TDirection.LastRound(b1, last ^ t1).Store(d + 16);
-            TDirection.LastRound(b2, last ^ t2).Store(d + 32);
-            TDirection.LastRound(b3, last ^ t3).Store(d + 48);
-            TDirection.LastRound(b4, last ^ t4).Store(d + 64);
-            TDirection.LastRound(b5, last ^ t5).Store(d + 80);
-            TDirection.LastRound(b6, last ^ t6).Store(d + 96);
-            TDirection.LastRound(b7, last ^ t7).Store(d + 112);
+            var last = k[rounds];
+            TDirection.LastRound(b0, last ^ tweaks[0]).Store(d);
+            TDirection.LastRound(b1, last ^ tweaks[1]).Store(d + 16);
+            TDirection.LastRound(b2, last ^ tweaks[2]).Store(d + 32);
+            TDirection.LastRound(b3, last ^ tweaks[3]).Store(d + 48);
+            TDirection.LastRound(b4, last ^ tweaks[4]).Store(d + 64);
+            TDirection.LastRound(b5, last ^ tweaks[5]).Store(d + 80);
+            TDirection.LastRound(b6, last ^ tweaks[6]).Store(d + 96);
+            TDirection.LastRound(b7, last ^ tweaks[7]).Store(d + 112);
             s += 16 * Lanes;
             d += 16 * Lanes;
             blocks -= Lanes;
         }
+        new Span<byte>(tweaks, Lanes * 16).Clear();
         for (; blocks > 0; blocks--, s += 16, d += 16)
         {
             var b = Vector128.Load(s) ^ (t ^ k0);
             for (int r = 1; r < rounds; r++)
                 b = TDirection.Round(b, k[r]);
-            TDirection.LastRound(b, last ^ t).Store(d);
+            TDirection.LastRound(b, k[rounds] ^ t).Store(d);
             t = Double(t);
         }
     }
