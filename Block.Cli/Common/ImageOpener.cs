@@ -28,6 +28,9 @@ internal sealed record OpenArgs
     /// <summary>Share only read with other users (qemu-img convert's sources and compare).</summary>
     public bool Exclusive { get; init; }
 
+    /// <summary>Metadata only (qemu-img info's <c>BDRV_O_NO_IO</c>): encrypted images open without their key.</summary>
+    public bool NoIo { get; init; }
+
     /// <summary>Extra options for the format node, as <c>key=value</c> text (qemu-io's <c>open -o</c>).</summary>
     public string? ExtraOptions { get; init; }
 }
@@ -45,6 +48,7 @@ internal static class ImageOpener
             AllowProbing = true,
             ReadOnly = args.ReadOnly,
             ForceShare = args.ForceShare,
+            NoIo = args.NoIo,
             CacheDirect = args.Cache.Direct,
             NoFlush = args.Cache.NoFlush,
             Discard = args.Discard,

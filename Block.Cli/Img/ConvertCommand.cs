@@ -176,6 +176,7 @@ internal static class ConvertCommand
             return 1;
         }
 
+        string? targetSecrets = null;
         if (!skipCreate)
         {
             Dictionary<string, string> createOptions;
@@ -197,6 +198,8 @@ internal static class ConvertCommand
                 }
             }
             createOptions["size"] = total.ToString(CultureInfo.InvariantCulture);
+            // qemu-img opens the new image with the secrets it was created with (img_add_key_secrets).
+            targetSecrets = KeySecretOptions(createOptions);
             if (backingFile != null)
                 createOptions["backing_file"] = backingFile;
             if (backingFormat != null)
@@ -216,6 +219,7 @@ internal static class ConvertCommand
         {
             Filename = target, Format = targetImageOpts ? null : format, ImageOpts = targetImageOpts, Cache = targetCache,
             Discard = Block.Qapi.BlockdevDiscardOptions.Unmap,
+            ExtraOptions = targetSecrets,
         });
         if (output is null)
             return 1;
@@ -225,11 +229,11 @@ internal static class ConvertCommand
             return 1;
         }
 
-        bool zeroInitialised = !skipCreate || targetIsZero;
+        bool zeroInitialised = (!skipCreate && output.Root!.Impl.HasZeroInit) || targetIsZero;
         var meter = new Progress(progress ? cli.Out : null, 0);
         try
         {
-            var copier = new Copier(output, zeroInitialised, minSparse, compress, outOfOrder ? coroutines : 1, meter);
+            var copier = new Copier(output, zeroInitialised, minSparse, compress, coroutines, outOfOrder, meter);
             var sourceNodes = sources.Select(s => (s.Backend.Root!, s.Length)).ToList();
             var targetDriver = output.Root!.Impl;
             if (compress || targetDriver.NeedsCompressedWrites)
@@ -248,13 +252,30 @@ internal static class ConvertCommand
         return 0;
     }
 
+    /// <summary>The <c>key-secret</c> and <c>encrypt.key-secret</c> create options as open options (keyval text), or null.</summary>
+    private static string? KeySecretOptions(IReadOnlyDictionary<string, string> createOptions)
+    {
+        var parts = new List<string>();
+        foreach (string name in (string[])["key-secret", "encrypt.key-secret"])
+        {
+            if (createOptions.TryGetValue(name, out var id))
+                parts.Add($"{name}={id.Replace(",", ",,", StringComparison.Ordinal)}");
+        }
+        return parts.Count == 0 ? null : string.Join(',', parts);
+    }
+
     private sealed class ConvertException(string message) : Exception(message);
 
     /// <summary>A run of the concatenated sources: which source, where in it, how long.</summary>
     private readonly record struct SourceRange(BlockNode Node, long Offset, int Bytes);
 
     /// <summary>The copy loop: block status decides what to read, sparse detection what to write.</summary>
-    private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, Progress meter)
+    /// <remarks>
+    /// As in qemu-img, <c>-m</c> chunks are in flight at once: their reads (and a format's decryption or decompression)
+    /// overlap, while their writes stay in order unless <c>-W</c> allows any order. Each chunk waits for the one before
+    /// it to be written before it writes.
+    /// </remarks>
+    private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, bool outOfOrder, Progress meter)
     {
         private long _allocatedTotal;
         private long _allocatedDone;
@@ -275,6 +296,7 @@ internal static class ConvertCommand
             long targetOffset = 0;
             using var gate = new SemaphoreSlim(parallel);
             var pending = new List<Task>();
+            Task? previous = null;
             foreach (var (node, length) in sources)
             {
                 await foreach (var (offset, bytes, zero) in Extents(node, length))
@@ -283,11 +305,16 @@ internal static class ConvertCommand
                     if (zero && minSparse > 0)
                     {
                         if (!zeroInitialised)
+                        {
+                            if (!outOfOrder && previous != null)
+                                await previous;
                             await Write(() => target.WriteZeroesAsync(destination, bytes, Graph.RequestFlags.MayUnmap), destination);
+                        }
                         continue;
                     }
                     await gate.WaitAsync();
-                    var task = CopyChunkAsync(node, offset, destination, (int)bytes, zero, gate);
+                    var task = CopyChunkAsync(node, offset, destination, (int)bytes, zero, gate, outOfOrder ? null : previous);
+                    previous = task;
                     if (parallel == 1)
                         await task;
                     else
@@ -399,7 +426,7 @@ internal static class ConvertCommand
             }
         }
 
-        private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate)
+        private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate, Task? writtenBefore)
         {
             var buffer = node.Graph.Buffers.Rent(bytes);
             try
@@ -420,6 +447,8 @@ internal static class ConvertCommand
                         throw new ConvertException($"error while reading at byte {offset}: {e.Message}");
                     }
                 }
+                if (writtenBefore != null)
+                    await writtenBefore;
                 await WriteDataAsync(memory, destination);
                 long done = Interlocked.Add(ref _allocatedDone, bytes);
                 lock (meter)
@@ -444,10 +473,7 @@ internal static class ConvertCommand
             int pos = 0;
             while (pos < data.Length)
             {
-                int run = pos;
-                bool zero = IsZeroSector(data.Span, run);
-                while (run < data.Length && IsZeroSector(data.Span, run) == zero)
-                    run = Math.Min(data.Length, run + Sector);
+                int run = RunEnd(data.Span, pos, out bool zero);
                 int length = run - pos;
                 long at = destination + pos;
                 if (zero && length >= minSparse)
@@ -464,8 +490,25 @@ internal static class ConvertCommand
             }
         }
 
-        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start) =>
-            data.Slice(start, Math.Min(Sector, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
+        /// <summary>Where the run of all-zero (or of not-all-zero) sectors starting at <paramref name="start"/> ends.</summary>
+        /// <remarks>One span for the whole scan: <c>Memory.Span</c> over pooled native memory is a call per use.</remarks>
+        private static int RunEnd(ReadOnlySpan<byte> data, int start, out bool zero)
+        {
+            zero = IsZeroSector(data, start);
+            int run = start;
+            while (run < data.Length && IsZeroSector(data, run) == zero)
+                run = Math.Min(data.Length, run + Sector);
+            return run;
+        }
+
+        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start)
+        {
+            var sector = data.Slice(start, Math.Min(Sector, data.Length - start));
+            // Data sectors almost always have a non-zero first word: answer them without the vectorised scan's setup.
+            if (sector.Length >= sizeof(ulong) && System.Runtime.InteropServices.MemoryMarshal.Read<ulong>(sector) != 0)
+                return false;
+            return sector.IndexOfAnyExcept((byte)0) < 0;
+        }
 
         private static async Task Write(Func<ValueTask> write, long offset)
         {

@@ -124,6 +124,17 @@ internal static class CreateCommand
             cli.Error($"{filename}: Parameter 'size' expects a non-negative number below 2^64");
             return 1;
         }
+        // qemu-img parses number options with the option list, before it prints anything (as it does the size).
+        foreach (var d in descriptors)
+        {
+            if (d.Type == CreateOptionType.Number && createOptions.TryGetValue(d.Name, out var text)
+                && !long.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out _)
+                && !ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+            {
+                cli.Error($"{filename}: Parameter '{d.Name}' expects a number");
+                return 1;
+            }
+        }
 
         if (!common.Quiet)
             cli.Out.WriteLine(FormattingLine(filename, format, descriptors, createOptions));

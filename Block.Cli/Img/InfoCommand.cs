@@ -49,6 +49,7 @@ internal static class InfoCommand
             ImageOpts = common.ImageOpts,
             ReadOnly = true,
             ForceShare = common.ForceShare,
+            NoIo = true,
         });
         if (backend is null)
             return 1;
@@ -113,8 +114,8 @@ internal static class InfoCommand
     }
 
     /// <summary>
-    /// QEMU's human dump of a QAPI object: <c>key: value</c>, dashes as spaces, nested objects indented. qemu-img 7.2
-    /// walks the same dictionary it prints as JSON, so members come in the JSON's (hash) order.
+    /// QEMU's human dump of a QAPI object: <c>key: value</c> in the order QEMU's dictionary iterates (the same hash order
+    /// as its JSON output), dashes as spaces, nested objects indented.
     /// </summary>
     internal static void WriteDump(TextWriter w, JsonNode node, int indent)
     {
@@ -122,7 +123,6 @@ internal static class InfoCommand
         switch (node)
         {
             case JsonObject obj:
-                // QEMU's human dump walks its dictionary, so members come in the same hash order as in JSON.
                 foreach (var (key, value) in QemuJson.MemberOrder(obj))
                 {
                     string name = key.Replace('-', ' ');

@@ -113,7 +113,7 @@ internal static class MapCommand
         a.Depth == b.Depth && a.Present == b.Present && a.Zero == b.Zero && a.Data == b.Data && a.Filename == b.Filename
         && (a.Offset is null) == (b.Offset is null) && (a.Offset is null || a.Offset + a.Length == b.Offset);
 
-    /// <summary>qemu-img's human map cannot show data without a host offset (compressed grains): it stops there.</summary>
+    /// <summary>qemu-img's refusal to print a human map of data that has no host offset (encrypted or compressed data).</summary>
     private static int Unmappable(CliContext cli, StringBuilder output)
     {
         cli.Out.Write(output.ToString());
@@ -121,7 +121,7 @@ internal static class MapCommand
         return 1;
     }
 
-    /// <summary>Appends one entry; false if the human form cannot show it (data without a host offset).</summary>
+    /// <summary>Appends one entry; false for data without a host offset, which the human form cannot show.</summary>
     private static bool Dump(StringBuilder sb, Entry e, bool json, ref bool first)
     {
         if (json)
@@ -135,12 +135,10 @@ internal static class MapCommand
             sb.Append('}');
             return true;
         }
-        if (e.Data && !e.Zero)
-        {
-            if (e.Offset is not { } offset)
-                return false;
+        if (e.Data && e.Offset is null)
+            return false;
+        if (e.Data && !e.Zero && e.Offset is { } offset)
             sb.Append($"{QemuText.AltHex(e.Start),-16}{QemuText.AltHex(e.Length),-16}{QemuText.AltHex(offset),-16}{e.Filename}\n");
-        }
         return true;
     }
 

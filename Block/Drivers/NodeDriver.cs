@@ -152,6 +152,16 @@ public abstract class NodeDriver : IAsyncDisposable
     /// <summary>Where internal snapshots keep VM state (guest offset past the disk); 0 for formats without any.</summary>
     public virtual long VmStateOffset => 0;
 
+    /// <summary>True if the image's data is encrypted (<see cref="ImageInfo.Encrypted"/>, <c>encrypted: yes</c>).</summary>
+    public virtual bool IsEncrypted => false;
+
+    /// <summary>
+    /// True if a newly created image reads as zeroes everywhere (QEMU's <c>bdrv_has_zero_init</c>), so that a copy
+    /// into it may skip zero ranges.
+    /// </summary>
+    /// <remarks>Encrypted formats answer false: an unwritten sector decrypts to noise, so zeroes must be written.</remarks>
+    public virtual bool HasZeroInit => true;
+
     /// <summary>True if the image was not closed cleanly.</summary>
     public virtual bool? DirtyFlag => null;
 

@@ -297,6 +297,8 @@ public sealed class BlockGraph : IAsyncDisposable
             var formatOptions = Parser.Parse(new OptionsReader(formatTree, keyval: true));
             if (probed && formatOptions is BlockdevOptionsRaw raw)
                 formatOptions = raw with { Probed = true };
+            if (options.NoIo)
+                formatOptions = formatOptions with { NoIo = true };
             return await OpenNodeAsync(formatOptions, cancellationToken).ConfigureAwait(false);
         }
         catch

@@ -33,6 +33,13 @@ public sealed record ImageOpenOptions
     /// <summary>Zero detection.</summary>
     public BlockdevDetectZeroesOptions DetectZeroes { get; init; } = BlockdevDetectZeroesOptions.Off;
 
+    /// <summary>
+    /// Metadata only (QEMU's <c>BDRV_O_NO_IO</c>, as <c>qemu-img info</c> opens): the format node is opened with
+    /// <see cref="Options.BlockdevOptions.NoIo"/>, so encrypted images open without their key. Sending requests to
+    /// such a node is the caller's error.
+    /// </summary>
+    public bool NoIo { get; init; }
+
     /// <summary>I/O engine of the protocol node.</summary>
     public BlockdevAioOptions? Aio { get; init; }
 

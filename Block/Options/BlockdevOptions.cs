@@ -34,6 +34,13 @@ public abstract record BlockdevOptions
     /// <summary>Share every permission with other users (QEMU 2.10 <c>force-share</c>, qemu-img's <c>-U</c>); read-only only.</summary>
     public bool? ForceShare { get; init; }
 
+    /// <summary>
+    /// Not a QAPI member (never read from options): QEMU's <c>BDRV_O_NO_IO</c> open flag. The caller only inspects
+    /// the image's metadata (<c>qemu-img info</c>) and sends no requests, so an encrypted format opens without
+    /// unlocking its key, as QEMU's tools do.
+    /// </summary>
+    public bool NoIo { get; init; }
+
     /// <summary>The child references this node's options name, by QAPI child name (<c>file</c>, <c>backing</c>…).</summary>
     public virtual IEnumerable<KeyValuePair<string, BlockdevRef>> ChildReferences => [];
 }

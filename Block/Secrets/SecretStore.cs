@@ -41,7 +41,8 @@ public sealed class SecretStore : IDisposable
     }
 
     /// <summary>The secret <paramref name="id"/>, or null.</summary>
-    public ReadOnlyMemory<byte>? Find(string id) => _secrets.TryGetValue(id, out var v) ? v : null;
+    /// <remarks>The null is typed: a bare <c>null</c> would convert through <c>byte[]</c> to an empty, non-null memory.</remarks>
+    public ReadOnlyMemory<byte>? Find(string id) => _secrets.TryGetValue(id, out var v) ? v : (ReadOnlyMemory<byte>?)null;
 
     /// <summary>The secret <paramref name="id"/>.</summary>
     /// <exception cref="BlockNotFoundException">No such secret.</exception>

@@ -1,0 +1,77 @@
+using System.Text;
+using Block.Crypto.Kdf;
+using Block.Crypto.Luks;
+using Block.Crypto.Qapi;
+
+namespace Block.Crypto.Tests;
+
+/// <summary>PBKDF2 against RFC 6070 and RFC 7914-style vectors; the anti-forensic splitter's round trip and diffusion.</summary>
+public class KdfAndSplitterTests
+{
+    [Theory]
+    [InlineData(CryptoHashAlgorithm.Sha1, 1, 20, "0c60c80f961f0e71f3a9b524af6012062fe037a6")]
+    [InlineData(CryptoHashAlgorithm.Sha1, 2, 20, "ea6c014dc72d6f8ccd1ed92ace1d41f0d8de8957")]
+    [InlineData(CryptoHashAlgorithm.Sha1, 4096, 20, "4b007901b765489abead49d926f721d065a429c1")]
+    [InlineData(CryptoHashAlgorithm.Sha256, 1, 32, "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b")]
+    [InlineData(CryptoHashAlgorithm.Sha512, 2, 64, "e1d9c16aa681708a45f5c7c4e215ceb66e011a2e9f0040713f18aefdb866d53cf76cab2868a39b9f7840edce4fef5a82be67335c77a6068e04112754f27ccf4e")]
+    [InlineData(CryptoHashAlgorithm.Md5, 1000, 40, "8d189946a32d883622a16ae18af0632f5791d5e7b1abb0ab1757d28ce34056140335105994495f91")]
+    public void Pbkdf2_matches_published_vectors(CryptoHashAlgorithm hash, uint iterations, int length, string expected)
+    {
+        var output = new byte[length];
+        Pbkdf2.Derive(hash, Encoding.ASCII.GetBytes("password"), Encoding.ASCII.GetBytes("salt"), iterations, output);
+        Assert.Equal(expected, Hex.Of(output));
+    }
+
+    [Theory]
+    [InlineData(0u)]
+    [InlineData(0x80000000u)]
+    public void Pbkdf2_refuses_iteration_counts_out_of_range(uint iterations)
+    {
+        var e = Assert.Throws<BlockException>(() => Pbkdf2.Derive(CryptoHashAlgorithm.Sha256, [1], [2], iterations, new byte[32]));
+        Assert.Equal(Errno.EINVAL, e.Errno);
+    }
+
+    [Fact]
+    public void Calibration_scales_with_the_time_budget_and_refuses_counts_LUKS_cannot_store()
+    {
+        ulong ten = Pbkdf2.IterationsFor(CryptoHashAlgorithm.Sha256, 32, 10);
+        Assert.InRange(ten, 1000UL, 100_000_000UL);
+        var e = Assert.Throws<BlockException>(() => Pbkdf2.IterationsFor(CryptoHashAlgorithm.Sha256, 32, ulong.MaxValue - 4));
+        Assert.Contains("too large to scale", e.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(CryptoHashAlgorithm.Sha1, 64)]
+    [InlineData(CryptoHashAlgorithm.Sha256, 32)]
+    [InlineData(CryptoHashAlgorithm.Sha256, 24)]
+    [InlineData(CryptoHashAlgorithm.Sha512, 64)]
+    [InlineData(CryptoHashAlgorithm.Md5, 48)]
+    public void Split_then_merge_gives_the_key_back_and_every_stripe_matters(CryptoHashAlgorithm hash, int keyLength)
+    {
+        var key = new byte[keyLength];
+        new Random(keyLength).NextBytes(key);
+        var material = new byte[keyLength * 4000];
+        AfSplitter.Split(hash, key, 4000, material);
+        var merged = new byte[keyLength];
+        AfSplitter.Merge(hash, material, 4000, merged);
+        Assert.Equal(key, merged);
+        // One flipped bit in the first stripe scrambles the digest-sized piece of the key it falls in (the diffusion
+        // hashes each piece on its own, 3999 times over).
+        material[3] ^= 1;
+        AfSplitter.Merge(hash, material, 4000, merged);
+        int piece = Math.Min(keyLength, Hashing.CryptoHash.DigestSize(hash));
+        Assert.True(key.Take(piece).Zip(merged.Take(piece)).Count(p => p.First != p.Second) > piece / 2);
+        Assert.Equal(key.Skip(piece), merged.Skip(piece));
+    }
+
+    [Fact]
+    public void Splitting_twice_gives_different_material_for_the_same_key()
+    {
+        var key = new byte[32];
+        var a = new byte[32 * 4000];
+        var b = new byte[32 * 4000];
+        AfSplitter.Split(CryptoHashAlgorithm.Sha256, key, 4000, a);
+        AfSplitter.Split(CryptoHashAlgorithm.Sha256, key, 4000, b);
+        Assert.NotEqual(a, b);
+    }
+}
