@@ -12,6 +12,7 @@ internal sealed partial class Qcow2NodeDriver
     /// the clusters are deallocated (they then read as zeroes), otherwise the request path writes zero buffers.</remarks>
     public override async ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
     {
+        await ZeroRawDataFileAsync(offset, length, flags & RequestFlags.MayUnmap).ConfigureAwait(false);
         if (_header.Version < 3)
         {
             if (Node.Backing != null)
@@ -27,8 +28,24 @@ internal sealed partial class Qcow2NodeDriver
     /// <remarks>Discarded clusters read as zeroes on version 3 (the zero flag, so a backing file does not show through),
     /// and fall through to the backing file on version 2. Their host clusters are freed and, with
     /// <c>pass-discard-request</c>, punched out of the file.</remarks>
-    public override ValueTask DiscardAsync(long offset, long length) =>
-        ChangeClustersAsync(offset, length, ClusterChange.Discard);
+    public override async ValueTask DiscardAsync(long offset, long length)
+    {
+        await ZeroRawDataFileAsync(offset, length, RequestFlags.MayUnmap).ConfigureAwait(false);
+        await ChangeClustersAsync(offset, length, ClusterChange.Discard).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// With <c>data_file_raw</c> the data file alone must stay the disk, so a range that is about to read as zeroes
+    /// is zeroed there first, as QEMU does (L2 entries alone would leave the old bytes in the raw file).
+    /// </summary>
+    private async ValueTask ZeroRawDataFileAsync(long offset, long length, RequestFlags flags)
+    {
+        if (!_hasDataFile || !IsDataFileRaw)
+            return;
+        long bytes = Math.Min(length, _data.Length - offset);
+        if (bytes > 0)
+            await _data.WriteZeroesAsync(offset, bytes, flags).ConfigureAwait(false);
+    }
 
     private enum ClusterChange
     {
