@@ -94,75 +94,51 @@ public class OracleMatrixTests
         using var dir = new TempDirectory();
         var (basePath, topPath) = MakeChain(dir, spec);
         byte[] baseBytes = Qcow2Images.ReadWithQemu(basePath);
-        var model = new ByteModel(TopSize);
-        model.Write(0, Qcow2Images.ReadWithQemu(topPath));
         int u = Unit(spec);
         int cs = spec.ClusterSize;
+        byte[] topBytes = Qcow2Images.ReadWithQemu(topPath);
+        ModelledImage top;
 
         await using (var graph = Qcow2Images.NewGraph())
         {
-            var top = await Qcow2Images.OpenAsync(graph, topPath);
+            // Version 3 records discarded clusters as zero so that the backing file stays hidden; version 2 cannot,
+            // and the backing file shows through again.
+            top = new ModelledImage(await Qcow2Images.OpenAsync(graph, topPath), topBytes, cs,
+                spec.IsV3 ? null : (offset, length) => Slice(baseBytes, offset, length));
 
-            async Task Write(long offset, int length, int seed)
-            {
-                var data = Patterns.Random(length, seed);
-                await top.WriteAsync(offset, data);
-                model.Write(offset, data);
-            }
-
-            async Task Zero(long offset, int length, bool mayUnmap)
-            {
-                await top.WriteZeroesAsync(offset, length, mayUnmap ? RequestFlags.MayUnmap : RequestFlags.None);
-                model.Zero(offset, length);
-            }
-
-            async Task Discard(long offset, long length)
-            {
-                await top.DiscardAsync(offset, length);
-                // Whole clusters only (discard is advisory). Version 3 records zero clusters so that the backing file
-                // stays hidden; version 2 cannot, and the backing file shows through again.
-                long start = (offset + cs - 1) / cs * cs;
-                long end = (offset + length) / cs * cs;
-                for (long c = start; c < end; c += cs)
-                {
-                    if (spec.IsV3)
-                        model.Zero(c, cs);
-                    else
-                        model.Write(c, c >= baseBytes.Length ? new byte[cs] : baseBytes.AsSpan((int)c, cs));
-                }
-            }
-
-            await Write(50 * K, 70 * K, 1);
-            await Write(4100 * K, 10 * K, 2);
-            await Zero(6200 * K, 100 * K, mayUnmap: false);
-            await Zero(9 * M, 512 * K, mayUnmap: true);
-            await Discard(6 * M, 2 * M);
-            await Discard(0, 2 * M);
-            await Write(50 * K, 10 * K, 3);
-
+            await top.WriteAsync(50 * K, 70 * K, 1);
+            await top.WriteAsync(4100 * K, 10 * K, 2);
+            await top.ZeroAsync(6200 * K, 100 * K, mayUnmap: false);
+            await top.ZeroAsync(9 * M, 512 * K, mayUnmap: true);
+            await top.DiscardAsync(6 * M, 2 * M);
+            await top.DiscardAsync(0, 2 * M);
+            await top.WriteAsync(50 * K, 10 * K, 3);
             // Compressed, on whole clusters that nothing has allocated yet (beyond the base's end).
-            var compressible = new byte[2 * M];
-            for (int i = 0; i < compressible.Length; i++)
-                compressible[i] = (byte)(i / 512 % 7 * 31);
-            await top.WriteAsync(10 * M, compressible, RequestFlags.Compressed);
-            model.Write(10 * M, compressible);
-
-            await Write(9000 * K, K, 4);
-            await Write(2 * M + 7 * u, u, 5);
-            await Zero(2 * M + 20 * u, 2 * u, mayUnmap: false);
-            await Zero(M + 3 * u, u, mayUnmap: true);
+            await top.WriteAsync(10 * M, ModelledImage.Compressible(2 * M, 0), RequestFlags.Compressed);
+            await top.WriteAsync(9000 * K, K, 4);
+            await top.WriteAsync(2 * M + 7 * u, u, 5);
+            await top.ZeroAsync(2 * M + 20 * u, 2 * u, mayUnmap: false);
+            await top.ZeroAsync(M + 3 * u, u, mayUnmap: true);
             await top.FlushAsync();
-            await Write(3 * M + 1, 3, 6);
-            await Write(TopSize - 700, 700, 7);
-
-            Qcow2Images.AssertSameBytes(model.Bytes.ToArray(), await Qcow2Images.ReadAllAsync(top), $"library read-back {spec}");
+            await top.WriteAsync(3 * M + 1, 3, 6);
+            await top.WriteAsync(TopSize - 700, 700, 7);
+            await top.AssertReadsBackAsync($"library read-back {spec}");
         }
 
         Qcow2Images.AssertCheckClean(topPath);
         Qcow2Images.AssertCheckClean(basePath);
         // qemu-io's compressed clusters in the top were discarded: what is compressed now, the library compressed.
         Assert.True((long?)Qcow2Images.CheckJson(topPath)["compressed-clusters"] > 0, "the library's compressed write left no compressed cluster");
-        Qcow2Images.AssertSameBytes(model.Bytes.ToArray(), Qcow2Images.ReadWithQemu(topPath), $"qemu read-back {spec}");
+        Qcow2Images.AssertSameBytes(top.Expected, Qcow2Images.ReadWithQemu(topPath), $"qemu read-back {spec}");
         Qcow2Images.AssertSameBytes(baseBytes, Qcow2Images.ReadWithQemu(basePath), $"base untouched {spec}");
+    }
+
+    /// <summary>Bytes of <paramref name="image"/> at a range, zeroes past its end.</summary>
+    internal static byte[] Slice(byte[] image, long offset, int length)
+    {
+        var b = new byte[length];
+        if (offset < image.Length)
+            image.AsSpan((int)offset, (int)Math.Min(length, image.Length - offset)).CopyTo(b);
+        return b;
     }
 }
