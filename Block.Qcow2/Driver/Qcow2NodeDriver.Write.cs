@@ -40,8 +40,11 @@ internal sealed partial class Qcow2NodeDriver
         public long CopyStart, CopyEnd;
         /// <summary>The old content of the head and tail is known to read as zeroes.</summary>
         public bool HeadZero, TailZero;
-        /// <summary>Replace the whole cluster (old data shared or compressed): every subcluster becomes data.</summary>
-        public bool WholeCluster;
+        /// <summary>
+        /// Extended L2: the first / last cluster is replaced whole (its old data is shared or compressed), so every
+        /// subcluster of it becomes data. Other clusters of the step keep the subcluster state of what they hold.
+        /// </summary>
+        public bool WholeFirst, WholeLast;
         public InFlightAllocation? InFlight;
     }
 
@@ -240,7 +243,8 @@ internal sealed partial class Qcow2NodeDriver
 
         bool wholeFirst = !_layout.ExtendedL2 || (step.Kind == WriteKind.Allocate && HasOldData(firstEntry));
         bool wholeLast = !_layout.ExtendedL2 || (step.Kind == WriteKind.Allocate && HasOldData(lastEntry));
-        step.WholeCluster = _layout.ExtendedL2 && step.Kind == WriteKind.Allocate && (wholeFirst || wholeLast);
+        step.WholeFirst = _layout.ExtendedL2 && wholeFirst;
+        step.WholeLast = _layout.ExtendedL2 && wholeLast;
 
         if (wholeFirst)
             step.CopyStart = step.First;
@@ -357,7 +361,7 @@ internal sealed partial class Qcow2NodeDriver
                 ulong bitmap = 0;
                 if (_layout.ExtendedL2)
                 {
-                    if (step.WholeCluster)
+                    if ((c == 0 && step.WholeFirst) || (c == step.Clusters - 1 && step.WholeLast))
                     {
                         bitmap = 0xffffffffUL;
                     }
