@@ -106,14 +106,21 @@ internal sealed partial class Qcow2NodeDriver
         }
         var (entry, i0) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
         var data = entry.Data;
+        // Refuse before changing anything, so that no entry is left half-changed and no cluster unfreed: part of a
+        // cluster can be changed only through the subcluster bitmap of extended L2, and not in a compressed cluster.
+        for (long pos = offset; pos < end; pos = _layout.AlignDown(pos) + cs)
+        {
+            int i = i0 + (int)((_layout.AlignDown(pos) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
+            if (!IsWholeCluster(pos, end) && (!_layout.ExtendedL2 || (EntryAt(data, i) & Qcow2Layout.CompressedFlag) != 0))
+                throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
+        }
         var freed = new List<(ulong Entry, DiscardReason Reason)>();
         bool changed = false;
         for (long pos = offset; pos < end; pos = _layout.AlignDown(pos) + cs)
         {
             int i = i0 + (int)((_layout.AlignDown(pos) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
-            long clusterEnd = _layout.AlignDown(pos) + cs;
-            long to = Math.Min(end, clusterEnd);
-            bool whole = pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
+            long to = Math.Min(end, _layout.AlignDown(pos) + cs);
+            bool whole = IsWholeCluster(pos, end);
             ulong old = EntryAt(data, i);
             ulong oldBitmap = BitmapAt(data, i);
             if (TypeOf(old, oldBitmap, SubclusterOf(pos)) == SubclusterType.Invalid)
@@ -128,9 +135,7 @@ internal sealed partial class Qcow2NodeDriver
             DiscardReason reason = DiscardReason.Request;
             if (!whole)
             {
-                // Part of a cluster: only extended L2 can say that (for its subclusters), and not for compressed data.
-                if (!_layout.ExtendedL2 || compressed)
-                    throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
+                // Part of a cluster (extended L2, not compressed: checked above): change its subclusters.
                 ulong touched = SubclusterMask(SubclusterOf(pos), SubclusterOf(to - 1));
                 newEntry = old;
                 newBitmap = change == ClusterChange.Deallocate
@@ -196,6 +201,14 @@ internal sealed partial class Qcow2NodeDriver
             foreach (var (old, reason) in freed)
                 await FreeClusterAsync(old, reason).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>True if <c>[pos, end)</c> covers the whole cluster holding <paramref name="pos"/> (or all of it up to the disk's end).</summary>
+    private bool IsWholeCluster(long pos, long end)
+    {
+        long clusterEnd = _layout.AlignDown(pos) + _layout.ClusterSize;
+        long to = Math.Min(end, clusterEnd);
+        return pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
     }
 
     /// <summary>The entry word of a plain zero cluster: the zero flag, or 0 with extended L2 (the bitmap says zero).</summary>
