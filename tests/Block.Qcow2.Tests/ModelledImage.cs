@@ -9,7 +9,7 @@ namespace Block.Qcow2.Tests;
 /// </summary>
 internal sealed class ModelledImage
 {
-    private readonly BlockBackend _backend;
+    private BlockBackend _backend;
     private readonly int _discardGranularity;
     private readonly Func<long, int, byte[]>? _afterDiscard;
 
@@ -27,6 +27,13 @@ internal sealed class ModelledImage
     }
 
     public ByteModel Model { get; }
+
+    /// <summary>The image; replaced after a reopen.</summary>
+    public BlockBackend Backend
+    {
+        get => _backend;
+        set => _backend = value;
+    }
 
     public byte[] Expected => Model.Bytes.ToArray();
 
