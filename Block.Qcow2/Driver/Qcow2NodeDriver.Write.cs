@@ -153,7 +153,7 @@ internal sealed partial class Qcow2NodeDriver
 
             var firstType = TypeOf(entry, bitmap, SubclusterOf(offset));
             if (firstType == SubclusterType.Invalid)
-                throw await SignalCorruptionAsync(InvalidEntryMessage(entry, bitmap, offset), (long)(entry & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
+                throw await SignalCorruptionAsync(InvalidEntryMessage(entry, offset), (long)(entry & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
 
             if (CanReuse(entry))
             {
@@ -477,7 +477,7 @@ internal sealed partial class Qcow2NodeDriver
         ulong l1Entry = _l1[l1Index];
         long l2 = (long)(l1Entry & Qcow2Layout.OffsetMask);
         if ((l2 & (_layout.ClusterSize - 1)) != 0)
-            throw await SignalCorruptionAsync($"L2 table offset {l2:x} unaligned (L1 index: {l1Index:x})", l2, null).ConfigureAwait(false);
+            throw await SignalCorruptionAsync(UnalignedL2Message(l1Index), l2, null).ConfigureAwait(false);
         if (l2 == 0 || (l1Entry & Qcow2Layout.Copied) == 0)
             l2 = await AllocateL2Async(l1Index, l2).ConfigureAwait(false);
         int l2Index = _layout.L2Index(offset);

@@ -124,7 +124,7 @@ internal sealed partial class Qcow2NodeDriver
             ulong old = EntryAt(data, i);
             ulong oldBitmap = BitmapAt(data, i);
             if (TypeOf(old, oldBitmap, SubclusterOf(pos)) == SubclusterType.Invalid)
-                throw await SignalCorruptionAsync(InvalidEntryMessage(old, oldBitmap, pos), (long)(old & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
+                throw await SignalCorruptionAsync(InvalidEntryMessage(old, pos), (long)(old & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
             bool compressed = (old & Qcow2Layout.CompressedFlag) != 0;
             bool host = !compressed && HasHost(old);
             bool shared = host && (old & Qcow2Layout.Copied) == 0;

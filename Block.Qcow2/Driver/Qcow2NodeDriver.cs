@@ -211,7 +211,12 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
 
         if (!node.ReadOnly)
+        {
+            // Arm the overlap checks before anything is written, the header rewrite below included.
+            await driver.LoadInactiveL2Async().ConfigureAwait(false);
+            driver.RefreshMetadataMap();
             await driver.PrepareForWritingAsync().ConfigureAwait(false);
+        }
         return driver;
     }
 
