@@ -261,7 +261,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             throw new ImageFormatException("Snapshot table offset invalid");
         var table = new byte[max];
         await file.ReadAsync((long)header.SnapshotsOffset, table.AsMemory()).ConfigureAwait(false);
-        return Qcow2Snapshot.ParseTable(table, header.NbSnapshots, header.ClusterSize);
+        return Qcow2Snapshot.ParseTable(table, header.NbSnapshots);
     }
 
     /// <summary>
