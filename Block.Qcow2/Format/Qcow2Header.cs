@@ -210,7 +210,7 @@ public sealed class Qcow2Header
             uint length = BinaryPrimitives.ReadUInt32BigEndian(data[(pos + 4)..]);
             pos += 8;
             if (type == 0)
-                return;
+                break;
             if (length > (uint)(end - pos))
                 throw new ImageFormatException($"Header extension too large (extension 0x{type:x8} at offset {pos - 8}, length {length})");
             if (!seen.Add(type))
