@@ -192,6 +192,46 @@ public class CorruptionTests
         await AssertMarkedCorruptAsync(path);
     }
 
+    public static TheoryData<string, long> RefcountBlockOnMetadata() => new()
+    {
+        { "active L1 table", L1Table },
+        { "refcount table", RefcountTable },
+        { "active L2 table", L2Table },
+    };
+
+    [Theory]
+    [MemberData(nameof(RefcountBlockOnMetadata))]
+    public async Task A_refcount_block_on_other_metadata_is_never_updated_and_the_image_is_marked_corrupt(string what, long target)
+    {
+        using var dir = new TempDirectory();
+        string path = HostileHeaderTests.MakeImage(dir);
+        ImageFile.PokeBe64(path, RefcountTable, (ulong)target);
+        string twin = dir.File("twin.qcow2");
+        File.Copy(path, twin);
+        byte[] before = ImageFile.Peek(path, 0, 0x50000);
+
+        await using (var s = await Session.OpenAsync(path))
+        {
+            await Hostile.RefusedAsync(async () =>
+            {
+                await s.Backend.WriteAsync(1 << 20, Patterns.Fill(512, 0x3c));
+                await s.Backend.FlushAsync();
+            });
+            var corrupted = Assert.Single(s.Corruptions);
+            Assert.StartsWith("Preventing invalid write on metadata (overlaps with ", corrupted.Message);
+            Assert.True(corrupted.Fatal);
+        }
+        // Nothing but the corrupt bit changed in the metadata clusters.
+        byte[] after = ImageFile.Peek(path, 0, 0x50000);
+        Assert.True(CorruptBit(path), $"{what}: not marked corrupt");
+        after.AsSpan(ImageFile.IncompatibleFeatures, 8).Clear();
+        before.AsSpan(ImageFile.IncompatibleFeatures, 8).Clear();
+        Assert.True(before.AsSpan().SequenceEqual(after), $"{what}: metadata changed at offset 0x{before.AsSpan().CommonPrefixLength(after):x}");
+        await AssertMarkedCorruptAsync(path);
+
+        Assert.Contains("Marking image as corrupt: Preventing invalid write on metadata", QemuIo.Run(twin, "qcow2", "write 1M 512").Stderr);
+    }
+
     public static TheoryData<string, long, ulong, string> InvalidEntries() => new()
     {
         { "unaligned L2 table", L1Table, Copied | (L2Table + 0x2000), "L2 table offset 0x42000 unaligned (L1 index: 0)" },
