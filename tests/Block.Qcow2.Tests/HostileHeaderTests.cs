@@ -67,4 +67,27 @@ public class HostileHeaderTests
             Assert.Empty(graph.Nodes);
         }
     }
+
+    public static TheoryData<string, int, string, string> TablesPastTheEnd() => new()
+    {
+        { "L1 table", ImageFile.L1TableOffset, "0000010000000000", "Invalid L1 table offset" },
+        { "refcount table", ImageFile.RefcountTableOffset, "0000010000000000", "Invalid reference count table offset" },
+        { "snapshot table", ImageFile.NbSnapshots, "000000010000010000000000", "Snapshot table offset invalid" },
+    };
+
+    /// <summary>
+    /// qemu opens these (it reads zeroes past the end of the file, so the table reads as empty); the library refuses
+    /// them, naming the table, rather than run an image whose tables are not there.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(TablesPastTheEnd))]
+    public async Task A_table_past_the_end_of_the_file_is_refused_naming_the_table(string what, int offset, string hex, string message)
+    {
+        using var dir = new TempDirectory();
+        string path = MakeImage(dir);
+        ImageFile.PokeHex(path, offset, hex);
+        await using var graph = Qcow2Images.NewGraph();
+        var e = await Hostile.RefusedAsync(() => Qcow2Images.OpenAsync(graph, path, readOnly: true).AsTask());
+        Assert.True(e.Message.Contains(message, StringComparison.Ordinal), $"{what}: {e.Message}");
+    }
 }
