@@ -51,29 +51,46 @@ internal sealed partial class Qcow2NodeDriver
             throw new BlockException(Errno.EIO, "qcow2: could not repair the dirty image (run 'qemu-img check -r all')");
     }
 
-    /// <summary>The in-memory reference counts a check builds: one counter per host cluster, growing as references appear.</summary>
+    /// <summary>
+    /// The in-memory reference counts a check builds: one counter per host cluster of the file, growing as references
+    /// appear, but never for a reference that lies a cluster or more past the end of the file: as in QEMU, such a
+    /// reference is reported and not counted (only the last cluster may be partly allocated), so that a corrupt entry
+    /// cannot make the check allocate or loop by the size it claims.
+    /// </summary>
     private sealed class ReferenceCounts
     {
-        private const long MaxClusters = 1L << 32;
+        private readonly long _fileLength;
+        private readonly int _clusterBits;
+        private readonly TextWriter _log;
         private uint[] _counts;
 
-        public ReferenceCounts(long clusters) => _counts = new uint[Math.Max(clusters, 1)];
+        public ReferenceCounts(long fileLength, int clusterBits, TextWriter log)
+        {
+            _fileLength = fileLength;
+            _clusterBits = clusterBits;
+            _log = log;
+            Length = (fileLength + (1L << clusterBits) - 1) >> clusterBits;
+            _counts = new uint[Math.Max(Length, 1)];
+        }
 
         public long Length { get; private set; }
 
         public uint this[long cluster] => cluster < _counts.Length ? _counts[cluster] : 0;
 
-        /// <summary>Counts one reference to every cluster touched by <c>[offset, offset + bytes)</c>. False if absurdly far out.</summary>
-        public bool Add(long offset, long bytes, int clusterBits)
+        /// <summary>Counts one reference to every cluster touched by <c>[offset, offset + bytes)</c>. False (reported) if it lies past the file.</summary>
+        public bool Add(long offset, long bytes)
         {
             if (bytes <= 0)
                 return true;
-            long first = offset >> clusterBits;
-            long last = (offset + bytes - 1) >> clusterBits;
-            if (last >= MaxClusters)
+            if (offset < 0 || offset > _fileLength || offset + bytes - _fileLength >= 1L << _clusterBits)
+            {
+                _log.WriteLine($"ERROR: counting reference for region exceeding the end of the file by one cluster or more: offset 0x{offset:x} size 0x{bytes:x}");
                 return false;
+            }
+            long first = offset >> _clusterBits;
+            long last = (offset + bytes - 1) >> _clusterBits;
             if (last >= _counts.Length)
-                Array.Resize(ref _counts, (int)Math.Min(MaxClusters, Math.Max(last + 1, (long)_counts.Length * 2)));
+                Array.Resize(ref _counts, (int)(last + 1));
             for (long c = first; c <= last; c++)
             {
                 if (_counts[c] != uint.MaxValue)
@@ -98,7 +115,6 @@ internal sealed partial class Qcow2NodeDriver
                 _counts[cluster]--;
         }
 
-        public void Extend(long clusters) => Length = Math.Max(Length, clusters);
     }
 
     private sealed class CheckState
@@ -113,23 +129,25 @@ internal sealed partial class Qcow2NodeDriver
         int cs = _layout.ClusterSize;
         int bits = _layout.ClusterBits;
         long fileLength = _file.Length;
-        var refs = new ReferenceCounts((fileLength + cs - 1) >> bits);
-        refs.Extend((fileLength + cs - 1) >> bits);
+        var refs = new ReferenceCounts(fileLength, bits, log);
         var st = new CheckState();
 
         void Count(long offset, long bytes)
         {
-            if (!refs.Add(offset, bytes, bits))
-            {
-                log.WriteLine($"ERROR: reference to offset {offset:x} lies far beyond the image");
+            if (!refs.Add(offset, bytes))
                 st.Corruptions++;
-            }
         }
 
         Count(0, cs);
         await CountL1Async(refs, st, log, (long)_header.L1TableOffset, _l1, active: true, repair).ConfigureAwait(false);
         foreach (var snapshot in _snapshots)
         {
+            if (snapshot.L1Problem(cs) is { } problem)
+            {
+                log.WriteLine($"ERROR snapshot {snapshot.Id} ({snapshot.Name}) {problem}; snapshot table entry corrupted");
+                st.Corruptions++;
+                continue;
+            }
             ulong[] l1;
             try
             {
@@ -228,7 +246,7 @@ internal sealed partial class Qcow2NodeDriver
     {
         int cs = _layout.ClusterSize;
         int bits = _layout.ClusterBits;
-        if (l1.Length > 0 && !refs.Add(l1Offset, l1.Length * 8L, bits))
+        if (l1.Length > 0 && !refs.Add(l1Offset, l1.Length * 8L))
             st.Corruptions++;
         var l2 = new byte[cs];
         for (int i = 0; i < l1.Length; i++)
@@ -236,8 +254,9 @@ internal sealed partial class Qcow2NodeDriver
             long l2Offset = (long)(l1[i] & Qcow2Layout.OffsetMask);
             if (l2Offset == 0)
                 continue;
-            if (!refs.Add(l2Offset, cs, bits))
+            if (!refs.Add(l2Offset, cs))
             {
+                // QEMU reads zeroes past the end of the file: an L2 table there has no entries to check.
                 st.Corruptions++;
                 continue;
             }
@@ -289,7 +308,7 @@ internal sealed partial class Qcow2NodeDriver
                         continue;
                     }
                     var (coffset, csize) = _layout.CompressedExtent(entry);
-                    if (!refs.Add(coffset, csize, bits))
+                    if (!refs.Add(coffset, csize))
                         st.Corruptions++;
                     if (active)
                     {
@@ -339,7 +358,7 @@ internal sealed partial class Qcow2NodeDriver
                         st.Fragmented++;
                     nextContiguous = offset + cs;
                 }
-                if (!_hasDataFile && !refs.Add(offset, cs, bits))
+                if (!_hasDataFile && !refs.Add(offset, cs))
                     st.Corruptions++;
             }
             if (fixedAny)
@@ -456,7 +475,7 @@ internal sealed partial class Qcow2NodeDriver
         {
             ulong l1Entry = _l1[i];
             long l2Offset = (long)(l1Entry & Qcow2Layout.OffsetMask);
-            if (l2Offset == 0 || (l2Offset & (cs - 1)) != 0 || l2Offset + cs > _file.Length)
+            if (l2Offset == 0 || (l2Offset & (cs - 1)) != 0)
                 continue;
             ulong refcount = await _refcounts.GetAsync(l2Offset >> _layout.ClusterBits).ConfigureAwait(false);
             if ((refcount == 1) != ((l1Entry & Qcow2Layout.Copied) != 0))
@@ -473,6 +492,8 @@ internal sealed partial class Qcow2NodeDriver
                     st.Corruptions++;
                 }
             }
+            if (l2Offset + cs > _file.Length)
+                continue;
             for (int s = 0; s < cs / _sliceBytes; s++)
             {
                 var slice = await _l2Cache.GetAsync(l2Offset + (long)s * _sliceBytes).ConfigureAwait(false);

@@ -177,7 +177,7 @@ internal sealed partial class Qcow2NodeDriver
         if (slice < 0)
         {
             long l1Index = _layout.L1Index(offset);
-            throw await SignalCorruptionAsync($"L2 table offset {(_l1[l1Index] & Qcow2Layout.OffsetMask):x} unaligned (L1 index: {l1Index:x})",
+            throw await SignalCorruptionAsync(UnalignedL2Message(l1Index),
                 (long)(_l1[l1Index] & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
         }
         var e = await _l2Cache.GetAsync(slice).ConfigureAwait(false);
@@ -185,18 +185,26 @@ internal sealed partial class Qcow2NodeDriver
         if (run.Type == SubclusterType.Invalid)
         {
             ulong entry = EntryAt(e.Data, index);
-            throw await SignalCorruptionAsync(InvalidEntryMessage(entry, BitmapAt(e.Data, index), offset),
+            throw await SignalCorruptionAsync(InvalidEntryMessage(entry, offset),
                 (long)(entry & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
         }
         return run;
     }
 
-    private string InvalidEntryMessage(ulong entry, ulong bitmap, long offset)
+    /// <summary>QEMU's message for an invalid L2 entry met at guest <paramref name="offset"/>.</summary>
+    private string InvalidEntryMessage(ulong entry, long offset)
     {
+        string where = $"L2 offset: {Hex((long)(_l1[_layout.L1Index(offset)] & Qcow2Layout.OffsetMask))}, L2 index: {Hex(_layout.L2Index(offset))}";
         if ((entry & Qcow2Layout.CompressedFlag) != 0)
-            return $"Compressed cluster entry found in image with external data file (guest offset: {offset:x})";
+            return $"Compressed cluster entry found in image with external data file ({where})";
         if (HasHost(entry) && (entry & Qcow2Layout.OffsetMask & (ulong)(_layout.ClusterSize - 1)) != 0)
-            return $"Cluster allocation offset {entry & Qcow2Layout.OffsetMask:x} unaligned (L2 offset: {offset:x})";
-        return $"Invalid cluster entry found  (L2 offset: {offset:x}, L2 index: {_layout.L2Index(offset):x}) entry {entry:x} bitmap {bitmap:x}";
+            return $"Cluster allocation offset {Hex((long)(entry & Qcow2Layout.OffsetMask))} unaligned ({where})";
+        return $"Invalid cluster entry found  ({where})";
     }
+
+    /// <summary>C's <c>%#x</c>, which QEMU's messages use: <c>0x42000</c>, but <c>0</c> for zero.</summary>
+    private static string Hex(long value) => value == 0 ? "0" : $"0x{value:x}";
+
+    private string UnalignedL2Message(long l1Index) =>
+        $"L2 table offset {Hex((long)(_l1[l1Index] & Qcow2Layout.OffsetMask))} unaligned (L1 index: {Hex(l1Index)})";
 }

@@ -83,7 +83,7 @@ internal sealed partial class Qcow2NodeDriver
             return;
         }
         var set = new HashSet<long>();
-        foreach (var s in _snapshots)
+        foreach (var s in _snapshots.Where(s => s.L1Problem(_layout.ClusterSize) is null))
         {
             var l1 = await ReadTableAsync(_file, (long)s.L1TableOffset, s.L1Size, "snapshot L1 table", _file.Length).ConfigureAwait(false);
             foreach (ulong e in l1)

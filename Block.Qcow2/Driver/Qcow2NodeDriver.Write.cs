@@ -42,6 +42,11 @@ internal sealed partial class Qcow2NodeDriver
         public long WriteStart, WriteEnd;
         /// <summary>The old content of the head and tail is known to read as zeroes.</summary>
         public bool HeadZero, TailZero;
+        /// <summary>
+        /// Extended L2: the first / last cluster is replaced whole (its old data is shared or compressed), so every
+        /// subcluster of it becomes data. Other clusters of the step keep the subcluster state of what they hold.
+        /// </summary>
+        public bool WholeFirst, WholeLast;
         public InFlightAllocation? InFlight;
     }
 
@@ -150,7 +155,7 @@ internal sealed partial class Qcow2NodeDriver
 
             var firstType = TypeOf(entry, bitmap, SubclusterOf(offset));
             if (firstType == SubclusterType.Invalid)
-                throw await SignalCorruptionAsync(InvalidEntryMessage(entry, bitmap, offset), (long)(entry & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
+                throw await SignalCorruptionAsync(InvalidEntryMessage(entry, offset), (long)(entry & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
 
             if (CanReuse(entry))
             {
@@ -250,6 +255,9 @@ internal sealed partial class Qcow2NodeDriver
 
         bool wholeFirst = !_layout.ExtendedL2 || (step.Kind == WriteKind.Allocate && HasOldData(firstEntry));
         bool wholeLast = !_layout.ExtendedL2 || (step.Kind == WriteKind.Allocate && HasOldData(lastEntry));
+        step.WholeFirst = _layout.ExtendedL2 && wholeFirst;
+        step.WholeLast = _layout.ExtendedL2 && wholeLast;
+
         if (wholeFirst)
             step.CopyStart = step.First;
         else if (step.Kind == WriteKind.Reuse && TypeOf(firstEntry, firstBitmap, SubclusterOf(step.Offset)) == SubclusterType.Normal)
@@ -365,12 +373,17 @@ internal sealed partial class Qcow2NodeDriver
                 ulong bitmap = 0;
                 if (_layout.ExtendedL2)
                 {
-                    // The subclusters rewritten on the host become data; the others keep their state. (Where a whole
-                    // cluster was copied, that is all of them.)
-                    long from = Math.Max(step.CopyStart, clusterStart);
-                    long to = Math.Min(step.CopyEnd, clusterStart + _layout.ClusterSize);
-                    ulong touched = SubclusterMask(SubclusterOf(from), SubclusterOf(to - 1));
-                    bitmap = (oldBitmap | touched) & ~(touched << 32);
+                    if ((c == 0 && step.WholeFirst) || (c == step.Clusters - 1 && step.WholeLast))
+                    {
+                        bitmap = 0xffffffffUL;
+                    }
+                    else
+                    {
+                        long from = Math.Max(step.CopyStart, clusterStart);
+                        long to = Math.Min(step.CopyEnd, clusterStart + _layout.ClusterSize);
+                        ulong touched = SubclusterMask(SubclusterOf(from), SubclusterOf(to - 1));
+                        bitmap = (oldBitmap | touched) & ~(touched << 32);
+                    }
                 }
                 if (step.Kind == WriteKind.Allocate && HasOldData(old))
                     freed.Add(old);
@@ -481,7 +494,7 @@ internal sealed partial class Qcow2NodeDriver
         ulong l1Entry = _l1[l1Index];
         long l2 = (long)(l1Entry & Qcow2Layout.OffsetMask);
         if ((l2 & (_layout.ClusterSize - 1)) != 0)
-            throw await SignalCorruptionAsync($"L2 table offset {l2:x} unaligned (L1 index: {l1Index:x})", l2, null).ConfigureAwait(false);
+            throw await SignalCorruptionAsync(UnalignedL2Message(l1Index), l2, null).ConfigureAwait(false);
         if (l2 == 0 || (l1Entry & Qcow2Layout.Copied) == 0)
             l2 = await AllocateL2Async(l1Index, l2).ConfigureAwait(false);
         int l2Index = _layout.L2Index(offset);

@@ -12,6 +12,7 @@ internal sealed partial class Qcow2NodeDriver
     /// the clusters are deallocated (they then read as zeroes), otherwise the request path writes zero buffers.</remarks>
     public override async ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
     {
+        await ZeroRawDataFileAsync(offset, length, flags & RequestFlags.MayUnmap).ConfigureAwait(false);
         if (_header.Version < 3)
         {
             if (Node.Backing != null)
@@ -27,8 +28,24 @@ internal sealed partial class Qcow2NodeDriver
     /// <remarks>Discarded clusters read as zeroes on version 3 (the zero flag, so a backing file does not show through),
     /// and fall through to the backing file on version 2. Their host clusters are freed and, with
     /// <c>pass-discard-request</c>, punched out of the file.</remarks>
-    public override ValueTask DiscardAsync(long offset, long length) =>
-        ChangeClustersAsync(offset, length, ClusterChange.Discard);
+    public override async ValueTask DiscardAsync(long offset, long length)
+    {
+        await ZeroRawDataFileAsync(offset, length, RequestFlags.MayUnmap).ConfigureAwait(false);
+        await ChangeClustersAsync(offset, length, ClusterChange.Discard).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// With <c>data_file_raw</c> the data file alone must stay the disk, so a range that is about to read as zeroes
+    /// is zeroed there first, as QEMU does (L2 entries alone would leave the old bytes in the raw file).
+    /// </summary>
+    private async ValueTask ZeroRawDataFileAsync(long offset, long length, RequestFlags flags)
+    {
+        if (!_hasDataFile || !IsDataFileRaw)
+            return;
+        long bytes = Math.Min(length, _data.Length - offset);
+        if (bytes > 0)
+            await _data.WriteZeroesAsync(offset, bytes, flags).ConfigureAwait(false);
+    }
 
     private enum ClusterChange
     {
@@ -102,18 +119,25 @@ internal sealed partial class Qcow2NodeDriver
         }
         var (entry, i0) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
         var data = entry.Data;
+        // Refuse before changing anything, so that no entry is left half-changed and no cluster unfreed: part of a
+        // cluster can be changed only through the subcluster bitmap of extended L2, and not in a compressed cluster.
+        for (long pos = offset; pos < end; pos = _layout.AlignDown(pos) + cs)
+        {
+            int i = i0 + (int)((_layout.AlignDown(pos) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
+            if (!IsWholeCluster(pos, end) && (!_layout.ExtendedL2 || (EntryAt(data, i) & Qcow2Layout.CompressedFlag) != 0))
+                throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
+        }
         var freed = new List<(ulong Entry, DiscardReason Reason)>();
         bool changed = false;
         for (long pos = offset; pos < end; pos = _layout.AlignDown(pos) + cs)
         {
             int i = i0 + (int)((_layout.AlignDown(pos) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
-            long clusterEnd = _layout.AlignDown(pos) + cs;
-            long to = Math.Min(end, clusterEnd);
-            bool whole = pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
+            long to = Math.Min(end, _layout.AlignDown(pos) + cs);
+            bool whole = IsWholeCluster(pos, end);
             ulong old = EntryAt(data, i);
             ulong oldBitmap = BitmapAt(data, i);
             if (TypeOf(old, oldBitmap, SubclusterOf(pos)) == SubclusterType.Invalid)
-                throw await SignalCorruptionAsync(InvalidEntryMessage(old, oldBitmap, pos), (long)(old & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
+                throw await SignalCorruptionAsync(InvalidEntryMessage(old, pos), (long)(old & Qcow2Layout.OffsetMask), null).ConfigureAwait(false);
             bool compressed = (old & Qcow2Layout.CompressedFlag) != 0;
             bool host = !compressed && HasHost(old);
             bool shared = host && (old & Qcow2Layout.Copied) == 0;
@@ -124,9 +148,7 @@ internal sealed partial class Qcow2NodeDriver
             DiscardReason reason = DiscardReason.Request;
             if (!whole)
             {
-                // Part of a cluster: only extended L2 can say that (for its subclusters), and not for compressed data.
-                if (!_layout.ExtendedL2 || compressed)
-                    throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
+                // Part of a cluster (extended L2, not compressed: checked above): change its subclusters.
                 ulong touched = SubclusterMask(SubclusterOf(pos), SubclusterOf(to - 1));
                 newEntry = old;
                 newBitmap = change == ClusterChange.Deallocate
@@ -192,6 +214,14 @@ internal sealed partial class Qcow2NodeDriver
             foreach (var (old, reason) in freed)
                 await FreeClusterAsync(old, reason).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>True if <c>[pos, end)</c> covers the whole cluster holding <paramref name="pos"/> (or all of it up to the disk's end).</summary>
+    private bool IsWholeCluster(long pos, long end)
+    {
+        long clusterEnd = _layout.AlignDown(pos) + _layout.ClusterSize;
+        long to = Math.Min(end, clusterEnd);
+        return pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
     }
 
     /// <summary>The entry word of a plain zero cluster: the zero flag, or 0 with extended L2 (the bitmap says zero).</summary>

@@ -164,7 +164,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         var layout = new Qcow2Layout(header.ClusterBits, header.ExtendedL2, header.RefcountOrder);
 
         long fileLength = file.Length;
-        long neededL1 = layout.L1EntriesFor((long)header.Size);
+        // As QEMU: the L1 index of the VM state area past the disk must fit an int (and computing it must not overflow).
+        long neededL1 = (long)(header.Size / (ulong)layout.L2Coverage) + (header.Size % (ulong)layout.L2Coverage != 0 ? 1 : 0);
+        if (neededL1 > int.MaxValue)
+            throw new ImageFormatException("Image is too big");
         if (header.L1Size < neededL1)
             throw new ImageFormatException("L1 table is too small");
         var l1 = await ReadTableAsync(file, (long)header.L1TableOffset, header.L1Size, "L1 table", fileLength).ConfigureAwait(false);
@@ -208,7 +211,12 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
 
         if (!node.ReadOnly)
+        {
+            // Arm the overlap checks before anything is written, the header rewrite below included.
+            await driver.LoadInactiveL2Async().ConfigureAwait(false);
+            driver.RefreshMetadataMap();
             await driver.PrepareForWritingAsync().ConfigureAwait(false);
+        }
         return driver;
     }
 
@@ -253,7 +261,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             throw new ImageFormatException("Snapshot table offset invalid");
         var table = new byte[max];
         await file.ReadAsync((long)header.SnapshotsOffset, table.AsMemory()).ConfigureAwait(false);
-        return Qcow2Snapshot.ParseTable(table, header.NbSnapshots, header.ClusterSize);
+        return Qcow2Snapshot.ParseTable(table, header.NbSnapshots);
     }
 
     /// <summary>

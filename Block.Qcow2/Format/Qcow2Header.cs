@@ -166,7 +166,7 @@ public sealed class Qcow2Header
             h.Autoclear = (AutoclearFeatures)BinaryPrimitives.ReadUInt64BigEndian(data[88..]);
             uint order = BinaryPrimitives.ReadUInt32BigEndian(data[96..]);
             if (order > 6)
-                throw new ImageFormatException($"Unsupported refcount order {order} (refcount_order)", Errno.ENOTSUP);
+                throw new ImageFormatException($"Reference count entry width too large; may not exceed 64 bits (refcount_order {order})", Errno.ENOTSUP);
             h.RefcountOrder = (int)order;
             h.HeaderLength = BinaryPrimitives.ReadUInt32BigEndian(data[100..]);
             if (h.HeaderLength < V3MinLength)
@@ -186,8 +186,9 @@ public sealed class Qcow2Header
 
         if (backingOffset != 0)
         {
-            if (backingSize > MaxBackingNameLength || backingOffset > (ulong)h.ClusterSize
-                || backingOffset + backingSize > (ulong)Math.Min(data.Length, h.ClusterSize))
+            if (backingOffset > (ulong)h.ClusterSize)
+                throw new ImageFormatException($"Invalid backing file offset {backingOffset}");
+            if (backingSize > MaxBackingNameLength || backingOffset + backingSize > (ulong)Math.Min(data.Length, h.ClusterSize))
                 throw new ImageFormatException("Backing file name too long");
             h.BackingFile = Encoding.UTF8.GetString(data.Slice((int)backingOffset, (int)backingSize));
         }
@@ -209,9 +210,9 @@ public sealed class Qcow2Header
             uint length = BinaryPrimitives.ReadUInt32BigEndian(data[(pos + 4)..]);
             pos += 8;
             if (type == 0)
-                return;
+                break;
             if (length > (uint)(end - pos))
-                throw new ImageFormatException($"Invalid header extension at offset {pos - 8}: length {length} exceeds the header cluster");
+                throw new ImageFormatException($"Header extension too large (extension 0x{type:x8} at offset {pos - 8}, length {length})");
             if (!seen.Add(type))
                 throw new ImageFormatException($"Header extension 0x{type:x8} appears twice");
             var body = data.Slice(pos, (int)length);
@@ -255,14 +256,18 @@ public sealed class Qcow2Header
         var unknown = (ulong)Incompatible & ~(ulong)IncompatibleFeatures.Known;
         if (unknown != 0)
         {
+            // As QEMU: the bits the image's feature table names, by name; the rest as one mask.
             var names = new List<string>();
             for (int bit = 0; bit < 64; bit++)
             {
-                if ((unknown & (1UL << bit)) == 0)
-                    continue;
-                var named = FeatureNames.FirstOrDefault(f => f.Kind == 0 && f.Bit == bit);
-                names.Add(named.Name ?? $"Unknown incompatible feature: {1UL << bit:x}");
+                if ((unknown & (1UL << bit)) != 0 && FeatureNames.FirstOrDefault(f => f.Kind == 0 && f.Bit == bit).Name is { } name)
+                {
+                    names.Add(name);
+                    unknown &= ~(1UL << bit);
+                }
             }
+            if (unknown != 0)
+                names.Add($"Unknown incompatible feature: {unknown:x}");
             throw new ImageFormatException($"Unsupported qcow2 feature(s): {string.Join(", ", names)}", Errno.ENOTSUP);
         }
         if (Version == 2 && RefcountOrder != 4)
@@ -281,15 +286,15 @@ public sealed class Qcow2Header
         if (ExtendedL2 && ClusterBits < 14)
             throw new ImageFormatException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
         if (CryptMethod > 2)
-            throw new ImageFormatException($"Unsupported encryption method: {CryptMethod}", Errno.ENOTSUP);
+            throw new ImageFormatException($"Unsupported encryption method {CryptMethod}", Errno.ENOTSUP);
         if ((L1TableOffset & (ulong)(ClusterSize - 1)) != 0)
-            throw new ImageFormatException("Invalid L1 table offset");
+            throw new ImageFormatException($"Active L1 table offset invalid ({L1TableOffset:x}: not cluster aligned)");
         if ((RefcountTableOffset & (ulong)(ClusterSize - 1)) != 0)
-            throw new ImageFormatException("Invalid reference count table offset");
-        if (NbSnapshots > 0 && (SnapshotsOffset & (ulong)(ClusterSize - 1)) != 0)
-            throw new ImageFormatException("Invalid snapshot table offset");
+            throw new ImageFormatException($"Reference count table offset invalid ({RefcountTableOffset:x}: not cluster aligned)");
         if (NbSnapshots > 65536)
-            throw new ImageFormatException("Too many snapshots");
+            throw new ImageFormatException($"Snapshot table too large ({NbSnapshots} snapshots)");
+        if ((SnapshotsOffset & (ulong)(ClusterSize - 1)) != 0)
+            throw new ImageFormatException($"Snapshot table offset invalid ({SnapshotsOffset:x}: not cluster aligned)");
         if ((ulong)RefcountTableClusters * (ulong)ClusterSize > 8UL << 20)
             throw new ImageFormatException("Reference count table too large");
         if ((ulong)L1Size * 8 > 32UL << 20)
