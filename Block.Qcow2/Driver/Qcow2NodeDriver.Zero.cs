@@ -9,18 +9,47 @@ internal sealed partial class Qcow2NodeDriver
     /// <inheritdoc />
     /// <remarks>Version 3 marks (sub)clusters as zero in L2; with <see cref="RequestFlags.MayUnmap"/> (or for shared
     /// and compressed clusters) the host clusters are freed too. Version 2 has no zero flag: without a backing file
-    /// the clusters are deallocated (they then read as zeroes), otherwise the request path writes zero buffers.</remarks>
+    /// the clusters are deallocated (they then read as zeroes), otherwise the request path writes zero buffers.
+    /// A request that covers only part of a (sub)cluster changes the whole one if the rest already reads as zeroes,
+    /// as QEMU does; otherwise zero buffers are written there (or, with <see cref="RequestFlags.NoFallback"/>, it
+    /// fails).</remarks>
     public override async ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
     {
+        ClusterChange change;
         if (_header.Version < 3)
         {
             if (Node.Backing != null)
                 throw new BlockException(Errno.ENOTSUP, "qcow2 v2 images cannot record zero clusters");
-            await ChangeClustersAsync(offset, length, ClusterChange.Deallocate).ConfigureAwait(false);
-            return;
+            change = ClusterChange.Deallocate;
         }
-        bool unmap = (flags & RequestFlags.MayUnmap) != 0;
-        await ChangeClustersAsync(offset, length, unmap ? ClusterChange.ZeroUnmap : ClusterChange.Zero).ConfigureAwait(false);
+        else
+        {
+            change = (flags & RequestFlags.MayUnmap) != 0 ? ClusterChange.ZeroUnmap : ClusterChange.Zero;
+        }
+
+        // Head and tail pieces that cover part of a (sub)cluster are handled alone, so that only they fall back.
+        long unit = _layout.SubclusterSize;
+        long end = offset + length;
+        long headEnd = Math.Min(end, (offset + unit - 1) / unit * unit);
+        long tailStart = end >= _size ? end : Math.Max(headEnd, end / unit * unit);
+        if (offset < headEnd)
+            await ZeroPartialAsync(offset, headEnd - offset, change, flags).ConfigureAwait(false);
+        if (headEnd < tailStart)
+            await ChangeClustersAsync(headEnd, tailStart - headEnd, change).ConfigureAwait(false);
+        if (tailStart < end)
+            await ZeroPartialAsync(tailStart, end - tailStart, change, flags).ConfigureAwait(false);
+    }
+
+    private async ValueTask ZeroPartialAsync(long offset, long length, ClusterChange change, RequestFlags flags)
+    {
+        try
+        {
+            await ChangeClustersAsync(offset, length, change).ConfigureAwait(false);
+        }
+        catch (BlockException e) when (e.Errno == Errno.ENOTSUP && (flags & RequestFlags.NoFallback) == 0)
+        {
+            await WriteSlowAsync(offset, new Io.IoVector(new byte[length])).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc />
@@ -82,9 +111,10 @@ internal sealed partial class Qcow2NodeDriver
         int cs = _layout.ClusterSize;
         bool hasBacking = Node.Backing != null;
         long slice = SliceOffset(_l1, offset, out int index);
-        if (slice == 0 && (change == ClusterChange.Deallocate || (change == ClusterChange.Discard && (!hasBacking || _header.Version < 3))))
+        if (slice == 0 && change == ClusterChange.Discard && (!hasBacking || _header.Version < 3))
         {
-            // No L2 table: nothing to deallocate, and a discard changes nothing that could show.
+            // No L2 table: a discard changes nothing that could show. (Deallocating zeroes on version 2 allocates the
+            // table, as QEMU does.)
             return;
         }
         var (entry, i0) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
@@ -109,6 +139,17 @@ internal sealed partial class Qcow2NodeDriver
             ulong newEntry, newBitmap;
             bool free;
             DiscardReason reason = DiscardReason.Request;
+            if (!whole && change != ClusterChange.Discard && !IsUnitAligned(pos, to))
+            {
+                // Part of a (sub)cluster: the whole one may change only if the rest of it reads as zeroes already.
+                long unitStart = pos & ~(long)(_layout.SubclusterSize - 1);
+                long unitEnd = Math.Min(Math.Min((to + _layout.SubclusterSize - 1) & ~(long)(_layout.SubclusterSize - 1), clusterEnd), _size);
+                if (!await RestReadsAsZeroAsync(TypeOf(old, oldBitmap, SubclusterOf(pos)), unitStart, pos, to, unitEnd).ConfigureAwait(false))
+                    throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
+                pos = unitStart;
+                to = unitEnd;
+                whole = pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
+            }
             if (!whole)
             {
                 // Part of a cluster: only extended L2 can say that (for its subclusters), and not for compressed data.
@@ -179,6 +220,46 @@ internal sealed partial class Qcow2NodeDriver
             foreach (var (old, reason) in freed)
                 await FreeClusterAsync(old, reason).ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Whether <c>[pos, to)</c> starts and ends on (sub)cluster boundaries, or ends at the end of the image.</summary>
+    private bool IsUnitAligned(long pos, long to)
+    {
+        long mask = _layout.SubclusterSize - 1;
+        return (pos & mask) == 0 && ((to & mask) == 0 || to >= _size);
+    }
+
+    /// <summary>
+    /// Whether the parts of the (sub)cluster <c>[unitStart, unitEnd)</c> outside <c>[pos, to)</c> read as zeroes: the
+    /// (sub)cluster is a zero one, or unallocated with no backing data there.
+    /// </summary>
+    private async ValueTask<bool> RestReadsAsZeroAsync(SubclusterType type, long unitStart, long pos, long to, long unitEnd)
+    {
+        switch (type)
+        {
+            case SubclusterType.ZeroPlain or SubclusterType.ZeroAlloc:
+                return true;
+            case SubclusterType.UnallocatedPlain or SubclusterType.UnallocatedAlloc:
+                if (Node.Backing?.Node is not { } backing)
+                    return true;
+                return await BackingReadsAsZeroAsync(backing, unitStart, pos).ConfigureAwait(false)
+                    && await BackingReadsAsZeroAsync(backing, to, unitEnd).ConfigureAwait(false);
+            default:
+                return false;
+        }
+    }
+
+    private static async ValueTask<bool> BackingReadsAsZeroAsync(BlockNode backing, long offset, long end)
+    {
+        end = Math.Min(end, backing.Length);
+        while (offset < end)
+        {
+            var (status, _) = await backing.GetBlockStatusAboveAsync(offset, end - offset).ConfigureAwait(false);
+            if (!status.Has(BlockStatusFlags.Zero) || status.Bytes <= 0)
+                return false;
+            offset += status.Bytes;
+        }
+        return true;
     }
 
     /// <summary>The entry word of a plain zero cluster: the zero flag, or 0 with extended L2 (the bitmap says zero).</summary>

@@ -111,7 +111,6 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     public override BlockLimits Limits => new()
     {
         RequestAlignment = 1,
-        WriteZeroesAlignment = _layout.SubclusterSize,
         DiscardAlignment = _layout.ClusterSize,
     };
 
