@@ -88,8 +88,8 @@ internal static class MapCommand
                 }
                 else
                 {
-                    if (current.Length > 0)
-                        Dump(output, current, json, ref first);
+                    if (current.Length > 0 && !Dump(cli, output, current, json, ref first))
+                        return 1;
                     current = entry;
                 }
                 offset += status.Bytes;
@@ -101,7 +101,8 @@ internal static class MapCommand
             cli.Error($"Could not get block status: {e.Message}");
             return 1;
         }
-        Dump(output, current, json, ref first);
+        if (!Dump(cli, output, current, json, ref first))
+            return 1;
         if (json)
             output.Append("]\n");
         cli.Out.Write(output.ToString());
@@ -112,7 +113,8 @@ internal static class MapCommand
         a.Depth == b.Depth && a.Present == b.Present && a.Zero == b.Zero && a.Data == b.Data && a.Filename == b.Filename
         && (a.Offset is null) == (b.Offset is null) && (a.Offset is null || a.Offset + a.Length == b.Offset);
 
-    private static void Dump(StringBuilder sb, Entry e, bool json, ref bool first)
+    /// <summary>Appends one entry; false (after printing what came before and the error) when the human form cannot show it.</summary>
+    private static bool Dump(CliContext cli, StringBuilder sb, Entry e, bool json, ref bool first)
     {
         if (json)
         {
@@ -123,10 +125,18 @@ internal static class MapCommand
             if (e.Offset is { } o)
                 sb.Append(System.Globalization.CultureInfo.InvariantCulture, $", \"offset\": {o}");
             sb.Append('}');
-            return;
+            return true;
+        }
+        if (e.Data && e.Offset is null)
+        {
+            // Data with no host offset to show: compressed (or encrypted, or in an external file QEMU cannot name).
+            cli.Out.Write(sb.ToString());
+            cli.Error("File contains external, encrypted or compressed clusters.");
+            return false;
         }
         if (e.Data && !e.Zero && e.Offset is { } offset)
             sb.Append($"{QemuText.AltHex(e.Start),-16}{QemuText.AltHex(e.Length),-16}{QemuText.AltHex(offset),-16}{e.Filename}\n");
+        return true;
     }
 
     private static string Bool(bool b) => b ? "true" : "false";
