@@ -176,31 +176,31 @@ internal static class ConvertCommand
             return 1;
         }
 
+        Dictionary<string, string> createOptions;
+        try
+        {
+            createOptions = CreateCommand.ParseOptionTexts(optionTexts);
+            CreateOptionValues.Normalise(descriptors, createOptions, cli.Warning);
+        }
+        catch (BlockOptionsException e)
+        {
+            cli.Error(e.Message);
+            return 1;
+        }
+        if (backingFile != null)
+            createOptions["backing_file"] = backingFile;
+        if (backingFormat != null)
+            createOptions["backing_fmt"] = backingFormat;
+        bool targetHasBacking = createOptions.ContainsKey("backing_file");
+        if (targetHasBacking && !createOptions.ContainsKey("backing_fmt"))
+        {
+            cli.Error("Use of backing file requires explicit backing format");
+            return 1;
+        }
+
         if (!skipCreate)
         {
-            Dictionary<string, string> createOptions;
-            try
-            {
-                createOptions = CreateCommand.ParseOptionTexts(optionTexts);
-            }
-            catch (BlockOptionsException e)
-            {
-                cli.Error(e.Message);
-                return 1;
-            }
-            foreach (var key in createOptions.Keys)
-            {
-                if (!descriptors.Any(d => d.Name == key))
-                {
-                    cli.Error($"Invalid parameter '{key}'");
-                    return 1;
-                }
-            }
             createOptions["size"] = total.ToString(CultureInfo.InvariantCulture);
-            if (backingFile != null)
-                createOptions["backing_file"] = backingFile;
-            if (backingFormat != null)
-                createOptions["backing_fmt"] = backingFormat;
             try
             {
                 await graph.CreateImageAsync(format, target, createOptions);
@@ -225,12 +225,20 @@ internal static class ConvertCommand
             return 1;
         }
 
-        bool zeroInitialised = !skipCreate || targetIsZero;
+        // A new image reads as zeroes, unless it has a backing file: then zeroes must be written where the source has them.
+        bool zeroInitialised = (!skipCreate || targetIsZero) && !targetHasBacking;
         var meter = new Progress(progress ? cli.Out : null, 0);
         try
         {
-            var copier = new Copier(output, zeroInitialised, minSparse, compress, outOfOrder ? coroutines : 1, meter);
-            await copier.RunAsync(sources.Select(s => (s.Backend.Root!, s.Length)).ToList());
+            var copier = new Copier(output, zeroInitialised, minSparse, compress, outOfOrder ? coroutines : 1, meter)
+            {
+                TargetBackingLength = targetHasBacking ? output.Root!.Backing?.Node.Length ?? 0 : null,
+            };
+            var inputs = sources.Select(s => (s.Backend.Root!, s.Length)).ToList();
+            if (compress)
+                await copier.RunCompressedAsync(inputs, (int)(output.Root!.Impl.ClusterSize ?? 65536));
+            else
+                await copier.RunAsync(inputs);
             await output.FlushAsync();
         }
         catch (ConvertException e)
@@ -245,11 +253,28 @@ internal static class ConvertCommand
 
     private sealed class ConvertException(string message) : Exception(message);
 
+    /// <summary>What a run of the source becomes in the target.</summary>
+    private enum ExtentKind
+    {
+        /// <summary>Read and written.</summary>
+        Data,
+        /// <summary>Reads as zeroes: nothing to write on a zero-initialised target, written as zeroes otherwise.</summary>
+        Zero,
+        /// <summary>Left to the target's backing file: not allocated in the source's top image, or zero past the backing file's end.</summary>
+        Backing,
+    }
+
     /// <summary>The copy loop: block status decides what to read, sparse detection what to write.</summary>
     private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, Progress meter)
     {
         private long _allocatedTotal;
         private long _allocatedDone;
+
+        /// <summary>
+        /// Set when the target has a backing file (its length): only what the source's top image holds is copied, as
+        /// qemu-img does with <c>-B</c>.
+        /// </summary>
+        public long? TargetBackingLength { get; init; }
 
         public async Task RunAsync(IReadOnlyList<(BlockNode Node, long Length)> sources)
         {
@@ -257,9 +282,9 @@ internal static class ConvertCommand
             _allocatedTotal = 0;
             foreach (var (node, length) in sources)
             {
-                await foreach (var (_, bytes, zero) in Extents(node, length))
+                await foreach (var (_, bytes, kind) in Extents(node, length, targetOffset: 0))
                 {
-                    if (!zero || minSparse == 0)
+                    if (kind == ExtentKind.Data || (kind == ExtentKind.Zero && minSparse == 0))
                         _allocatedTotal += bytes;
                 }
             }
@@ -269,9 +294,12 @@ internal static class ConvertCommand
             var pending = new List<Task>();
             foreach (var (node, length) in sources)
             {
-                await foreach (var (offset, bytes, zero) in Extents(node, length))
+                await foreach (var (offset, bytes, kind) in Extents(node, length, targetOffset))
                 {
                     long destination = targetOffset + offset;
+                    if (kind == ExtentKind.Backing)
+                        continue;
+                    bool zero = kind == ExtentKind.Zero;
                     if (zero && minSparse > 0)
                     {
                         if (!zeroInitialised)
@@ -289,6 +317,91 @@ internal static class ConvertCommand
             }
             await Task.WhenAll(pending);
             meter.Report(100, force: true);
+        }
+
+        /// <summary>
+        /// The copy for a compressed target, which takes whole clusters only: zero or unallocated runs of at least a
+        /// cluster are skipped (whole clusters of them), anything shorter is read with its cluster, and every cluster
+        /// read is written compressed unless it is all zeroes (with <c>-S 0</c>, every cluster is written).
+        /// </summary>
+        public async Task RunCompressedAsync(IReadOnlyList<(BlockNode Node, long Length)> sources, int clusterSize)
+        {
+            meter.Report(0, force: true);
+            long total = sources.Sum(s => s.Length);
+            var buffer = new byte[clusterSize];
+            for (long destination = 0; destination < total;)
+            {
+                var (node, offset, remaining) = Locate(sources, destination);
+                var (bytes, kind) = await ClassifyAsync(node, offset, remaining, destination);
+                if (kind == ExtentKind.Backing && bytes >= clusterSize)
+                {
+                    destination += bytes / clusterSize * clusterSize;
+                    continue;
+                }
+                // -S 0 copies zero areas as data too.
+                bool zero = kind == ExtentKind.Zero && minSparse > 0;
+                if (bytes < clusterSize)
+                {
+                    bytes = Math.Min(clusterSize, total - destination);
+                    zero = false;
+                }
+                else
+                {
+                    // Data goes one cluster at a time, so that each all-zero cluster is left out.
+                    bytes = zero ? bytes / clusterSize * clusterSize : clusterSize;
+                }
+                if (!zero)
+                {
+                    var data = buffer.AsMemory(0, (int)bytes);
+                    await ReadAcrossAsync(sources, destination, data);
+                    if (minSparse == 0 || data.Span.IndexOfAnyExcept((byte)0) >= 0)
+                    {
+                        long at = destination;
+                        await Write(() => target.WriteAsync(at, data, Graph.RequestFlags.Compressed), at);
+                        destination += bytes;
+                        meter.Report(100.0 * destination / total);
+                        continue;
+                    }
+                }
+                if (!zeroInitialised)
+                {
+                    long at = destination;
+                    await Write(() => target.WriteZeroesAsync(at, bytes, Graph.RequestFlags.MayUnmap), at);
+                }
+                destination += bytes;
+                meter.Report(100.0 * destination / total);
+            }
+            meter.Report(100, force: true);
+        }
+
+        /// <summary>The source holding byte <paramref name="destination"/> of the concatenation, the offset in it and the bytes left in it.</summary>
+        private static (BlockNode Node, long Offset, long Remaining) Locate(IReadOnlyList<(BlockNode Node, long Length)> sources, long destination)
+        {
+            foreach (var (node, length) in sources)
+            {
+                if (destination < length)
+                    return (node, destination, length - destination);
+                destination -= length;
+            }
+            throw new ArgumentOutOfRangeException(nameof(destination));
+        }
+
+        private static async Task ReadAcrossAsync(IReadOnlyList<(BlockNode Node, long Length)> sources, long destination, Memory<byte> data)
+        {
+            for (int done = 0; done < data.Length;)
+            {
+                var (node, offset, remaining) = Locate(sources, destination + done);
+                int n = (int)Math.Min(remaining, data.Length - done);
+                try
+                {
+                    await node.ReadAsync(offset, data.Slice(done, n));
+                }
+                catch (BlockException e)
+                {
+                    throw new ConvertException($"error while reading at byte {offset}: {e.Message}");
+                }
+                done += n;
+            }
         }
 
         private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate)
@@ -371,15 +484,31 @@ internal static class ConvertCommand
             }
         }
 
-        private static async IAsyncEnumerable<(long Offset, long Bytes, bool Zero)> Extents(BlockNode node, long length)
+        private async IAsyncEnumerable<(long Offset, long Bytes, ExtentKind Kind)> Extents(BlockNode node, long length, long targetOffset)
         {
             for (long offset = 0; offset < length;)
             {
-                var (status, _) = await node.GetBlockStatusAboveAsync(offset, Math.Min(BufferSize, length - offset));
-                long bytes = Math.Max(1, Math.Min(status.Bytes, length - offset));
-                yield return (offset, bytes, status.Has(BlockStatusFlags.Zero));
+                var (bytes, kind) = await ClassifyAsync(node, offset, Math.Min(BufferSize, length - offset), targetOffset + offset);
+                yield return (offset, bytes, kind);
                 offset += bytes;
             }
+        }
+
+        /// <summary>What the run at <paramref name="offset"/> of <paramref name="node"/> (at most <paramref name="bytes"/>) becomes.</summary>
+        private async ValueTask<(long Bytes, ExtentKind Kind)> ClassifyAsync(BlockNode node, long offset, long bytes, long destination)
+        {
+            if (TargetBackingLength is not { } backingLength)
+            {
+                var (above, _) = await node.GetBlockStatusAboveAsync(offset, bytes);
+                return (Math.Max(1, Math.Min(above.Bytes, bytes)), above.Has(BlockStatusFlags.Zero) ? ExtentKind.Zero : ExtentKind.Data);
+            }
+            // With a target backing file only the source's top image counts; what it leaves to its own backing file
+            // is left to the target's.
+            var status = await node.GetBlockStatusAsync(offset, bytes);
+            long n = Math.Max(1, Math.Min(status.Bytes, bytes));
+            if (status.Has(BlockStatusFlags.Zero))
+                return (n, destination >= backingLength ? ExtentKind.Backing : ExtentKind.Zero);
+            return (n, status.Has(BlockStatusFlags.Data) ? ExtentKind.Data : ExtentKind.Backing);
         }
     }
 }
