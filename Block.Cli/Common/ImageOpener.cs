@@ -28,6 +28,9 @@ internal sealed record OpenArgs
     /// <summary>Share only read with other users (qemu-img convert's sources and compare).</summary>
     public bool Exclusive { get; init; }
 
+    /// <summary>Do not open the backing file (qemu-img info reads each image of a chain on its own).</summary>
+    public bool NoBacking { get; init; }
+
     /// <summary>Extra options for the format node, as <c>key=value</c> text (qemu-io's <c>open -o</c>).</summary>
     public string? ExtraOptions { get; init; }
 }
@@ -49,6 +52,7 @@ internal static class ImageOpener
             NoFlush = args.Cache.NoFlush,
             Discard = args.Discard,
             Aio = args.Aio,
+            NoBacking = args.NoBacking,
             ExtraOptions = args.ExtraOptions is null ? null : KeyValueParser.Parse(args.ExtraOptions),
             Backend = new BlockBackendOptions
             {
