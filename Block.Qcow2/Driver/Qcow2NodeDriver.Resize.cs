@@ -103,7 +103,7 @@ internal sealed partial class Qcow2NodeDriver
         if (entries <= _l1.Length)
             return;
         if (entries > Qcow2Header.MaxL1Entries)
-            throw new BlockException(Errno.EFBIG, "Active L1 table too large");
+            throw new BlockException(Errno.EFBIG, "Failed to grow the L1 table: File too large");
         int cs = _layout.ClusterSize;
         long bytes = entries * 8;
         long clusters = (((bytes + 511) & ~511L) + cs - 1) / cs;
@@ -150,8 +150,9 @@ internal sealed partial class Qcow2NodeDriver
         for (long pos = from; pos < old;)
         {
             long end = Math.Min(old, pos + ToSliceEnd(pos));
-            if (SliceOffset(_l1, pos, out _) != 0)
-                await ChangeSliceAsync(pos, end, ClusterChange.Deallocate).ConfigureAwait(false);
+            // Like QEMU's discard of the cut-off range, this allocates missing L2 tables on the way (those past the new
+            // L1 size are freed again below), so the file ends where QEMU's does.
+            await ChangeSliceAsync(pos, end, ClusterChange.Cut).ConfigureAwait(false);
             pos = end;
         }
         // L2 tables beyond the new L1 size: empty the entries on disk first, then free the tables.
@@ -173,7 +174,7 @@ internal sealed partial class Qcow2NodeDriver
                 _activeL2.Remove(l2);
                 for (int s = 0; s < _layout.ClusterSize / _sliceBytes; s++)
                     _l2Cache.Discard(l2 + (long)s * _sliceBytes);
-                await _refcounts.UpdateAsync(l2 >> _layout.ClusterBits, 1, -1, DiscardReason.Other).ConfigureAwait(false);
+                await _refcounts.UpdateAsync(l2 >> _layout.ClusterBits, 1, -1, DiscardReason.Always).ConfigureAwait(false);
             }
             RefreshMetadataMap();
         }

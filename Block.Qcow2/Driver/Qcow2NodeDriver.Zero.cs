@@ -67,8 +67,10 @@ internal sealed partial class Qcow2NodeDriver
         ZeroUnmap,
         /// <summary>QEMU's discard: zero flag where something could show through, free host clusters.</summary>
         Discard,
-        /// <summary>Entry 0: unallocated (falls through to the backing file). Used by v2 zeroing and shrinking.</summary>
+        /// <summary>Entry 0: unallocated (falls through to the backing file). Used by v2 zeroing.</summary>
         Deallocate,
+        /// <summary>Entry 0, and the host clusters always discarded in the file: the area cut off by shrinking.</summary>
+        Cut,
     }
 
     private async ValueTask ChangeClustersAsync(long offset, long length, ClusterChange change)
@@ -157,7 +159,7 @@ internal sealed partial class Qcow2NodeDriver
                     throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
                 ulong touched = SubclusterMask(SubclusterOf(pos), SubclusterOf(to - 1));
                 newEntry = old;
-                newBitmap = change == ClusterChange.Deallocate
+                newBitmap = change is ClusterChange.Deallocate or ClusterChange.Cut
                     ? oldBitmap & ~touched & ~(touched << 32)
                     : (oldBitmap & ~touched) | (touched << 32);
                 free = false;
@@ -193,7 +195,7 @@ internal sealed partial class Qcow2NodeDriver
                         free = compressed || host;
                         newEntry = 0;
                         newBitmap = 0;
-                        reason = DiscardReason.Other;
+                        reason = change == ClusterChange.Cut ? DiscardReason.Always : DiscardReason.Request;
                         break;
                 }
                 if (_hasDataFile && free)
@@ -201,7 +203,7 @@ internal sealed partial class Qcow2NodeDriver
                     // Clusters of an external data file are not refcounted; keep the mapping, mark it zero.
                     free = false;
                     if (newEntry is 0 || newEntry == ZeroEntry())
-                        newEntry = change == ClusterChange.Deallocate ? 0 : (old & (Qcow2Layout.OffsetMask | Qcow2Layout.Copied)) | ZeroEntry();
+                        newEntry = change is ClusterChange.Deallocate or ClusterChange.Cut ? 0 : (old & (Qcow2Layout.OffsetMask | Qcow2Layout.Copied)) | ZeroEntry();
                 }
             }
             if (newEntry == old && newBitmap == oldBitmap)
