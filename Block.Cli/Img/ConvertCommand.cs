@@ -398,7 +398,7 @@ internal static class ConvertCommand
                 }
                 catch (BlockException e)
                 {
-                    throw new ConvertException($"error while reading at byte {offset}: {e.Message}");
+                    throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
                 }
                 done += n;
             }
@@ -422,7 +422,7 @@ internal static class ConvertCommand
                     }
                     catch (BlockException e)
                     {
-                        throw new ConvertException($"error while reading at byte {offset}: {e.Message}");
+                        throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
                     }
                 }
                 await WriteDataAsync(memory, destination);
@@ -480,7 +480,7 @@ internal static class ConvertCommand
             }
             catch (BlockException e)
             {
-                throw new ConvertException($"error while writing at byte {offset}: {e.Message}");
+                throw new ConvertException($"error while writing at byte {offset}: {ErrnoText.Describe(e.Errno)}");
             }
         }
 
