@@ -129,6 +129,9 @@ internal static class Qcow2Creator
         bool extendedL2 = r.GetBool("extended_l2") ?? false;
         if (extendedL2 && clusterBits < 14)
             throw new BlockOptionsException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
+        ulong l2Coverage = clusterSize * (clusterSize / (extendedL2 ? 16UL : 8UL));
+        if ((size + l2Coverage - 1) / l2Coverage > Qcow2Header.MaxL1Entries)
+            throw new BlockOptionsException("The image size is too large for file format 'qcow2' (try using a larger cluster size)");
 
         byte compression = r.GetString("compression_type") switch
         {

@@ -27,6 +27,9 @@ public sealed class Qcow2Driver : BlockDriver
     public override bool CanCreate => true;
 
     /// <inheritdoc />
+    public override bool SupportsBacking => true;
+
+    /// <inheritdoc />
     /// <remarks>In the order <c>qemu-img create</c> prints them on its "Formatting" line.</remarks>
     public override IReadOnlyList<CreateOptionDescriptor> CreateOptions { get; } =
     [

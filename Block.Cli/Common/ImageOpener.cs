@@ -31,6 +31,9 @@ internal sealed record OpenArgs
     /// <summary>Metadata only (qemu-img info's <c>BDRV_O_NO_IO</c>): encrypted images open without their key.</summary>
     public bool NoIo { get; init; }
 
+    /// <summary>Do not open the backing file (qemu-img info reads each image of a chain on its own).</summary>
+    public bool NoBacking { get; init; }
+
     /// <summary>Extra options for the format node, as <c>key=value</c> text (qemu-io's <c>open -o</c>).</summary>
     public string? ExtraOptions { get; init; }
 }
@@ -53,6 +56,7 @@ internal static class ImageOpener
             NoFlush = args.Cache.NoFlush,
             Discard = args.Discard,
             Aio = args.Aio,
+            NoBacking = args.NoBacking,
             ExtraOptions = args.ExtraOptions is null ? null : KeyValueParser.Parse(args.ExtraOptions),
             Backend = new BlockBackendOptions
             {

@@ -80,6 +80,7 @@ internal static class CheckCommand
             cli.Error($"Check failed: {e.Message}");
             return 1;
         }
+        result = WithoutZeroCounts(result);
         if (json)
             cli.Out.Write(QemuJson.Pretty(QemuJson.ToNode(result, QapiJsonContext.Default.ImageCheck)) + "\n");
         else if (!common.Quiet)
@@ -90,6 +91,22 @@ internal static class CheckCommand
             return 2;
         return result.Leaks > 0 ? 3 : 0;
     }
+
+    /// <summary>qemu-img reports the optional counts only when they are not zero.</summary>
+    private static ImageCheck WithoutZeroCounts(ImageCheck r) => r with
+    {
+        ImageEndOffset = NonZero(r.ImageEndOffset),
+        Corruptions = NonZero(r.Corruptions),
+        Leaks = NonZero(r.Leaks),
+        CorruptionsFixed = NonZero(r.CorruptionsFixed),
+        LeaksFixed = NonZero(r.LeaksFixed),
+        TotalClusters = NonZero(r.TotalClusters),
+        AllocatedClusters = NonZero(r.AllocatedClusters),
+        FragmentedClusters = NonZero(r.FragmentedClusters),
+        CompressedClusters = NonZero(r.CompressedClusters),
+    };
+
+    private static long? NonZero(long? value) => value is 0 ? null : value;
 
     private static void WriteHuman(TextWriter w, ImageCheck r)
     {
@@ -102,7 +119,7 @@ internal static class CheckCommand
             w.WriteLine($"\n{leaks} leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.");
         if (r.CheckErrors > 0)
             w.WriteLine($"\n{r.CheckErrors} internal errors have occurred during the check.");
-        if (r.TotalClusters is { } total && total > 0 && r.AllocatedClusters is { } allocated)
+        if (r.TotalClusters is { } total && r.AllocatedClusters is { } allocated)
         {
             w.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
                 $"{allocated}/{total} = {allocated * 100.0 / total:F2}% allocated, {(allocated == 0 ? 0 : (r.FragmentedClusters ?? 0) * 100.0 / allocated):F2}% fragmented, {(allocated == 0 ? 0 : (r.CompressedClusters ?? 0) * 100.0 / allocated):F2}% compressed clusters"));

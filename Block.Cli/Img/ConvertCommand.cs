@@ -176,34 +176,34 @@ internal static class ConvertCommand
             return 1;
         }
 
+        Dictionary<string, string> createOptions;
+        try
+        {
+            createOptions = CreateCommand.ParseOptionTexts(optionTexts);
+            CreateOptionValues.Normalise(descriptors, createOptions, cli.Warning);
+        }
+        catch (BlockOptionsException e)
+        {
+            cli.Error(e.Message);
+            return 1;
+        }
+        if (backingFile != null)
+            createOptions["backing_file"] = backingFile;
+        if (backingFormat != null)
+            createOptions["backing_fmt"] = backingFormat;
+        bool targetHasBacking = createOptions.ContainsKey("backing_file");
+        if (targetHasBacking && !createOptions.ContainsKey("backing_fmt"))
+        {
+            cli.Error("Use of backing file requires explicit backing format");
+            return 1;
+        }
+
         string? targetSecrets = null;
         if (!skipCreate)
         {
-            Dictionary<string, string> createOptions;
-            try
-            {
-                createOptions = CreateCommand.ParseOptionTexts(optionTexts);
-            }
-            catch (BlockOptionsException e)
-            {
-                cli.Error(e.Message);
-                return 1;
-            }
-            foreach (var key in createOptions.Keys)
-            {
-                if (!descriptors.Any(d => d.Name == key))
-                {
-                    cli.Error($"Invalid parameter '{key}'");
-                    return 1;
-                }
-            }
             createOptions["size"] = total.ToString(CultureInfo.InvariantCulture);
             // qemu-img opens the new image with the secrets it was created with (img_add_key_secrets).
             targetSecrets = KeySecretOptions(createOptions);
-            if (backingFile != null)
-                createOptions["backing_file"] = backingFile;
-            if (backingFormat != null)
-                createOptions["backing_fmt"] = backingFormat;
             try
             {
                 await graph.CreateImageAsync(format, target, createOptions);
@@ -229,17 +229,22 @@ internal static class ConvertCommand
             return 1;
         }
 
-        bool zeroInitialised = (!skipCreate && output.Root!.Impl.HasZeroInit) || targetIsZero;
+        // A new image reads as zeroes if its format says so (not an encrypted one), unless it has a backing file: then
+        // zeroes must be written where the source has them.
+        bool zeroInitialised = ((!skipCreate && output.Root!.Impl.HasZeroInit) || targetIsZero) && !targetHasBacking;
         var meter = new Progress(progress ? cli.Out : null, 0);
         try
         {
-            var copier = new Copier(output, zeroInitialised, minSparse, compress, coroutines, outOfOrder, meter);
-            var sourceNodes = sources.Select(s => (s.Backend.Root!, s.Length)).ToList();
+            var copier = new Copier(output, zeroInitialised, minSparse, compress, coroutines, outOfOrder, meter)
+            {
+                TargetBackingLength = targetHasBacking ? output.Root!.Backing?.Node.Length ?? 0 : null,
+            };
+            var inputs = sources.Select(s => (s.Backend.Root!, s.Length)).ToList();
             var targetDriver = output.Root!.Impl;
             if (compress || targetDriver.NeedsCompressedWrites)
-                await copier.RunWholeClustersAsync(sourceNodes, (int)(targetDriver.ClusterSize ?? 65536));
+                await copier.RunCompressedAsync(inputs, (int)(targetDriver.ClusterSize ?? 65536));
             else
-                await copier.RunAsync(sourceNodes);
+                await copier.RunAsync(inputs);
             await output.FlushAsync();
         }
         catch (ConvertException e)
@@ -266,8 +271,16 @@ internal static class ConvertCommand
 
     private sealed class ConvertException(string message) : Exception(message);
 
-    /// <summary>A run of the concatenated sources: which source, where in it, how long.</summary>
-    private readonly record struct SourceRange(BlockNode Node, long Offset, int Bytes);
+    /// <summary>What a run of the source becomes in the target.</summary>
+    private enum ExtentKind
+    {
+        /// <summary>Read and written.</summary>
+        Data,
+        /// <summary>Reads as zeroes: nothing to write on a zero-initialised target, written as zeroes otherwise.</summary>
+        Zero,
+        /// <summary>Left to the target's backing file: not allocated in the source's top image, or zero past the backing file's end.</summary>
+        Backing,
+    }
 
     /// <summary>The copy loop: block status decides what to read, sparse detection what to write.</summary>
     /// <remarks>
@@ -280,15 +293,21 @@ internal static class ConvertCommand
         private long _allocatedTotal;
         private long _allocatedDone;
 
+        /// <summary>
+        /// Set when the target has a backing file (its length): only what the source's top image holds is copied, as
+        /// qemu-img does with <c>-B</c>.
+        /// </summary>
+        public long? TargetBackingLength { get; init; }
+
         public async Task RunAsync(IReadOnlyList<(BlockNode Node, long Length)> sources)
         {
             meter.Report(0, force: true);
             _allocatedTotal = 0;
             foreach (var (node, length) in sources)
             {
-                await foreach (var (_, bytes, zero) in Extents(node, length))
+                await foreach (var (_, bytes, kind) in Extents(node, length, targetOffset: 0))
                 {
-                    if (!zero || minSparse == 0)
+                    if (kind == ExtentKind.Data || (kind == ExtentKind.Zero && minSparse == 0))
                         _allocatedTotal += bytes;
                 }
             }
@@ -299,9 +318,12 @@ internal static class ConvertCommand
             Task? previous = null;
             foreach (var (node, length) in sources)
             {
-                await foreach (var (offset, bytes, zero) in Extents(node, length))
+                await foreach (var (offset, bytes, kind) in Extents(node, length, targetOffset))
                 {
                     long destination = targetOffset + offset;
+                    if (kind == ExtentKind.Backing)
+                        continue;
+                    bool zero = kind == ExtentKind.Zero;
                     if (zero && minSparse > 0)
                     {
                         if (!zeroInitialised)
@@ -327,102 +349,112 @@ internal static class ConvertCommand
         }
 
         /// <summary>
-        /// The copy for compressed output (<c>-c</c>, or a target that stores only compressed clusters, as VMDK
-        /// streamOptimized does): the target is filled in cluster-aligned chunks, every cluster written whole and
-        /// once; only clusters that are entirely zero are skipped. Runs of data clusters go down as one request, so the
-        /// format can compress them in parallel.
+        /// The copy for a compressed target (<c>-c</c>, or a format that stores only compressed clusters, as VMDK
+        /// streamOptimized does), which takes whole clusters only: zero or unallocated runs of at least a cluster are
+        /// skipped (whole clusters of them), anything shorter is read with its cluster, and every cluster read is
+        /// written unless it is all zeroes (with <c>-S 0</c>, every cluster is written). Runs of data clusters go down
+        /// as one request, so that the format can compress them in parallel.
         /// </summary>
-        public async Task RunWholeClustersAsync(IReadOnlyList<(BlockNode Node, long Length)> sources, int clusterSize)
+        public async Task RunCompressedAsync(IReadOnlyList<(BlockNode Node, long Length)> sources, int clusterSize)
         {
             meter.Report(0, force: true);
             long total = sources.Sum(s => s.Length);
             int chunk = Math.Max(clusterSize, BufferSize / clusterSize * clusterSize);
-            var buffer = target.Graph.Buffers.Rent(chunk);
-            try
+            var buffer = new byte[chunk];
+            for (long destination = 0; destination < total;)
             {
-                for (long offset = 0; offset < total; offset += chunk)
+                var (node, offset, remaining) = Locate(sources, destination);
+                var (bytes, kind) = await ClassifyAsync(node, offset, remaining, destination);
+                if (kind == ExtentKind.Backing && bytes >= clusterSize)
                 {
-                    int bytes = (int)Math.Min(chunk, total - offset);
-                    var memory = buffer.Memory[..bytes];
-                    bool allZero = true;
-                    foreach (var range in Ranges(sources, offset, bytes))
-                    {
-                        var (status, _) = await range.Node.GetBlockStatusAboveAsync(range.Offset, range.Bytes);
-                        if (!status.Has(BlockStatusFlags.Zero) || status.Bytes < range.Bytes)
-                        {
-                            allZero = false;
-                            break;
-                        }
-                    }
-                    if (allZero)
-                    {
-                        if (!zeroInitialised)
-                            await Write(() => target.WriteZeroesAsync(offset, bytes, Graph.RequestFlags.MayUnmap), offset);
-                    }
-                    else
-                    {
-                        int pos = 0;
-                        foreach (var range in Ranges(sources, offset, bytes))
-                        {
-                            try
-                            {
-                                await range.Node.ReadAsync(range.Offset, memory.Slice(pos, range.Bytes));
-                            }
-                            catch (BlockException e)
-                            {
-                                throw new ConvertException($"error while reading at byte {range.Offset}: {e.Message}");
-                            }
-                            pos += range.Bytes;
-                        }
-                        await WriteClustersAsync(memory, offset, clusterSize);
-                    }
-                    meter.Report(total == 0 ? 100 : 100.0 * (offset + bytes) / total, force: true);
+                    destination += bytes / clusterSize * clusterSize;
+                    continue;
                 }
-            }
-            finally
-            {
-                buffer.Return(clear: false);
+                // -S 0 copies zero areas as data too.
+                bool zero = kind == ExtentKind.Zero && minSparse > 0;
+                if (bytes < clusterSize)
+                {
+                    bytes = Math.Min(clusterSize, total - destination);
+                    zero = false;
+                }
+                else
+                {
+                    bytes = zero ? bytes / clusterSize * clusterSize : Math.Min(chunk, bytes / clusterSize * clusterSize);
+                }
+                if (!zero)
+                {
+                    var data = buffer.AsMemory(0, (int)bytes);
+                    await ReadAcrossAsync(sources, destination, data);
+                    await WriteClustersAsync(data, destination, clusterSize);
+                    destination += bytes;
+                    meter.Report(100.0 * destination / total);
+                    continue;
+                }
+                if (!zeroInitialised)
+                {
+                    long at = destination;
+                    await Write(() => target.WriteZeroesAsync(at, bytes, Graph.RequestFlags.MayUnmap), at);
+                }
+                destination += bytes;
+                meter.Report(100.0 * destination / total);
             }
             meter.Report(100, force: true);
         }
 
-        /// <summary>Writes the non-zero clusters of <paramref name="data"/>, each run of them as one compressed request.</summary>
+        /// <summary>
+        /// Writes the clusters of <paramref name="data"/>, each run of non-zero ones as one request; all-zero clusters
+        /// are left out (written as zeroes on a target that does not read as zeroes), unless <c>-S 0</c>.
+        /// </summary>
         private async Task WriteClustersAsync(Memory<byte> data, long destination, int clusterSize)
         {
+            var flags = compress ? Graph.RequestFlags.Compressed : Graph.RequestFlags.None;
             int pos = 0;
             while (pos < data.Length)
             {
                 int run = pos;
-                bool zero = IsZero(data, run, clusterSize);
-                while (run < data.Length && IsZero(data, run, clusterSize) == zero)
+                bool zero = IsZeroCluster(data, run, clusterSize);
+                while (run < data.Length && IsZeroCluster(data, run, clusterSize) == zero)
                     run = Math.Min(data.Length, run + clusterSize);
                 long at = destination + pos;
                 var slice = data[pos..run];
                 if (!zero)
-                    await Write(() => target.WriteAsync(at, slice, compress ? Graph.RequestFlags.Compressed : Graph.RequestFlags.None), at);
+                    await Write(() => target.WriteAsync(at, slice, flags), at);
                 else if (!zeroInitialised)
                     await Write(() => target.WriteZeroesAsync(at, slice.Length, Graph.RequestFlags.MayUnmap), at);
                 pos = run;
             }
         }
 
-        private static bool IsZero(Memory<byte> data, int start, int clusterSize) =>
-            data.Span.Slice(start, Math.Min(clusterSize, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
+        private bool IsZeroCluster(Memory<byte> data, int start, int clusterSize) =>
+            minSparse > 0 && data.Span.Slice(start, Math.Min(clusterSize, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
 
-        /// <summary>The pieces of the concatenated sources that <c>[offset, offset + bytes)</c> covers.</summary>
-        private static IEnumerable<SourceRange> Ranges(IReadOnlyList<(BlockNode Node, long Length)> sources, long offset, int bytes)
+        /// <summary>The source holding byte <paramref name="destination"/> of the concatenation, the offset in it and the bytes left in it.</summary>
+        private static (BlockNode Node, long Offset, long Remaining) Locate(IReadOnlyList<(BlockNode Node, long Length)> sources, long destination)
         {
-            long start = 0;
             foreach (var (node, length) in sources)
             {
-                long end = start + length;
-                if (offset < end && offset + bytes > start)
+                if (destination < length)
+                    return (node, destination, length - destination);
+                destination -= length;
+            }
+            throw new ArgumentOutOfRangeException(nameof(destination));
+        }
+
+        private static async Task ReadAcrossAsync(IReadOnlyList<(BlockNode Node, long Length)> sources, long destination, Memory<byte> data)
+        {
+            for (int done = 0; done < data.Length;)
+            {
+                var (node, offset, remaining) = Locate(sources, destination + done);
+                int n = (int)Math.Min(remaining, data.Length - done);
+                try
                 {
-                    long from = Math.Max(offset, start);
-                    long to = Math.Min(offset + bytes, end);
-                    yield return new SourceRange(node, from - start, (int)(to - from));
+                    await node.ReadAsync(offset, data.Slice(done, n));
                 }
-                start = end;
+                catch (BlockException e)
+                {
+                    throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
+                }
+                done += n;
             }
         }
 
@@ -444,7 +476,7 @@ internal static class ConvertCommand
                     }
                     catch (BlockException e)
                     {
-                        throw new ConvertException($"error while reading at byte {offset}: {e.Message}");
+                        throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
                     }
                 }
                 if (writtenBefore != null)
@@ -473,7 +505,10 @@ internal static class ConvertCommand
             int pos = 0;
             while (pos < data.Length)
             {
-                int run = RunEnd(data.Span, pos, out bool zero);
+                int run = pos;
+                bool zero = IsZeroSector(data.Span, run);
+                while (run < data.Length && IsZeroSector(data.Span, run) == zero)
+                    run = Math.Min(data.Length, run + Sector);
                 int length = run - pos;
                 long at = destination + pos;
                 if (zero && length >= minSparse)
@@ -490,25 +525,8 @@ internal static class ConvertCommand
             }
         }
 
-        /// <summary>Where the run of all-zero (or of not-all-zero) sectors starting at <paramref name="start"/> ends.</summary>
-        /// <remarks>One span for the whole scan: <c>Memory.Span</c> over pooled native memory is a call per use.</remarks>
-        private static int RunEnd(ReadOnlySpan<byte> data, int start, out bool zero)
-        {
-            zero = IsZeroSector(data, start);
-            int run = start;
-            while (run < data.Length && IsZeroSector(data, run) == zero)
-                run = Math.Min(data.Length, run + Sector);
-            return run;
-        }
-
-        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start)
-        {
-            var sector = data.Slice(start, Math.Min(Sector, data.Length - start));
-            // Data sectors almost always have a non-zero first word: answer them without the vectorised scan's setup.
-            if (sector.Length >= sizeof(ulong) && System.Runtime.InteropServices.MemoryMarshal.Read<ulong>(sector) != 0)
-                return false;
-            return sector.IndexOfAnyExcept((byte)0) < 0;
-        }
+        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start) =>
+            data.Slice(start, Math.Min(Sector, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
 
         private static async Task Write(Func<ValueTask> write, long offset)
         {
@@ -518,19 +536,35 @@ internal static class ConvertCommand
             }
             catch (BlockException e)
             {
-                throw new ConvertException($"error while writing at byte {offset}: {e.Message}");
+                throw new ConvertException($"error while writing at byte {offset}: {ErrnoText.Describe(e.Errno)}");
             }
         }
 
-        private static async IAsyncEnumerable<(long Offset, long Bytes, bool Zero)> Extents(BlockNode node, long length)
+        private async IAsyncEnumerable<(long Offset, long Bytes, ExtentKind Kind)> Extents(BlockNode node, long length, long targetOffset)
         {
             for (long offset = 0; offset < length;)
             {
-                var (status, _) = await node.GetBlockStatusAboveAsync(offset, Math.Min(BufferSize, length - offset));
-                long bytes = Math.Max(1, Math.Min(status.Bytes, length - offset));
-                yield return (offset, bytes, status.Has(BlockStatusFlags.Zero));
+                var (bytes, kind) = await ClassifyAsync(node, offset, Math.Min(BufferSize, length - offset), targetOffset + offset);
+                yield return (offset, bytes, kind);
                 offset += bytes;
             }
+        }
+
+        /// <summary>What the run at <paramref name="offset"/> of <paramref name="node"/> (at most <paramref name="bytes"/>) becomes.</summary>
+        private async ValueTask<(long Bytes, ExtentKind Kind)> ClassifyAsync(BlockNode node, long offset, long bytes, long destination)
+        {
+            if (TargetBackingLength is not { } backingLength)
+            {
+                var (above, _) = await node.GetBlockStatusAboveAsync(offset, bytes);
+                return (Math.Max(1, Math.Min(above.Bytes, bytes)), above.Has(BlockStatusFlags.Zero) ? ExtentKind.Zero : ExtentKind.Data);
+            }
+            // With a target backing file only the source's top image counts; what it leaves to its own backing file
+            // is left to the target's.
+            var status = await node.GetBlockStatusAsync(offset, bytes);
+            long n = Math.Max(1, Math.Min(status.Bytes, bytes));
+            if (status.Has(BlockStatusFlags.Zero))
+                return (n, destination >= backingLength ? ExtentKind.Backing : ExtentKind.Zero);
+            return (n, status.Has(BlockStatusFlags.Data) ? ExtentKind.Data : ExtentKind.Backing);
         }
     }
 }

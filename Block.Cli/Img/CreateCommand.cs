@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Block.Cli.Common;
 using Block.Drivers;
+using Block.Graph;
 using Block.Options;
 
 namespace Block.Cli.Img;
@@ -79,20 +80,37 @@ internal static class CreateCommand
             return 1;
         }
 
+        var descriptors = graph.CreateOptionsFor(driver, filename);
         Dictionary<string, string> createOptions;
         try
         {
             createOptions = ParseOptionTexts(optionTexts);
+            CreateOptionValues.Normalise(descriptors, createOptions, cli.Warning);
         }
         catch (BlockOptionsException e)
         {
             cli.Error($"{filename}: {e.Message}");
             return 1;
         }
+        bool takesBacking = descriptors.Any(d => d.Name == "backing_file");
         if (backing != null)
+        {
+            if (!takesBacking)
+            {
+                cli.Error($"{filename}: Backing file not supported for file format '{format}'");
+                return 1;
+            }
             createOptions["backing_file"] = backing;
+        }
         if (backingFormat != null)
+        {
+            if (!descriptors.Any(d => d.Name == "backing_fmt"))
+            {
+                cli.Error($"{filename}: Backing file format not supported for file format '{format}'");
+                return 1;
+            }
             createOptions["backing_fmt"] = backingFormat;
+        }
         if (size != null)
         {
             if (createOptions.ContainsKey("size"))
@@ -103,25 +121,14 @@ internal static class CreateCommand
             createOptions["size"] = size.Value.ToString(CultureInfo.InvariantCulture);
         }
 
-        var descriptors = graph.CreateOptionsFor(driver, filename);
-        foreach (var key in createOptions.Keys)
+        if (createOptions.TryGetValue("backing_file", out var backingFile)
+            && await CheckBackingAsync(cli, graph, filename, backingFile, createOptions, unsafeBacking) is false)
         {
-            if (!descriptors.Any(d => d.Name == key))
-            {
-                cli.Error($"{filename}: Invalid parameter '{key}'");
-                return 1;
-            }
-        }
-        if (createOptions.ContainsKey("backing_file") && !await CheckBackingAsync(cli, graph, filename, createOptions, unsafeBacking))
             return 1;
+        }
         if (!createOptions.ContainsKey("size"))
         {
             cli.Error($"{filename}: Image creation needs a size parameter");
-            return 1;
-        }
-        if (createOptions.TryGetValue("size", out var sizeText) && !SizeParser.TryParse(sizeText, out _))
-        {
-            cli.Error($"{filename}: Parameter 'size' expects a non-negative number below 2^64");
             return 1;
         }
         // qemu-img parses number options with the option list, before it prints anything (as it does the size).
@@ -151,49 +158,60 @@ internal static class CreateCommand
     }
 
     /// <summary>
-    /// What qemu-img does with a backing file before it creates an image: without <c>-u</c> it opens the backing image
-    /// (named relative to the new image), which must work, and takes its size when none is given; a backing file
-    /// without a format is refused, naming the format probing finds.
+    /// qemu-img's checks of a backing file: not the image itself, its format given, and (unless <c>-u</c>) openable,
+    /// giving the size when none was given. Prints the error and returns false.
     /// </summary>
-    private static async Task<bool> CheckBackingAsync(CliContext cli, Block.Graph.BlockGraph graph, string filename,
+    private static async Task<bool> CheckBackingAsync(CliContext cli, BlockGraph graph, string filename, string backing,
         Dictionary<string, string> createOptions, bool unsafeBacking)
     {
-        string backing = createOptions["backing_file"];
-        createOptions.TryGetValue("backing_fmt", out string? format);
-        if (format is null && unsafeBacking)
+        if (backing == filename)
+        {
+            cli.Error($"{filename}: Error: Trying to create an image with the same filename as the backing file");
+            return false;
+        }
+        createOptions.TryGetValue("backing_fmt", out var backingFormat);
+        if (backingFormat is null && unsafeBacking)
         {
             cli.Error($"{filename}: Backing file specified without backing format");
             return false;
         }
         if (unsafeBacking)
             return true;
-        string? dir = Path.GetDirectoryName(filename);
-        string path = Path.IsPathRooted(backing) || string.IsNullOrEmpty(dir) || backing.StartsWith("json:", StringComparison.Ordinal)
-            ? backing : Path.Combine(dir, backing);
+
+        string path = BackingPath(filename, backing);
+        BlockBackend image;
         try
         {
-            await using var image = await graph.OpenImageAsync(path, new Block.Graph.ImageOpenOptions
+            image = await graph.OpenImageAsync(path, new ImageOpenOptions { Format = backingFormat, AllowProbing = backingFormat is null, ReadOnly = true, ForceShare = true, NoBacking = true });
+        }
+        catch (BlockException e)
+        {
+            cli.Error($"{filename}: {e.Message}");
+            cli.Err.WriteLine("Could not open backing image.");
+            return false;
+        }
+        await using (image)
+        {
+            if (backingFormat is null)
             {
-                Format = format,
-                AllowProbing = format is null,
-                ReadOnly = true,
-                ForceShare = true,
-            });
-            if (format is null)
-            {
-                // qemu-img ends this hint without a newline.
-                cli.Err.Write($"{CliContext.Program}: {filename}: Backing file specified without backing format\nDetected format of {image.Root!.DriverName}.");
+                // QEMU prints the detected format as a hint without a final newline.
+                cli.Error($"{filename}: Backing file specified without backing format");
+                cli.Err.Write($"Detected format of {image.Root!.DriverName}.");
                 return false;
             }
             if (!createOptions.ContainsKey("size"))
                 createOptions["size"] = image.Length.ToString(CultureInfo.InvariantCulture);
-            return true;
         }
-        catch (BlockException e)
-        {
-            cli.Error($"{filename}: {e.Message}\nCould not open backing image.");
-            return false;
-        }
+        return true;
+    }
+
+    /// <summary>A relative backing file name is relative to the new image's directory, as QEMU resolves it.</summary>
+    private static string BackingPath(string filename, string backing)
+    {
+        if (Path.IsPathRooted(backing) || backing.StartsWith("json:", StringComparison.Ordinal))
+            return backing;
+        string? dir = Path.GetDirectoryName(filename);
+        return string.IsNullOrEmpty(dir) ? backing : dir + "/" + backing;
     }
 
     /// <summary>Parses one or more <c>-o</c> texts (QemuOpts: <c>a=b,c=d</c>, commas doubled inside values).</summary>

@@ -42,45 +42,57 @@ internal static class InfoCommand
             return 1;
         }
 
-        var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
+        // Like qemu-img, each image is opened on its own, without its backing file: a chain is followed by name.
+        var args0 = new OpenArgs
         {
             Filename = operands[0],
             Format = common.Format,
             ImageOpts = common.ImageOpts,
             ReadOnly = true,
             ForceShare = common.ForceShare,
+            NoBacking = true,
             NoIo = true,
-        });
+        };
+        var backend = await ImgCommon.TryOpenAsync(cli, graph, args0);
         if (backend is null)
             return 1;
+        var infos = new List<ImageInfo> { backend.Root!.GetImageInfo() };
+        var seen = new HashSet<string>(StringComparer.Ordinal) { infos[0].Filename };
+        while (chain && infos[^1] is { FullBackingFilename: { } next } last)
+        {
+            if (!seen.Add(next))
+            {
+                cli.Error($"Backing file '{next}' creates an infinite loop.");
+                return 1;
+            }
+            var image = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
+            {
+                Filename = next,
+                Format = last.BackingFilenameFormat,
+                ReadOnly = true,
+                ForceShare = common.ForceShare,
+                NoBacking = true,
+            });
+            if (image is null)
+                return 1;
+            infos.Add(image.Root!.GetImageInfo());
+        }
 
-        var info = backend.Root!.GetImageInfo(backingChain: chain);
         if (json)
         {
-            var node = chain ? ChainArray(info) : QemuJson.ToNode(info, QapiJsonContext.Default.ImageInfo);
+            var node = chain
+                ? new JsonArray([.. infos.Select(i => QemuJson.ToNode(i, QapiJsonContext.Default.ImageInfo))])
+                : QemuJson.ToNode(infos[0], QapiJsonContext.Default.ImageInfo);
             cli.Out.Write(QemuJson.Pretty(node) + "\n");
             return 0;
         }
-        bool first = true;
-        for (var i = info; i != null; i = chain ? i.BackingImage : null)
+        for (int i = 0; i < infos.Count; i++)
         {
-            if (!first)
+            if (i > 0)
                 cli.Out.WriteLine();
-            first = false;
-            WriteHuman(cli.Out, i);
+            WriteHuman(cli.Out, infos[i]);
         }
         return 0;
-    }
-
-    private static JsonArray ChainArray(ImageInfo info)
-    {
-        var array = new JsonArray();
-        for (var i = info; i != null; i = i.BackingImage)
-        {
-            var node = (JsonObject)QemuJson.ToNode(i with { BackingImage = null }, QapiJsonContext.Default.ImageInfo)!;
-            array.Add(node);
-        }
-        return array;
     }
 
     /// <summary>The human form of one image's information, as qemu-img prints it.</summary>

@@ -88,8 +88,8 @@ internal static class MapCommand
                 }
                 else
                 {
-                    if (current.Length > 0 && !Dump(output, current, json, ref first))
-                        return Unmappable(cli, output);
+                    if (current.Length > 0 && !Dump(cli, output, current, json, ref first))
+                        return 1;
                     current = entry;
                 }
                 offset += status.Bytes;
@@ -101,8 +101,8 @@ internal static class MapCommand
             cli.Error($"Could not get block status: {e.Message}");
             return 1;
         }
-        if (!Dump(output, current, json, ref first))
-            return Unmappable(cli, output);
+        if (!Dump(cli, output, current, json, ref first))
+            return 1;
         if (json)
             output.Append("]\n");
         cli.Out.Write(output.ToString());
@@ -113,16 +113,8 @@ internal static class MapCommand
         a.Depth == b.Depth && a.Present == b.Present && a.Zero == b.Zero && a.Data == b.Data && a.Filename == b.Filename
         && (a.Offset is null) == (b.Offset is null) && (a.Offset is null || a.Offset + a.Length == b.Offset);
 
-    /// <summary>qemu-img's refusal to print a human map of data that has no host offset (encrypted or compressed data).</summary>
-    private static int Unmappable(CliContext cli, StringBuilder output)
-    {
-        cli.Out.Write(output.ToString());
-        cli.Error("File contains external, encrypted or compressed clusters.");
-        return 1;
-    }
-
-    /// <summary>Appends one entry; false for data without a host offset, which the human form cannot show.</summary>
-    private static bool Dump(StringBuilder sb, Entry e, bool json, ref bool first)
+    /// <summary>Appends one entry; false (after printing what came before and the error) when the human form cannot show it.</summary>
+    private static bool Dump(CliContext cli, StringBuilder sb, Entry e, bool json, ref bool first)
     {
         if (json)
         {
@@ -136,7 +128,12 @@ internal static class MapCommand
             return true;
         }
         if (e.Data && e.Offset is null)
+        {
+            // Data with no host offset to show: compressed (or encrypted, or in an external file QEMU cannot name).
+            cli.Out.Write(sb.ToString());
+            cli.Error("File contains external, encrypted or compressed clusters.");
             return false;
+        }
         if (e.Data && !e.Zero && e.Offset is { } offset)
             sb.Append($"{QemuText.AltHex(e.Start),-16}{QemuText.AltHex(e.Length),-16}{QemuText.AltHex(offset),-16}{e.Filename}\n");
         return true;

@@ -619,7 +619,8 @@ internal static class IoCommands
             long run = 0;
             while (offset + run < length)
             {
-                var (status, _) = await root.GetBlockStatusAboveAsync(offset + run, length - offset - run);
+                // Like qemu-io, what the image itself holds: data of its backing files counts as not allocated.
+                var status = await root.GetBlockStatusAsync(offset + run, length - offset - run);
                 if (status.Bytes <= 0)
                     break;
                 bool a = status.Has(BlockStatusFlags.Allocated);

@@ -48,10 +48,17 @@ internal sealed partial class Qcow2NodeDriver
                 await ShrinkLockedAsync(length, old).ConfigureAwait(false);
             else
                 await GrowL1Async(_layout.L1EntriesFor(length)).ConfigureAwait(false);
+            // Host bytes that may still hold old data; anything the data file grows by below is fresh zeroes.
+            long staleEnd = _data.Length;
+            // The data file follows the virtual size, as QEMU's does; preallocation may then extend it to a whole cluster
+            // (falloc and full grow it themselves, so that the whole new area is allocated).
+            if (_hasDataFile && _data.Length != length && preallocation is PreallocMode.Off or PreallocMode.Metadata)
+            {
+                await _data.TruncateAsync(length, PreallocMode.Off, exact: true).ConfigureAwait(false);
+                staleEnd = Math.Min(staleEnd, length);
+            }
             if (length > old && preallocation != PreallocMode.Off)
-                await PreallocateLockedAsync(old, length, preallocation).ConfigureAwait(false);
-            if (_hasDataFile && IsDataFileRaw && (length > _data.Length || exact))
-                await _data.TruncateAsync(length, preallocation == PreallocMode.Metadata ? PreallocMode.Off : preallocation, exact).ConfigureAwait(false);
+                await PreallocateLockedAsync(old, length, preallocation, staleEnd).ConfigureAwait(false);
             await WriteHeaderFieldAsync(24, (ulong)length, 8).ConfigureAwait(false);
             _header.Size = (ulong)length;
             _size = length;
@@ -116,7 +123,7 @@ internal sealed partial class Qcow2NodeDriver
         if (entries <= _l1.Length)
             return;
         if (entries > Qcow2Header.MaxL1Entries)
-            throw new BlockException(Errno.EFBIG, "Active L1 table too large");
+            throw new BlockException(Errno.EFBIG, "Failed to grow the L1 table: File too large");
         int cs = _layout.ClusterSize;
         long bytes = entries * 8;
         long clusters = (((bytes + 511) & ~511L) + cs - 1) / cs;
@@ -163,8 +170,9 @@ internal sealed partial class Qcow2NodeDriver
         for (long pos = from; pos < old;)
         {
             long end = Math.Min(old, pos + ToSliceEnd(pos));
-            if (SliceOffset(_l1, pos, out _) != 0)
-                await ChangeSliceAsync(pos, end, ClusterChange.Deallocate).ConfigureAwait(false);
+            // Like QEMU's discard of the cut-off range, this allocates missing L2 tables on the way (those past the new
+            // L1 size are freed again below), so the file ends where QEMU's does.
+            await ChangeSliceAsync(pos, end, ClusterChange.Cut).ConfigureAwait(false);
             pos = end;
         }
         // L2 tables beyond the new L1 size: empty the entries on disk first, then free the tables.
@@ -186,7 +194,7 @@ internal sealed partial class Qcow2NodeDriver
                 _activeL2.Remove(l2);
                 for (int s = 0; s < _layout.ClusterSize / _sliceBytes; s++)
                     _l2Cache.Discard(l2 + (long)s * _sliceBytes);
-                await _refcounts.UpdateAsync(l2 >> _layout.ClusterBits, 1, -1, DiscardReason.Other).ConfigureAwait(false);
+                await _refcounts.UpdateAsync(l2 >> _layout.ClusterBits, 1, -1, DiscardReason.Always).ConfigureAwait(false);
             }
             RefreshMetadataMap();
         }
@@ -213,7 +221,7 @@ internal sealed partial class Qcow2NodeDriver
     /// Allocates data clusters and L2 entries for the grown area (whole clusters past the old end), then gives the file
     /// its new length in the requested mode; clusters reused inside the old file are zeroed.
     /// </summary>
-    private async ValueTask PreallocateLockedAsync(long old, long length, PreallocMode mode)
+    private async ValueTask PreallocateLockedAsync(long old, long length, PreallocMode mode, long staleEnd)
     {
         int cs = _layout.ClusterSize;
         long fileLength = _data.Length;
@@ -232,12 +240,13 @@ internal sealed partial class Qcow2NodeDriver
             for (long c = 0; c < clusters; c++)
             {
                 ulong entry = (ulong)(host + (c << _layout.ClusterBits)) | Qcow2Layout.Copied;
-                SetEntry(slice.Data, index + (int)c, entry, _layout.ExtendedL2 ? 0xffffffffUL : 0);
+                // Subclusters stay unallocated (an empty bitmap): the backing file still shows, as in QEMU.
+                SetEntry(slice.Data, index + (int)c, entry, 0);
             }
             MetadataCache.MarkDirty(slice);
             long hostStop = host + (clusters << _layout.ClusterBits);
-            if (host < fileLength)
-                reused.Add((host, Math.Min(hostStop, fileLength) - host));
+            if (host < staleEnd)
+                reused.Add((host, Math.Min(hostStop, staleEnd) - host));
             hostEnd = Math.Max(hostEnd, hostStop);
             pos = end;
         }

@@ -8,8 +8,8 @@ internal sealed partial class Qcow2NodeDriver
     private int _metadataPreallocation; // 0 unknown, 1 no, 2 yes
 
     /// <inheritdoc />
-    /// <remarks>Data clusters report their host offset in the data file; preallocated zero clusters too (as QEMU's map
-    /// shows them). On images created with <c>preallocation=metadata</c> the file below is asked whether data clusters
+    /// <remarks>Data clusters report their host offset in the data file; preallocated zero clusters and preallocated
+    /// but unallocated subclusters too (as QEMU's map shows them). On images created with <c>preallocation=metadata</c> the file below is asked whether data clusters
     /// are holes, so such images map as zeroes as QEMU shows them.</remarks>
     public override async ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long length, bool wantZero)
     {
@@ -25,6 +25,8 @@ internal sealed partial class Qcow2NodeDriver
                 return new BlockStatus(BlockStatusFlags.Zero | BlockStatusFlags.OffsetValid, run.Bytes, run.Host, _data);
             case SubclusterType.ZeroPlain:
                 return new BlockStatus(BlockStatusFlags.Zero, run.Bytes);
+            case SubclusterType.UnallocatedAlloc:
+                return new BlockStatus(BlockStatusFlags.OffsetValid, run.Bytes, run.Host, _data);
             case SubclusterType.Compressed:
                 return new BlockStatus(BlockStatusFlags.Data, run.Bytes);
             default:

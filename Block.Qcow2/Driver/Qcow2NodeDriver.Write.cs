@@ -325,6 +325,12 @@ internal sealed partial class Qcow2NodeDriver
                 vector = new IoVector(segments.ToArray());
             }
             await _data.WriteAsync(step.Host + (step.WriteStart - step.First), vector).ConfigureAwait(false);
+            if (step.WriteEnd < step.CopyEnd)
+            {
+                // The zero tail past the end of the file is not copied, but the file still grows to cover the new
+                // clusters whole, as QEMU's does (it writes zero copy regions as one zero write).
+                await _data.WriteZeroesAsync(step.Host + (step.WriteEnd - step.First), step.CopyEnd - step.WriteEnd, RequestFlags.None).ConfigureAwait(false);
+            }
         }
         finally
         {

@@ -9,19 +9,48 @@ internal sealed partial class Qcow2NodeDriver
     /// <inheritdoc />
     /// <remarks>Version 3 marks (sub)clusters as zero in L2; with <see cref="RequestFlags.MayUnmap"/> (or for shared
     /// and compressed clusters) the host clusters are freed too. Version 2 has no zero flag: without a backing file
-    /// the clusters are deallocated (they then read as zeroes), otherwise the request path writes zero buffers.</remarks>
+    /// the clusters are deallocated (they then read as zeroes), otherwise the request path writes zero buffers.
+    /// A request that covers only part of a (sub)cluster changes the whole one if the rest already reads as zeroes,
+    /// as QEMU does; otherwise zero buffers are written there (or, with <see cref="RequestFlags.NoFallback"/>, it
+    /// fails).</remarks>
     public override async ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
     {
         await ZeroRawDataFileAsync(offset, length, flags & RequestFlags.MayUnmap).ConfigureAwait(false);
+        ClusterChange change;
         if (_header.Version < 3)
         {
             if (Node.Backing != null)
                 throw new BlockException(Errno.ENOTSUP, "qcow2 v2 images cannot record zero clusters");
-            await ChangeClustersAsync(offset, length, ClusterChange.Deallocate).ConfigureAwait(false);
-            return;
+            change = ClusterChange.Deallocate;
         }
-        bool unmap = (flags & RequestFlags.MayUnmap) != 0;
-        await ChangeClustersAsync(offset, length, unmap ? ClusterChange.ZeroUnmap : ClusterChange.Zero).ConfigureAwait(false);
+        else
+        {
+            change = (flags & RequestFlags.MayUnmap) != 0 ? ClusterChange.ZeroUnmap : ClusterChange.Zero;
+        }
+
+        // Head and tail pieces that cover part of a (sub)cluster are handled alone, so that only they fall back.
+        long unit = _layout.SubclusterSize;
+        long end = offset + length;
+        long headEnd = Math.Min(end, (offset + unit - 1) / unit * unit);
+        long tailStart = end >= _size ? end : Math.Max(headEnd, end / unit * unit);
+        if (offset < headEnd)
+            await ZeroPartialAsync(offset, headEnd - offset, change, flags).ConfigureAwait(false);
+        if (headEnd < tailStart)
+            await ChangeClustersAsync(headEnd, tailStart - headEnd, change).ConfigureAwait(false);
+        if (tailStart < end)
+            await ZeroPartialAsync(tailStart, end - tailStart, change, flags).ConfigureAwait(false);
+    }
+
+    private async ValueTask ZeroPartialAsync(long offset, long length, ClusterChange change, RequestFlags flags)
+    {
+        try
+        {
+            await ChangeClustersAsync(offset, length, change).ConfigureAwait(false);
+        }
+        catch (BlockException e) when (e.Errno == Errno.ENOTSUP && (flags & RequestFlags.NoFallback) == 0)
+        {
+            await WriteSlowAsync(offset, new Io.IoVector(new byte[length])).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc />
@@ -55,8 +84,10 @@ internal sealed partial class Qcow2NodeDriver
         ZeroUnmap,
         /// <summary>QEMU's discard: zero flag where something could show through, free host clusters.</summary>
         Discard,
-        /// <summary>Entry 0: unallocated (falls through to the backing file). Used by v2 zeroing and shrinking.</summary>
+        /// <summary>Entry 0: unallocated (falls through to the backing file). Used by v2 zeroing.</summary>
         Deallocate,
+        /// <summary>Entry 0, and the host clusters always discarded in the file: the area cut off by shrinking.</summary>
+        Cut,
     }
 
     private async ValueTask ChangeClustersAsync(long offset, long length, ClusterChange change)
@@ -99,41 +130,23 @@ internal sealed partial class Qcow2NodeDriver
         int cs = _layout.ClusterSize;
         bool hasBacking = Node.Backing != null;
         long slice = SliceOffset(_l1, offset, out int index);
-        if (slice == 0 && (change == ClusterChange.Deallocate || (change == ClusterChange.Discard && (!hasBacking || _header.Version < 3))))
+        if (slice == 0 && change == ClusterChange.Discard && (!hasBacking || _header.Version < 3))
         {
-            // No L2 table: nothing to deallocate, and a discard changes nothing that could show.
+            // No L2 table: a discard changes nothing that could show. (Deallocating zeroes on version 2 and cutting
+            // off the end of the image by shrinking allocate the table, as QEMU does.)
             return;
-        }
-        if (_layout.ExtendedL2 && slice > 0)
-        {
-            // Refuse before changing anything: a partial compressed cluster cannot be described by subcluster bits.
-            var cached = await _l2Cache.GetAsync(slice).ConfigureAwait(false);
-            int last = index + (int)((_layout.AlignDown(end - 1) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
-            bool partialHead = _layout.OffsetInCluster(offset) != 0;
-            bool partialTail = _layout.OffsetInCluster(end) != 0 && end < _size;
-            if ((partialHead && (EntryAt(cached.Data, index) & Qcow2Layout.CompressedFlag) != 0)
-                || (partialTail && (EntryAt(cached.Data, last) & Qcow2Layout.CompressedFlag) != 0))
-            {
-                throw new BlockException(Errno.ENOTSUP, "Cannot change part of a compressed cluster in place");
-            }
         }
         var (entry, i0) = await GetSliceForWriteAsync(offset).ConfigureAwait(false);
         var data = entry.Data;
-        // Refuse before changing anything, so that no entry is left half-changed and no cluster unfreed: part of a
-        // cluster can be changed only through the subcluster bitmap of extended L2, and not in a compressed cluster.
+        // Every entry is planned before any changes, so that a refusal (part of a cluster that cannot be changed in
+        // place) leaves the slice as it was: no entry half-changed, no cluster unfreed.
+        var plans = new List<(int Index, ulong Old, ulong NewEntry, ulong NewBitmap, bool Free, DiscardReason Reason)>();
         for (long pos = offset; pos < end; pos = _layout.AlignDown(pos) + cs)
         {
             int i = i0 + (int)((_layout.AlignDown(pos) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
-            if (!IsWholeCluster(pos, end) && (!_layout.ExtendedL2 || (EntryAt(data, i) & Qcow2Layout.CompressedFlag) != 0))
-                throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
-        }
-        var freed = new List<(ulong Entry, DiscardReason Reason)>();
-        bool changed = false;
-        for (long pos = offset; pos < end; pos = _layout.AlignDown(pos) + cs)
-        {
-            int i = i0 + (int)((_layout.AlignDown(pos) - _layout.AlignDown(offset)) >> _layout.ClusterBits);
-            long to = Math.Min(end, _layout.AlignDown(pos) + cs);
-            bool whole = IsWholeCluster(pos, end);
+            long clusterEnd = _layout.AlignDown(pos) + cs;
+            long to = Math.Min(end, clusterEnd);
+            bool whole = pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
             ulong old = EntryAt(data, i);
             ulong oldBitmap = BitmapAt(data, i);
             if (TypeOf(old, oldBitmap, SubclusterOf(pos)) == SubclusterType.Invalid)
@@ -146,12 +159,25 @@ internal sealed partial class Qcow2NodeDriver
             ulong newEntry, newBitmap;
             bool free;
             DiscardReason reason = DiscardReason.Request;
+            if (!whole && change != ClusterChange.Discard && !IsUnitAligned(pos, to))
+            {
+                // Part of a (sub)cluster: the whole one may change only if the rest of it reads as zeroes already.
+                long unitStart = pos & ~(long)(_layout.SubclusterSize - 1);
+                long unitEnd = Math.Min(Math.Min((to + _layout.SubclusterSize - 1) & ~(long)(_layout.SubclusterSize - 1), clusterEnd), _size);
+                if (!await RestReadsAsZeroAsync(TypeOf(old, oldBitmap, SubclusterOf(pos)), unitStart, pos, to, unitEnd).ConfigureAwait(false))
+                    throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
+                pos = unitStart;
+                to = unitEnd;
+                whole = pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
+            }
             if (!whole)
             {
-                // Part of a cluster (extended L2, not compressed: checked above): change its subclusters.
+                // Part of a cluster: only extended L2 can say that (for its subclusters), and not for compressed data.
+                if (!_layout.ExtendedL2 || compressed)
+                    throw new BlockException(Errno.ENOTSUP, "Cannot change part of a cluster in place");
                 ulong touched = SubclusterMask(SubclusterOf(pos), SubclusterOf(to - 1));
                 newEntry = old;
-                newBitmap = change == ClusterChange.Deallocate
+                newBitmap = change is ClusterChange.Deallocate or ClusterChange.Cut
                     ? oldBitmap & ~touched & ~(touched << 32)
                     : (oldBitmap & ~touched) | (touched << 32);
                 free = false;
@@ -187,7 +213,7 @@ internal sealed partial class Qcow2NodeDriver
                         free = compressed || host;
                         newEntry = 0;
                         newBitmap = 0;
-                        reason = DiscardReason.Other;
+                        reason = change == ClusterChange.Cut ? DiscardReason.Always : DiscardReason.Request;
                         break;
                 }
                 if (_hasDataFile && free)
@@ -195,33 +221,66 @@ internal sealed partial class Qcow2NodeDriver
                     // Clusters of an external data file are not refcounted; keep the mapping, mark it zero.
                     free = false;
                     if (newEntry is 0 || newEntry == ZeroEntry())
-                        newEntry = change == ClusterChange.Deallocate ? 0 : (old & (Qcow2Layout.OffsetMask | Qcow2Layout.Copied)) | ZeroEntry();
+                        newEntry = change is ClusterChange.Deallocate or ClusterChange.Cut ? 0 : (old & (Qcow2Layout.OffsetMask | Qcow2Layout.Copied)) | ZeroEntry();
                 }
             }
-            if (newEntry == old && newBitmap == oldBitmap)
-                continue;
-            SetEntry(data, i, newEntry, newBitmap);
-            changed = true;
-            if (free)
-                freed.Add((old, reason));
+            if (newEntry != old || newBitmap != oldBitmap)
+                plans.Add((i, old, newEntry, newBitmap, free, reason));
         }
-        if (!changed)
+        if (plans.Count == 0)
             return;
+        foreach (var p in plans)
+            SetEntry(data, p.Index, p.NewEntry, p.NewBitmap);
         MetadataCache.MarkDirty(entry);
-        if (freed.Count > 0)
+        if (plans.Exists(p => p.Free))
         {
             await _refcounts.Blocks.SetDependency(_l2Cache).ConfigureAwait(false);
-            foreach (var (old, reason) in freed)
-                await FreeClusterAsync(old, reason).ConfigureAwait(false);
+            foreach (var p in plans)
+            {
+                if (p.Free)
+                    await FreeClusterAsync(p.Old, p.Reason).ConfigureAwait(false);
+            }
         }
     }
 
-    /// <summary>True if <c>[pos, end)</c> covers the whole cluster holding <paramref name="pos"/> (or all of it up to the disk's end).</summary>
-    private bool IsWholeCluster(long pos, long end)
+    /// <summary>Whether <c>[pos, to)</c> starts and ends on (sub)cluster boundaries, or ends at the end of the image.</summary>
+    private bool IsUnitAligned(long pos, long to)
     {
-        long clusterEnd = _layout.AlignDown(pos) + _layout.ClusterSize;
-        long to = Math.Min(end, clusterEnd);
-        return pos == _layout.AlignDown(pos) && (to == clusterEnd || to >= _size);
+        long mask = _layout.SubclusterSize - 1;
+        return (pos & mask) == 0 && ((to & mask) == 0 || to >= _size);
+    }
+
+    /// <summary>
+    /// Whether the parts of the (sub)cluster <c>[unitStart, unitEnd)</c> outside <c>[pos, to)</c> read as zeroes: the
+    /// (sub)cluster is a zero one, or unallocated with no backing data there.
+    /// </summary>
+    private async ValueTask<bool> RestReadsAsZeroAsync(SubclusterType type, long unitStart, long pos, long to, long unitEnd)
+    {
+        switch (type)
+        {
+            case SubclusterType.ZeroPlain or SubclusterType.ZeroAlloc:
+                return true;
+            case SubclusterType.UnallocatedPlain or SubclusterType.UnallocatedAlloc:
+                if (Node.Backing?.Node is not { } backing)
+                    return true;
+                return await BackingReadsAsZeroAsync(backing, unitStart, pos).ConfigureAwait(false)
+                    && await BackingReadsAsZeroAsync(backing, to, unitEnd).ConfigureAwait(false);
+            default:
+                return false;
+        }
+    }
+
+    private static async ValueTask<bool> BackingReadsAsZeroAsync(BlockNode backing, long offset, long end)
+    {
+        end = Math.Min(end, backing.Length);
+        while (offset < end)
+        {
+            var (status, _) = await backing.GetBlockStatusAboveAsync(offset, end - offset).ConfigureAwait(false);
+            if (!status.Has(BlockStatusFlags.Zero) || status.Bytes <= 0)
+                return false;
+            offset += status.Bytes;
+        }
+        return true;
     }
 
     /// <summary>The entry word of a plain zero cluster: the zero flag, or 0 with extended L2 (the bitmap says zero).</summary>

@@ -80,6 +80,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             MetadataChanged = RefreshMetadataMap,
             PassDiscard = reason => reason switch
             {
+                DiscardReason.Always => true,
                 DiscardReason.Request => _passDiscardRequest,
                 DiscardReason.Snapshot => _passDiscardSnapshot,
                 DiscardReason.Other => _passDiscardOther,
@@ -111,7 +112,6 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     public override BlockLimits Limits => new()
     {
         RequestAlignment = 1,
-        WriteZeroesAlignment = _layout.SubclusterSize,
         DiscardAlignment = _layout.ClusterSize,
     };
 
@@ -187,10 +187,17 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
 
         if (!options.NoBacking)
         {
-            if (options.Backing != null)
-                await context.OpenChildAsync("backing", options.Backing, ChildRole.Cow, cancellationToken).ConfigureAwait(false);
-            else if (header.BackingFile is { Length: > 0 } backing)
-                await context.OpenReferencedImageAsync("backing", backing, header.BackingFormat, ChildRole.Cow, readOnly: true, cancellationToken).ConfigureAwait(false);
+            try
+            {
+                if (options.Backing != null)
+                    await context.OpenChildAsync("backing", options.Backing, ChildRole.Cow, cancellationToken).ConfigureAwait(false);
+                else if (header.BackingFile is { Length: > 0 } backing)
+                    await context.OpenReferencedImageAsync("backing", backing, header.BackingFormat, ChildRole.Cow, readOnly: true, cancellationToken).ConfigureAwait(false);
+            }
+            catch (BlockException e)
+            {
+                throw new BlockException(e.Errno, "Could not open backing file: " + e.Message, e);
+            }
         }
         if ((header.Incompatible & IncompatibleFeatures.ExternalDataFile) != 0)
         {

@@ -344,7 +344,9 @@ public sealed class Qcow2Header
         }
         if (DataFile != null)
             pos = WriteExtension(cluster, pos, ExtDataFile, Encoding.UTF8.GetBytes(DataFile));
-        if (Version >= 3)
+        // QEMU leaves the feature name table out of headers of 4 KiB clusters and smaller, keeping the room for the
+        // backing file name.
+        if (Version >= 3 && ClusterSize > 4096)
         {
             var table = new byte[FeatureName.Standard.Length * 48];
             for (int i = 0; i < FeatureName.Standard.Length; i++)

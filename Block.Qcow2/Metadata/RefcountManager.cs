@@ -401,6 +401,8 @@ internal sealed class RefcountManager
 internal enum DiscardReason
 {
     Never,
+    /// <summary>Always passed to the file (clusters cut off by shrinking, as QEMU's <c>QCOW2_DISCARD_ALWAYS</c>).</summary>
+    Always,
     Request,
     Snapshot,
     Other,

@@ -45,6 +45,12 @@ public abstract class BlockDriver
     /// <summary>The options <c>qemu-img create -o</c> takes for this driver, for validation and <c>-o help</c>.</summary>
     public virtual IReadOnlyList<CreateOptionDescriptor> CreateOptions => [];
 
+    /// <summary>
+    /// Whether images of this format can have a backing file that the format's options open as <c>backing</c>
+    /// (QEMU's <c>supports_backing</c>); such drivers take <c>"backing": null</c> to open without it.
+    /// </summary>
+    public virtual bool SupportsBacking => false;
+
     /// <summary>True if <see cref="CreateAsync"/> is implemented.</summary>
     public virtual bool CanCreate => false;
 

@@ -273,6 +273,10 @@ public sealed class BlockGraph : IAsyncDisposable
                 p["driver"] = Drivers.ProtocolFor(name).Name;
             }
             ApplyCommon(p, options);
+            // As in QEMU, the file under a format takes discards: the format node's own policy (and qcow2's
+            // pass-discard-* options) decide which reach it.
+            if (!p.ContainsKey("discard"))
+                p["discard"] = "unmap";
             if (options.Aio is { } aio && !p.ContainsKey("aio") && (p["driver"] as JsonValue)?.GetValue<string>() is "file" or "host_device")
                 p["aio"] = QapiEnum<BlockdevAioOptions>.ToWire(aio);
             var protocolOptions = Parser.Parse(new OptionsReader(p, keyval: true, prefix: fromFileMember ? "file" : string.Empty));
@@ -293,6 +297,8 @@ public sealed class BlockGraph : IAsyncDisposable
             }
             formatTree["driver"] = driver.Name;
             formatTree["file"] = protocol.NodeName;
+            if (options.NoBacking && driver.SupportsBacking && !formatTree.ContainsKey("backing"))
+                formatTree["backing"] = null;
             ApplyCommon(formatTree, options);
             var formatOptions = Parser.Parse(new OptionsReader(formatTree, keyval: true));
             if (probed && formatOptions is BlockdevOptionsRaw raw)

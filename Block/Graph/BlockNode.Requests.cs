@@ -241,13 +241,12 @@ public sealed partial class BlockNode
                 if (wantZero && (flags & BlockStatusFlags.Recurse) != 0 && (flags & BlockStatusFlags.OffsetValid) != 0
                     && (flags & BlockStatusFlags.Zero) == 0 && status.File != null)
                 {
+                    // Past the end of the file reads as zeroes; otherwise the answer holds only as far as the file's does.
                     var below = await status.File.GetBlockStatusAsync(status.HostOffset, pnum, wantZero).ConfigureAwait(false);
                     if (below.Bytes == 0 || (below.Flags & BlockStatusFlags.Zero) != 0)
-                    {
                         flags |= BlockStatusFlags.Zero;
-                        if (below.Bytes > 0)
-                            pnum = Math.Min(pnum, below.Bytes);
-                    }
+                    if (below.Bytes > 0)
+                        pnum = Math.Min(pnum, below.Bytes);
                 }
                 flags &= ~BlockStatusFlags.Recurse;
             }

@@ -43,6 +43,12 @@ public sealed record ImageOpenOptions
     /// <summary>I/O engine of the protocol node.</summary>
     public BlockdevAioOptions? Aio { get; init; }
 
+    /// <summary>
+    /// Open the image without its backing file (QEMU's <c>BDRV_O_NO_BACKING</c>, as <c>qemu-img info</c> does): the
+    /// image's own metadata is all that is read. Formats without backing files ignore it.
+    /// </summary>
+    public bool NoBacking { get; init; }
+
     /// <summary>More options for the format node, in the dotted tree form (<c>{"file": {"locking": "off"}}</c>), as keyval strings.</summary>
     public JsonObject? ExtraOptions { get; init; }
 
