@@ -136,10 +136,27 @@ internal static class ConvertCommand
             cli.Error("--target-is-zero requires use of -n flag");
             return 1;
         }
-        if (snapshot != null)
+        // -l snapshot.id=…,snapshot.name=… names the snapshot exactly; anything else is an id or a name.
+        Dictionary<string, string>? snapshotOptions = null;
+        if (snapshot != null && snapshot.StartsWith("snapshot.", StringComparison.Ordinal))
         {
-            cli.Error("Failed to load snapshot: this image format does not support internal snapshots");
-            return 1;
+            try
+            {
+                snapshotOptions = CreateCommand.ParseOptionTexts([snapshot]);
+            }
+            catch (BlockOptionsException e)
+            {
+                cli.Error(e.Message);
+                snapshotOptions = null;
+            }
+            string? unknown = snapshotOptions?.Keys.FirstOrDefault(k => k is not ("snapshot.id" or "snapshot.name"));
+            if (snapshotOptions is null || unknown != null)
+            {
+                if (unknown != null)
+                    cli.Error($"Invalid parameter '{unknown}'");
+                cli.Error($"Failed in parsing snapshot param '{snapshot}'");
+                return 1;
+            }
         }
         string target = operands[^1];
         progress &= !common.Quiet;
@@ -155,6 +172,17 @@ internal static class ConvertCommand
             if (backend is null)
                 return 1;
             sources.Add(new Source(backend, backend.Length));
+        }
+        if (snapshot != null)
+        {
+            if (snapshotOptions is null && sources.Count > 1)
+            {
+                cli.Error("No support for concatenating multiple snapshot");
+                return 1;
+            }
+            // The copy keeps the size the image had before, as qemu-img's does.
+            if (!await LoadSnapshotAsync(cli, sources[0].Backend.Root!, snapshot, snapshotOptions))
+                return 1;
         }
         long total = sources.Sum(s => s.Length);
 
@@ -255,6 +283,43 @@ internal static class ConvertCommand
         }
         meter.End();
         return 0;
+    }
+
+    /// <summary>
+    /// Shows a snapshot instead of the current state in the (read-only) source node, as <c>qemu-img convert -l</c>:
+    /// with <c>snapshot.id</c>/<c>snapshot.name</c> exactly those, otherwise the text as an id, then as a name.
+    /// </summary>
+    private static async Task<bool> LoadSnapshotAsync(CliContext cli, BlockNode node, string text, Dictionary<string, string>? options)
+    {
+        try
+        {
+            if (options != null)
+            {
+                options.TryGetValue("snapshot.id", out var id);
+                options.TryGetValue("snapshot.name", out var name);
+                await node.LoadSnapshotAsync(id, name);
+            }
+            else
+            {
+                try
+                {
+                    await node.LoadSnapshotAsync(text, null);
+                }
+                catch (BlockException e) when (e.Errno == Errno.ENOENT)
+                {
+                    await node.LoadSnapshotAsync(null, text);
+                }
+            }
+            return true;
+        }
+        catch (BlockException e)
+        {
+            string message = e.Errno == Errno.ENOTSUP
+                ? $"Block format '{node.DriverName}' used by device '' does not support temporarily loading internal snapshots"
+                : e.Message;
+            cli.Error($"Failed to load snapshot: {message}");
+            return false;
+        }
     }
 
     /// <summary>The <c>key-secret</c> and <c>encrypt.key-secret</c> create options as open options (keyval text), or null.</summary>

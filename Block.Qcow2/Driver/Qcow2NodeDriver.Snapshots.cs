@@ -225,9 +225,9 @@ internal sealed partial class Qcow2NodeDriver
             var snapshot = FindSnapshot(id, name, either: id is null || name is null)
                 ?? throw new BlockException(Errno.ENOENT, "Can't find snapshot");
             var l1 = await ReadSnapshotL1Async(snapshot).ConfigureAwait(false);
-            // A read-only view: the snapshot's L1 replaces the active one in memory only.
+            // A read-only view: the snapshot's L1 replaces the active one in memory only. The disk keeps its size, as
+            // in QEMU: past the snapshot's disk the image reads as unallocated, and what lies beyond this size is not seen.
             _l1 = l1;
-            _size = snapshot.DiskSize is { } d ? (long)d : _size;
             _activeL2.Clear();
             foreach (ulong e in l1)
             {
