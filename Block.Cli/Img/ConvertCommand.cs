@@ -13,6 +13,9 @@ namespace Block.Cli.Img;
 internal static class ConvertCommand
 {
     private const int BufferSize = 2 << 20;
+
+    /// <summary>The longest run one block status query asks about.</summary>
+    private const long StatusQueryBytes = 1L << 30;
     private const int Sector = 512;
 
     private sealed record Source(BlockBackend Backend, long Length);
@@ -607,11 +610,22 @@ internal static class ConvertCommand
 
         private async IAsyncEnumerable<(long Offset, long Bytes, ExtentKind Kind)> Extents(BlockNode node, long length, long targetOffset)
         {
+            // Block status is asked for long runs and the answer cut into chunks, as qemu-img does: asking per chunk
+            // costs a SEEK_DATA/SEEK_HOLE pair per chunk, and on tmpfs each one scans the file's pages to the next hole
+            // (1 GiB raw to raw: 2,054 lseeks took 2.3 s of the 3.7 s; qemu-img makes 12).
             for (long offset = 0; offset < length;)
             {
-                var (bytes, kind) = await ClassifyAsync(node, offset, Math.Min(BufferSize, length - offset), targetOffset + offset);
-                yield return (offset, bytes, kind);
-                offset += bytes;
+                long query = Math.Min(StatusQueryBytes, length - offset);
+                if (TargetBackingLength is { } backingLength && targetOffset + offset < backingLength)
+                    query = Math.Min(query, backingLength - (targetOffset + offset));
+                var (run, kind) = await ClassifyAsync(node, offset, query, targetOffset + offset);
+                for (long done = 0; done < run;)
+                {
+                    long bytes = Math.Min(BufferSize, run - done);
+                    yield return (offset + done, bytes, kind);
+                    done += bytes;
+                }
+                offset += run;
             }
         }
 
