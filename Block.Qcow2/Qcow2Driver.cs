@@ -76,6 +76,7 @@ public sealed class Qcow2Driver : BlockDriver
             PassDiscardSnapshot = reader.Bool("pass-discard-snapshot"),
             PassDiscardOther = reader.Bool("pass-discard-other"),
             OverlapCheck = ReadOverlapCheck(reader),
+            Encrypt = ReadEncrypt(reader),
             CacheSize = reader.Int("cache-size"),
             L2CacheSize = reader.Int("l2-cache-size"),
             L2CacheEntrySize = reader.Int("l2-cache-entry-size"),
@@ -114,6 +115,21 @@ public sealed class Qcow2Driver : BlockDriver
         }
         obj.Finish();
         return new Qcow2OverlapChecks { Template = template, Overrides = overrides };
+    }
+
+    private static BlockdevQcow2Encryption? ReadEncrypt(OptionsReader reader)
+    {
+        if (reader.Object("encrypt") is not { } outer)
+            return null;
+        // QEMU names the members of the encryption options without the "encrypt." prefix ("Parameter 'x' is unexpected").
+        var encrypt = new OptionsReader(outer.Source, reader.Keyval);
+        var result = new BlockdevQcow2Encryption
+        {
+            Format = encrypt.String("format"),
+            KeySecret = encrypt.String("key-secret"),
+        };
+        encrypt.Finish();
+        return result;
     }
 
     private static Qcow2OverlapCheckMode ParseMode(string text, string name) => text switch

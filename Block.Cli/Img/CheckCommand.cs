@@ -80,7 +80,8 @@ internal static class CheckCommand
             cli.Error($"Check failed: {e.Message}");
             return 1;
         }
-        result = WithoutZeroCounts(result);
+        // qemu-img names the image as it was given (with --image-opts, the option string).
+        result = WithoutZeroCounts(result) with { Filename = operands[0] };
         if (json)
             cli.Out.Write(QemuJson.Pretty(QemuJson.ToNode(result, QapiJsonContext.Default.ImageCheck)) + "\n");
         else if (!common.Quiet)

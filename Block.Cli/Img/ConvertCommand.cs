@@ -218,6 +218,19 @@ internal static class ConvertCommand
             cli.Error(e.Message);
             return 1;
         }
+        if (compress && !skipCreate)
+        {
+            if ((createOptions.TryGetValue("encryption", out var encryption) && CreateOptionValues.IsTrue(encryption)) || createOptions.ContainsKey("encrypt.format"))
+            {
+                cli.Error("Compression and encryption not supported at the same time");
+                return 1;
+            }
+            if (createOptions.TryGetValue("preallocation", out var preallocation) && preallocation != "off")
+            {
+                cli.Error("Compression and preallocation not supported at the same time");
+                return 1;
+            }
+        }
         if (backingFile != null)
             createOptions["backing_file"] = backingFile;
         if (backingFormat != null)

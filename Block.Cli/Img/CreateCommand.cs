@@ -182,7 +182,11 @@ internal static class CreateCommand
         BlockBackend image;
         try
         {
-            image = await graph.OpenImageAsync(path, new ImageOpenOptions { Format = backingFormat, AllowProbing = backingFormat is null, ReadOnly = true, ForceShare = true, NoBacking = true });
+            image = await graph.OpenImageAsync(path, new ImageOpenOptions
+            {
+                // As qemu-img: only the size and format are needed, so an encrypted backing file opens without its key.
+                Format = backingFormat, AllowProbing = backingFormat is null, ReadOnly = true, ForceShare = true, NoBacking = true, NoIo = true,
+            });
         }
         catch (BlockException e)
         {

@@ -30,6 +30,9 @@ public sealed record ImageInfoSpecificQcow2 : ImageInfoSpecific
     /// <summary>Refcount width in bits.</summary>
     public required int RefcountBits { get; init; }
 
+    /// <summary>The encryption, for encrypted images.</summary>
+    public ImageInfoSpecificQcow2Encryption? Encrypt { get; init; }
+
     /// <summary>"zlib" or "zstd".</summary>
     public required string CompressionType { get; init; }
 
@@ -49,6 +52,12 @@ public sealed record ImageInfoSpecificQcow2 : ImageInfoSpecific
         if (Corrupt != null)
             writer.WriteBoolean("corrupt", Corrupt.Value);
         writer.WriteNumber("refcount-bits", RefcountBits);
+        if (Encrypt != null)
+        {
+            writer.WriteStartObject("encrypt");
+            Encrypt.WriteMembers(writer);
+            writer.WriteEndObject();
+        }
         writer.WriteString("compression-type", CompressionType);
     }
 }

@@ -242,10 +242,16 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <inheritdoc />
-    public override ValueTask ReadVmStateAsync(long position, IoVector buffers) => ReadSlowAsync(VmStateOffset + position, buffers);
+    public override ValueTask ReadVmStateAsync(long position, IoVector buffers) =>
+        _encryption != null && !IsSectorAligned(position, buffers.Length)
+            ? ReadVmStateBouncedAsync(VmStateOffset + position, buffers)
+            : ReadSlowAsync(VmStateOffset + position, buffers);
 
     /// <inheritdoc />
-    public override ValueTask WriteVmStateAsync(long position, IoVector buffers) => WriteSlowAsync(VmStateOffset + position, buffers);
+    public override ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
+        _encryption != null && !IsSectorAligned(position, buffers.Length)
+            ? WriteVmStateBouncedAsync(VmStateOffset + position, buffers)
+            : WriteSlowAsync(VmStateOffset + position, buffers);
 
     /// <summary>
     /// The snapshot with <paramref name="id"/> and <paramref name="name"/> (both must match when both are given); with

@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
+using System.Text.Json.Nodes;
 using Block.Drivers;
 using Block.Events;
 using Block.Graph;
 using Block.Qapi;
+using Block.Qcow2.Encryption;
 using Block.Qcow2.Format;
 using Block.Qcow2.Metadata;
 
@@ -37,6 +39,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private readonly bool _passDiscardSnapshot;
     private readonly bool _passDiscardOther;
     private readonly Timer? _cleanTimer;
+    private readonly Qcow2Encryption? _encryption;
     private BlockNode _data;
     private bool _hasDataFile;
     private ulong[] _l1;
@@ -49,10 +52,11 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private long _cleanTick;
 
     private Qcow2NodeDriver(BlockNode node, BlockNode file, Qcow2Header header, Qcow2Layout layout, ulong[] l1, ulong[] refTable,
-        List<Qcow2Snapshot> snapshots, long snapshotTableLength, BlockdevOptionsQcow2 options, Qcow2CacheSizes cache)
+        List<Qcow2Snapshot> snapshots, long snapshotTableLength, BlockdevOptionsQcow2 options, Qcow2CacheSizes cache, Qcow2Encryption? encryption)
         : base(node)
     {
         _file = file;
+        _encryption = encryption;
         _data = file;
         _header = header;
         _layout = layout;
@@ -109,11 +113,38 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     public override long Length => _size;
 
     /// <inheritdoc />
+    /// <remarks>Encrypted images take whole 512-byte sectors, the unit of their IVs; the request path pads the rest.</remarks>
     public override BlockLimits Limits => new()
     {
-        RequestAlignment = 1,
+        RequestAlignment = _encryption is null ? 1 : Sector,
         DiscardAlignment = _layout.ClusterSize,
     };
+
+    /// <inheritdoc />
+    public override bool IsEncrypted => _encryption != null;
+
+    /// <inheritdoc />
+    /// <remarks>As QEMU answers: an image without preallocated L2 tables reads as zeroes wherever nothing was written
+    /// (encrypted or not); an encrypted preallocated one does not, its zeroed clusters decrypting to noise.</remarks>
+    public override bool HasZeroInit => _encryption is null || _l1.Length == 0 || _l1[0] == 0;
+
+    /// <summary>
+    /// The file's name, or with <c>encrypt.key-secret</c> QEMU's <c>json:{…}</c> form: the secret's id is an option the
+    /// file name alone cannot carry.
+    /// </summary>
+    public override string Filename
+    {
+        get
+        {
+            string fileName = _file.Filename;
+            if (((BlockdevOptionsQcow2)Node.Options).Encrypt?.KeySecret is not { } secret)
+                return fileName;
+            JsonNode file = fileName.StartsWith("json:", StringComparison.Ordinal)
+                ? JsonNode.Parse(fileName[5..])!
+                : new JsonObject { ["driver"] = _file.DriverName, ["filename"] = fileName };
+            return "json:" + QemuJson.Compact(new JsonObject { ["driver"] = "qcow2", ["file"] = file, ["encrypt.key-secret"] = secret });
+        }
+    }
 
     /// <inheritdoc />
     public override RequestFlags SupportedWriteFlags => RequestFlags.Compressed;
@@ -146,6 +177,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         LazyRefcounts = _header.Version >= 3 ? (_header.Compatible & CompatibleFeatures.LazyRefcounts) != 0 : null,
         Corrupt = _header.Version >= 3 ? (_header.Incompatible & IncompatibleFeatures.Corrupt) != 0 : null,
         RefcountBits = _layout.RefcountBits,
+        Encrypt = _encryption?.Info,
         CompressionType = _header.CompressionType == 1 ? "zstd" : "zlib",
     };
 
@@ -159,8 +191,6 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         var header = await ReadHeaderAsync(file).ConfigureAwait(false);
         if ((header.Incompatible & IncompatibleFeatures.Corrupt) != 0 && !node.ReadOnly)
             throw new BlockException(Errno.EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
-        if (header.CryptMethod != 0)
-            throw new BlockException(Errno.ENOTSUP, "qcow2: encrypted images are not supported by this build");
         var layout = new Qcow2Layout(header.ClusterBits, header.ExtendedL2, header.RefcountOrder);
 
         long fileLength = file.Length;
@@ -183,7 +213,24 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             (snapshots, snapshotLength) = await ReadSnapshotsAsync(file, header, fileLength).ConfigureAwait(false);
 
         var cache = Qcow2CacheSizes.Resolve(options, (long)header.Size, layout.ClusterSize, layout.L2EntrySize);
-        var driver = new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache);
+        var encryption = await Qcow2Encryption.OpenAsync(header, file, options.Encrypt, context.Graph.Secrets, options.NoIo, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await FinishOpenAsync(context, options, header, new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache, encryption),
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            encryption?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the backing and data file children and prepares a writable image for its first write.</summary>
+    private static async ValueTask<Qcow2NodeDriver> FinishOpenAsync(NodeOpenContext context, BlockdevOptionsQcow2 options, Qcow2Header header,
+        Qcow2NodeDriver driver, CancellationToken cancellationToken)
+    {
+        var node = context.Node;
 
         if (!options.NoBacking)
         {
@@ -436,6 +483,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
                 _lock.Release();
             }
         }
+        _encryption?.Dispose();
         await base.DisposeAsync().ConfigureAwait(false);
     }
 
