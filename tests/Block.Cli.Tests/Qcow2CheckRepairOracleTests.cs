@@ -41,6 +41,11 @@ public class Qcow2CheckRepairOracleTests
             "all" => ["check", "-r", "all", "@d.qcow2"],
             _ => ["check", "@d.qcow2"],
         };
+        if (Environment.GetEnvironmentVariable("BLK_DUMP") is { } dump0)
+        {
+            Directory.CreateDirectory(dump0);
+            File.Copy(s.Qemu("d.qcow2"), Path.Combine(dump0, $"{damage}-{mode}.img"), true);
+        }
         var r = s.Img(args);
         if (Environment.GetEnvironmentVariable("BLK_DUMP") is { } dump)
         {
