@@ -189,7 +189,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         var file = fileChild.Node;
 
         var header = await ReadHeaderAsync(file).ConfigureAwait(false);
-        if ((header.Incompatible & IncompatibleFeatures.Corrupt) != 0 && !node.ReadOnly)
+        if ((header.Incompatible & IncompatibleFeatures.Corrupt) != 0 && !node.ReadOnly && !options.ForCheck)
             throw new BlockException(Errno.EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
         var layout = new Qcow2Layout(header.ClusterBits, header.ExtendedL2, header.RefcountOrder);
 
@@ -269,7 +269,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             // Arm the overlap checks before anything is written, the header rewrite below included.
             await driver.LoadInactiveL2Async().ConfigureAwait(false);
             driver.RefreshMetadataMap();
-            await driver.PrepareForWritingAsync().ConfigureAwait(false);
+            await driver.PrepareForWritingAsync(repairDirty: !options.ForCheck).ConfigureAwait(false);
         }
         return driver;
     }
@@ -319,10 +319,11 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     }
 
     /// <summary>
-    /// Before the first write: clear autoclear bits Block does not maintain, and repair refcounts left stale by
-    /// lazy refcounts (the dirty bit), as QEMU does on a read-write open.
+    /// Before the first write: clear autoclear bits Block does not maintain, and (<paramref name="repairDirty"/>, unless
+    /// the image is opened to be checked) repair refcounts left stale by lazy refcounts (the dirty bit), as QEMU does
+    /// on a read-write open.
     /// </summary>
-    private async ValueTask PrepareForWritingAsync()
+    private async ValueTask PrepareForWritingAsync(bool repairDirty)
     {
         bool rewrite = false;
         // Block does not maintain persistent bitmaps yet: clearing their autoclear bit tells QEMU they are stale
@@ -333,7 +334,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             _header.Autoclear &= keep;
             rewrite = true;
         }
-        if (_dirtyOnDisk)
+        if (_dirtyOnDisk && repairDirty)
         {
             await RebuildRefcountsAsync().ConfigureAwait(false);
             _header.Incompatible &= ~IncompatibleFeatures.Dirty;

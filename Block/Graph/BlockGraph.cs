@@ -305,6 +305,8 @@ public sealed class BlockGraph : IAsyncDisposable
                 formatOptions = raw with { Probed = true };
             if (options.NoIo)
                 formatOptions = formatOptions with { NoIo = true };
+            if (options.ForCheck)
+                formatOptions = formatOptions with { ForCheck = true };
             return await OpenNodeAsync(formatOptions, cancellationToken).ConfigureAwait(false);
         }
         catch
