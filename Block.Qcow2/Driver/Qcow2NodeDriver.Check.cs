@@ -45,7 +45,10 @@ internal sealed partial class Qcow2NodeDriver
     /// <summary>Repairs refcounts left stale by lazy refcounts, as QEMU does when it opens a dirty image read-write.</summary>
     private async ValueTask RebuildRefcountsAsync()
     {
-        var result = await CheckLockedAsync(CheckRepair.All, TextWriter.Null).ConfigureAwait(false);
+        var log = new StringWriter { NewLine = "\n" };
+        var result = await CheckLockedAsync(CheckRepair.All, log).ConfigureAwait(false);
+        foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            Node.Graph.Diagnose(line);
         await FlushMetadataLockedAsync().ConfigureAwait(false);
         if (result.Corruptions > 0 || result.CheckErrors > 0)
             throw new BlockException(Errno.EIO, "qcow2: could not repair the dirty image (run 'qemu-img check -r all')");
@@ -128,9 +131,74 @@ internal sealed partial class Qcow2NodeDriver
     {
         int cs = _layout.ClusterSize;
         int bits = _layout.ClusterBits;
+        var st = new CheckState();
+        var refs = await CountReferencesAsync(st, log, repair).ConfigureAwait(false);
+        long highest = await CompareRefcountsAsync(refs, st, log, repair).ConfigureAwait(false);
+
+        if (st.Rebuild && (repair & CheckRepair.Errors) != 0)
+        {
+            log.WriteLine("Rebuilding refcount structure");
+            await RebuildRefcountStructureAsync(refs).ConfigureAwait(false);
+            (long oldCorruptions, long oldLeaks) = (st.Corruptions, st.Leaks);
+            st.Corruptions = 0;
+            st.Leaks = 0;
+            st.Rebuild = false;
+            // As QEMU: the references are counted again against the new structure; the old structure's clusters are
+            // leaks now, repaired here (they count neither as leaks nor as fixed ones).
+            var again = new CheckState();
+            refs = await CountReferencesAsync(again, log, CheckRepair.None).ConfigureAwait(false);
+            st.Corruptions += again.Corruptions;
+            st.CheckErrors += again.CheckErrors;
+            long freshLeaks = 0;
+            if ((repair & CheckRepair.Leaks) != 0)
+            {
+                var recount = new CheckState();
+                highest = await CompareRefcountsAsync(refs, recount, log, CheckRepair.Leaks).ConfigureAwait(false);
+                if (recount.Rebuild)
+                    log.WriteLine("ERROR rebuilt refcount structure is still broken");
+                freshLeaks = recount.Leaks;
+            }
+            if (st.Corruptions < oldCorruptions)
+                st.CorruptionsFixed += oldCorruptions - st.Corruptions;
+            if (st.Leaks < oldLeaks)
+                st.LeaksFixed += oldLeaks - st.Leaks;
+            st.Leaks += freshLeaks;
+        }
+        else if (st.Rebuild)
+        {
+            log.WriteLine("ERROR need to rebuild refcount structures");
+        }
+
+        await CheckCopiedFlagsAsync(st, log, repair).ConfigureAwait(false);
+
+        return new ImageCheck
+        {
+            Filename = Node.Filename,
+            Format = "qcow2",
+            CheckErrors = st.CheckErrors,
+            Corruptions = st.Corruptions,
+            Leaks = st.Leaks,
+            CorruptionsFixed = st.CorruptionsFixed,
+            LeaksFixed = st.LeaksFixed,
+            ImageEndOffset = (highest + 1) * cs,
+            TotalClusters = (_size + cs - 1) >> bits,
+            AllocatedClusters = st.Allocated,
+            FragmentedClusters = st.Fragmented,
+            CompressedClusters = st.Compressed,
+        };
+    }
+
+    /// <summary>
+    /// Counts every reference the image's metadata makes (header, L1/L2 tables and their clusters, snapshots, refcount
+    /// structure, encryption header, bitmaps), reporting what is malformed; the active tables' statistics go to
+    /// <paramref name="st"/>.
+    /// </summary>
+    private async ValueTask<ReferenceCounts> CountReferencesAsync(CheckState st, TextWriter log, CheckRepair repair)
+    {
+        int cs = _layout.ClusterSize;
+        int bits = _layout.ClusterBits;
         long fileLength = _file.Length;
         var refs = new ReferenceCounts(fileLength, bits, log);
-        var st = new CheckState();
 
         void Count(long offset, long bytes)
         {
@@ -207,38 +275,7 @@ internal sealed partial class Qcow2NodeDriver
             }
         }
 
-        long highest = await CompareRefcountsAsync(refs, st, log, repair).ConfigureAwait(false);
-
-        if (st.Rebuild && (repair & CheckRepair.Errors) != 0)
-        {
-            log.WriteLine("Rebuilding refcount structure");
-            highest = await RebuildRefcountStructureAsync(refs).ConfigureAwait(false);
-            st.Corruptions = 0;
-            st.Leaks = 0;
-            st.Rebuild = false;
-        }
-        else if (st.Rebuild)
-        {
-            log.WriteLine("ERROR need to rebuild refcount structures");
-        }
-
-        await CheckCopiedFlagsAsync(st, log, repair).ConfigureAwait(false);
-
-        return new ImageCheck
-        {
-            Filename = Node.Filename,
-            Format = "qcow2",
-            CheckErrors = st.CheckErrors,
-            Corruptions = st.Corruptions,
-            Leaks = st.Leaks,
-            CorruptionsFixed = st.CorruptionsFixed,
-            LeaksFixed = st.LeaksFixed,
-            ImageEndOffset = (highest + 1) * cs,
-            TotalClusters = (_size + cs - 1) >> bits,
-            AllocatedClusters = st.Allocated,
-            FragmentedClusters = st.Fragmented,
-            CompressedClusters = st.Compressed,
-        };
+        return refs;
     }
 
     /// <summary>Counts an L1 table, its L2 tables and their clusters; for the active table also the allocation statistics.</summary>
@@ -446,7 +483,7 @@ internal sealed partial class Qcow2NodeDriver
             {
                 try
                 {
-                    await _refcounts.UpdateAsync(i, 1, (long)expected - (long)onDisk, DiscardReason.Never).ConfigureAwait(false);
+                    await _refcounts.UpdateAsync(i, 1, (long)expected - (long)onDisk, DiscardReason.Always).ConfigureAwait(false);
                     if (leak)
                         st.LeaksFixed++;
                     else
@@ -531,82 +568,64 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <summary>
-    /// Writes a new refcount structure (table and blocks) after every cluster in use, from the computed counts, and
-    /// switches the header to it. The old structure's clusters become free.
+    /// Writes a new refcount structure from the computed counts and switches the header to it, placed as QEMU 7.2
+    /// places it: a block for every block range holding a used cluster, each at the first free cluster (the old
+    /// structure still counts as used, so nothing is overwritten before the switch), then the table at the first free
+    /// clusters after that. The old structure's clusters are leaks afterwards, for the recount to free.
     /// </summary>
-    private async ValueTask<long> RebuildRefcountStructureAsync(ReferenceCounts refs)
+    private async ValueTask RebuildRefcountStructureAsync(ReferenceCounts refs)
     {
         int cs = _layout.ClusterSize;
         long perBlock = _layout.RefcountBlockEntries;
-        // Forget the old structure's own clusters: they are not referenced by the new one.
-        var oldTable = _refcounts.Table.ToArray();
-        long fileClusters = (_file.Length + cs - 1) >> _layout.ClusterBits;
-        for (long c = 0; c < (long)_refcounts.TableClusters; c++)
-            refs.Remove((_refcounts.TableOffset >> _layout.ClusterBits) + c);
-        foreach (ulong e in oldTable)
-        {
-            long offset = (long)(e & Qcow2Layout.OffsetMask);
-            if (offset != 0 && (offset & (cs - 1)) == 0 && (offset >> _layout.ClusterBits) < fileClusters)
-                refs.Remove(offset >> _layout.ClusterBits);
-        }
-        long used = 0;
-        for (long c = refs.Length - 1; c >= 0; c--)
-        {
-            if (refs[c] != 0)
-            {
-                used = c + 1;
-                break;
-            }
-        }
-        long start = Math.Max(used, (_file.Length + cs - 1) >> _layout.ClusterBits);
-        // The new table and blocks go at start; find sizes that cover themselves.
-        long blocks = 0, tableClusters = 1;
+        long entriesPerTableCluster = cs / 8;
+        var space = new FirstFit(refs);
+        var blocks = new List<long>();
+        long tableOffset = -1, tableClusters = 0;
         while (true)
         {
-            long end = start + tableClusters + blocks;
-            long neededBlocks = 0;
-            for (long b = 0; b * perBlock < end; b++)
+            // Blocks may land in ranges that had none, which then need one too: repeat until nothing is added.
+            for (bool added = true; added;)
             {
-                bool any = b * perBlock >= start;
-                for (long c = b * perBlock; !any && c < Math.Min(end, (b + 1) * perBlock); c++)
-                    any = refs[c] != 0;
-                if (any)
-                    neededBlocks++;
+                added = false;
+                for (long b = 0; b * perBlock < refs.Length; b++)
+                {
+                    if ((b < blocks.Count && blocks[(int)b] != 0) || !RangeInUse(refs, b * perBlock, perBlock))
+                        continue;
+                    while (blocks.Count <= b)
+                        blocks.Add(0);
+                    blocks[(int)b] = space.Allocate(1) << _layout.ClusterBits;
+                    added = true;
+                }
             }
-            long neededTable = Math.Max(1, (((end + perBlock - 1) / perBlock) * 8 + cs - 1) / cs);
-            if (neededBlocks == blocks && neededTable == tableClusters)
+            long needed = Math.Max(1, (blocks.Count + entriesPerTableCluster - 1) / entriesPerTableCluster);
+            if (tableOffset >= 0 && needed == tableClusters)
                 break;
-            blocks = neededBlocks;
-            tableClusters = neededTable;
+            if (tableOffset >= 0)
+                space.Free(tableOffset >> _layout.ClusterBits, tableClusters);
+            tableClusters = needed;
+            tableOffset = space.Allocate(tableClusters) << _layout.ClusterBits;
+            if (tableClusters * cs > MaxRefcountTableBytes)
+                throw new BlockException(Errno.EFBIG, "Refcount table too large: the refcount structure cannot be rebuilt");
         }
-        long totalEnd = start + tableClusters + blocks;
-        for (long c = start; c < totalEnd; c++)
-            refs.Set(c, 1);
-        var table = new ulong[tableClusters * cs / 8];
-        long next = start + tableClusters;
+
+        var table = new ulong[tableClusters * entriesPerTableCluster];
         var block = new byte[cs];
-        for (long b = 0; b * perBlock < totalEnd; b++)
+        for (int b = 0; b < blocks.Count; b++)
         {
-            bool any = false;
-            Array.Clear(block);
-            for (long c = b * perBlock; c < Math.Min(totalEnd, (b + 1) * perBlock); c++)
-            {
-                uint v = refs[c];
-                if (v == 0)
-                    continue;
-                any = true;
-                RefcountBlock.Set(block, c - b * perBlock, _layout.RefcountBits, Math.Min(v, (ulong)_layout.MaxRefcount));
-            }
-            if (!any)
+            if (blocks[b] == 0)
                 continue;
-            long offset = next++ << _layout.ClusterBits;
-            table[b] = (ulong)offset;
-            await _file.WriteAsync(offset, block.AsMemory()).ConfigureAwait(false);
+            Array.Clear(block);
+            for (long c = b * perBlock; c < Math.Min(refs.Length, (b + 1) * perBlock); c++)
+            {
+                if (refs[c] is var v && v != 0)
+                    RefcountBlock.Set(block, c - b * perBlock, _layout.RefcountBits, Math.Min(v, (ulong)_layout.MaxRefcount));
+            }
+            table[b] = (ulong)blocks[b];
+            await _file.WriteAsync(blocks[b], block.AsMemory()).ConfigureAwait(false);
         }
         var raw = new byte[tableClusters * cs];
         for (int i = 0; i < table.Length; i++)
             BinaryPrimitives.WriteUInt64BigEndian(raw.AsSpan(i * 8), table[i]);
-        long tableOffset = start << _layout.ClusterBits;
         await _file.WriteAsync(tableOffset, raw.AsMemory()).ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
         var header = new byte[12];
@@ -618,6 +637,55 @@ internal sealed partial class Qcow2NodeDriver
         _header.RefcountTableClusters = (uint)tableClusters;
         _refcounts.Replace(table, tableOffset, (int)tableClusters);
         RefreshMetadataMap();
-        return totalEnd - 1;
+    }
+
+    private static bool RangeInUse(ReferenceCounts refs, long start, long count)
+    {
+        for (long c = start; c < Math.Min(refs.Length, start + count); c++)
+        {
+            if (refs[c] != 0)
+                return true;
+        }
+        return false;
+    }
+
+    /// <summary>First-fit allocation in the computed counts (a rebuild cannot use the refcount structure it replaces).</summary>
+    private sealed class FirstFit(ReferenceCounts refs)
+    {
+        /// <summary>Every cluster below it is in use.</summary>
+        private long _firstFree;
+
+        /// <summary>Takes <paramref name="count"/> contiguous free clusters (count 1 each); returns the first one's index.</summary>
+        public long Allocate(long count)
+        {
+            long run = 0, c = _firstFree;
+            bool seenFree = false;
+            for (; run < count; c++)
+            {
+                if (refs[c] != 0)
+                {
+                    run = 0;
+                    continue;
+                }
+                if (!seenFree)
+                {
+                    _firstFree = c;
+                    seenFree = true;
+                }
+                run++;
+            }
+            long start = c - count;
+            for (long i = start; i < c; i++)
+                refs.Set(i, 1);
+            return start;
+        }
+
+        /// <summary>Gives clusters back.</summary>
+        public void Free(long first, long count)
+        {
+            for (long i = first; i < first + count; i++)
+                refs.Set(i, 0);
+            _firstFree = Math.Min(_firstFree, first);
+        }
     }
 }
