@@ -2,7 +2,9 @@ using System.Buffers.Binary;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Block.Drivers;
+using Block.Graph;
 using Block.Options;
+using Block.Qapi;
 using Block.Qcow2.Driver;
 using Block.Qcow2.Format;
 
@@ -54,6 +56,24 @@ public sealed class Qcow2Driver : BlockDriver
         new("data_file_raw", CreateOptionType.Bool, "The external data file must stay valid as a raw image"),
         new("lazy_refcounts", CreateOptionType.Bool, "Postpone refcount updates", "off"),
         new("refcount_bits", CreateOptionType.Number, "Width of a reference count entry in bits", "16"),
+    ];
+
+    /// <inheritdoc />
+    public override IReadOnlyList<CreateOptionDescriptor> AmendOptions { get; } =
+    [
+        new("encrypt.keyslot", CreateOptionType.Number, "Select a single keyslot to modify explicitly"),
+        new("encrypt.state", CreateOptionType.String, "Select new state of affected keyslots (active/inactive)"),
+        new("encrypt.old-secret", CreateOptionType.String, "Select all keyslots that match this password"),
+        new("encrypt.new-secret", CreateOptionType.String, "New secret to set in the matching keyslots. Empty string to erase"),
+        new("encrypt.iter-time", CreateOptionType.Number, "Time to spend in PBKDF in milliseconds"),
+        new("size", CreateOptionType.Size, "Virtual disk size"),
+        new("compat", CreateOptionType.String, "Compatibility level (v2 [0.10] or v3 [1.1])"),
+        new("backing_file", CreateOptionType.String, "File name of a base image"),
+        new("backing_fmt", CreateOptionType.String, "Image format of the base image"),
+        new("data_file", CreateOptionType.String, "File name of an external data file"),
+        new("data_file_raw", CreateOptionType.Bool, "The external data file must stay valid as a raw image"),
+        new("lazy_refcounts", CreateOptionType.Bool, "Postpone refcount updates"),
+        new("refcount_bits", CreateOptionType.Number, "Width of a reference count entry in bits"),
     ];
 
     /// <inheritdoc />
@@ -148,6 +168,13 @@ public sealed class Qcow2Driver : BlockDriver
     /// <inheritdoc />
     public override ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken) =>
         Qcow2Creator.CreateAsync(request, cancellationToken);
+
+    /// <inheritdoc />
+    public override bool CanMeasure => true;
+
+    /// <inheritdoc />
+    public override ValueTask<BlockMeasureInfo> MeasureAsync(ImageCreateRequest options, BlockNode? input, CancellationToken cancellationToken) =>
+        Qcow2Measure.MeasureAsync(options, input, cancellationToken);
 }
 
 /// <summary>Registration of the qcow2 driver.</summary>

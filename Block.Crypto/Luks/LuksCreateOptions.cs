@@ -69,4 +69,20 @@ public sealed record LuksCreateOptions
             IterTimeMilliseconds = iterTime,
         };
     }
+    /// <summary>
+    /// The bytes the LUKS header and key material of a volume created with these options take (the payload offset), as
+    /// <c>qemu-img measure</c> computes them: the options must be valid and name an existing secret, as for creation.
+    /// </summary>
+    /// <param name="request">The create options.</param>
+    /// <param name="prefix"><c>encrypt.</c> for qcow2, empty for a LUKS image.</param>
+    /// <exception cref="BlockOptionsException">A bad option or no <c>key-secret</c>, with QEMU's message.</exception>
+    /// <exception cref="BlockException">The secret does not exist.</exception>
+    public static long MeasureHeaderBytes(ImageCreateRequest request, string prefix = "")
+    {
+        var options = FromRequest(request, prefix);
+        string secretId = request.GetString(prefix + "key-secret")
+            ?? throw new BlockOptionsException($"Parameter '{prefix}key-secret' is required for cipher");
+        request.Graph.Secrets.Get(secretId);
+        return LuksLayout.PayloadOffsetSectors(options.Suite.KeyLength) * 512L;
+    }
 }

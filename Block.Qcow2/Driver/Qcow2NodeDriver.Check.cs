@@ -65,13 +65,20 @@ internal sealed partial class Qcow2NodeDriver
     private async ValueTask RebuildRefcountsAsync()
     {
         ImageCheck result;
+        var log = new StringWriter { NewLine = "\n" };
         try
         {
-            result = await CheckLockedAsync(CheckRepair.All, TextWriter.Null).ConfigureAwait(false);
+            result = await CheckLockedAsync(CheckRepair.All, log).ConfigureAwait(false);
         }
         catch (BlockException e)
         {
             throw new BlockException(Errno.EIO, "qcow2: could not repair the dirty image (run 'qemu-img check -r all')", e);
+        }
+        finally
+        {
+            // What the repair found and did reaches the user, as QEMU's messages do.
+            foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                Node.Graph.Diagnose(line);
         }
         await FlushMetadataLockedAsync().ConfigureAwait(false);
         if (result.Corruptions > 0 || result.CheckErrors > 0)

@@ -24,12 +24,10 @@ namespace Block.Qcow2.Driver;
 internal sealed partial class Qcow2NodeDriver : NodeDriver
 {
     private readonly BlockNode _file;
-    private readonly Qcow2Layout _layout;
     private readonly Qcow2Header _header;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly List<InFlightAllocation> _inFlight = [];
     private readonly MetadataCache _l2Cache;
-    private readonly RefcountManager _refcounts;
     private readonly int _sliceEntries;
     private readonly int _sliceBytes;
     private readonly bool _readOnly;
@@ -40,6 +38,8 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private readonly bool _passDiscardOther;
     private readonly Timer? _cleanTimer;
     private readonly Qcow2Encryption? _encryption;
+    private Qcow2Layout _layout;
+    private RefcountManager _refcounts;
     private BlockNode _data;
     private bool _hasDataFile;
     private ulong[] _l1;
@@ -76,10 +76,26 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         _sliceEntries = _sliceBytes / layout.L2EntrySize;
         _l2Cache = new MetadataCache(file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
             (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2 | Qcow2OverlapFlags.InactiveL2));
-        var refcountCache = new MetadataCache(file, "refcount", layout.ClusterSize, (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize),
+        _refcounts = NewRefcountManager(layout, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
+            (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize));
+        foreach (var e in l1)
+        {
+            if ((e & Qcow2Layout.OffsetMask) != 0)
+                _activeL2.Add((long)(e & Qcow2Layout.OffsetMask));
+        }
+        if (cache.CleanIntervalSeconds > 0)
+        {
+            var period = TimeSpan.FromSeconds(cache.CleanIntervalSeconds);
+            _cleanTimer = new Timer(_ => _ = CleanCachesAsync(), null, period, period);
+        }
+    }
+
+    /// <summary>The refcount table and blocks of <paramref name="layout"/>'s width, with a block cache of <paramref name="cacheEntries"/> clusters.</summary>
+    private RefcountManager NewRefcountManager(Qcow2Layout layout, ulong[] table, long tableOffset, int tableClusters, int cacheEntries)
+    {
+        var blocks = new MetadataCache(_file, "refcount", layout.ClusterSize, cacheEntries,
             (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
-        _refcounts = new RefcountManager(layout, file, refcountCache, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
-            CheckOverlapAsync, WriteRefcountTableHeaderAsync)
+        return new RefcountManager(layout, _file, blocks, table, tableOffset, tableClusters, CheckOverlapAsync, WriteRefcountTableHeaderAsync)
         {
             MetadataChanged = RefreshMetadataMap,
             PassDiscard = reason => reason switch
@@ -91,16 +107,6 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
                 _ => false,
             },
         };
-        foreach (var e in l1)
-        {
-            if ((e & Qcow2Layout.OffsetMask) != 0)
-                _activeL2.Add((long)(e & Qcow2Layout.OffsetMask));
-        }
-        if (cache.CleanIntervalSeconds > 0)
-        {
-            var period = TimeSpan.FromSeconds(cache.CleanIntervalSeconds);
-            _cleanTimer = new Timer(_ => _ = CleanCachesAsync(), null, period, period);
-        }
     }
 
     /// <summary>The image's geometry.</summary>

@@ -122,6 +122,23 @@ internal sealed class RefcountManager
     public ValueTask ReleaseAsync(long offset, long count) => UpdateAsync(offset >> _layout.ClusterBits, count, -1);
 
     /// <summary>
+    /// Frees clusters that were allocated but never referenced from anything on disk: they may be handed out again at
+    /// once, without waiting for a flush (QEMU reuses freed clusters immediately; here it is safe because nothing on disk
+    /// can still point at them).
+    /// </summary>
+    public async ValueTask ReleaseUnreferencedAsync(long offset, long count)
+    {
+        long first = offset >> _layout.ClusterBits;
+        await UpdateAsync(first, count, -1).ConfigureAwait(false);
+        for (long c = first; c < first + count; c++)
+            _freedSinceFlush.Remove(c);
+        _freeClusterIndex = Math.Min(_freeClusterIndex, first);
+    }
+
+    /// <summary>The cache's capacity in blocks.</summary>
+    public int CacheEntries => Blocks.Capacity;
+
+    /// <summary>
     /// Allocates <paramref name="bytes"/> (at most a cluster) for compressed data, packing several compressed clusters
     /// into one host cluster: each user of a host cluster holds one reference to it.
     /// </summary>

@@ -93,6 +93,16 @@ public abstract class NodeDriver : IAsyncDisposable
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Operation not supported"));
 
     /// <summary>
+    /// Changes the image's format options in place (<c>qemu-img amend</c>, QMP <c>x-blockdev-amend</c>): the options of
+    /// <see cref="BlockDriver.AmendOptions"/> that <paramref name="request"/> gives. Called on a writable node that
+    /// nothing else is using. Formats that cannot amend decline with ENOTSUP.
+    /// </summary>
+    /// <exception cref="BlockException">An option the image cannot take, with QEMU's message. Changes that come
+    /// before the failing one in QEMU's order may have been made, as in QEMU.</exception>
+    public virtual ValueTask AmendAsync(ImageAmendRequest request, CancellationToken cancellationToken) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Format driver '{Node.DriverName}' does not support option amendment"));
+
+    /// <summary>
     /// Drops everything this layer holds, so that every read falls through to the backing file (<c>qemu-img commit</c>
     /// without <c>-d</c>). Formats that cannot do it decline with ENOTSUP.
     /// </summary>

@@ -63,6 +63,12 @@ public sealed class BlockGraph : IAsyncDisposable
     /// <summary>Raised for warnings a QEMU tool would print to stderr (for example an O_DIRECT fallback).</summary>
     public event Action<string>? WarningRaised;
 
+    /// <summary>
+    /// Raised for each line of a report a QEMU tool prints to stderr as it is, without a prefix: what a driver found
+    /// and repaired while opening an image (a qcow2 image left dirty by lazy refcounts).
+    /// </summary>
+    public event Action<string>? DiagnosticRaised;
+
     /// <summary>All open nodes.</summary>
     public IReadOnlyList<BlockNode> Nodes
     {
@@ -415,6 +421,9 @@ public sealed class BlockGraph : IAsyncDisposable
 
     /// <summary>Reports a warning a QEMU tool would print to stderr.</summary>
     public void Warn(string message) => WarningRaised?.Invoke(message);
+
+    /// <summary>Reports a line for <see cref="DiagnosticRaised"/>.</summary>
+    public void Diagnose(string line) => DiagnosticRaised?.Invoke(line);
 
     internal void OnNodeResized(BlockNode node)
     {
