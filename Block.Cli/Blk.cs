@@ -55,6 +55,10 @@ public static class Blk
                     return await BenchCommand.RunAsync(cli, rest);
                 case "snapshot":
                     return await SnapshotCommand.RunAsync(cli, rest);
+                case "commit":
+                    return await CommitCommand.RunAsync(cli, rest);
+                case "rebase":
+                    return await RebaseCommand.RunAsync(cli, rest);
                 case "io":
                     return await QemuIo.RunAsync(cli, rest);
                 default:

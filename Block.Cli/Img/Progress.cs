@@ -8,6 +8,7 @@ internal sealed class Progress
     private readonly TextWriter? _out;
     private readonly double _minStep;
     private double _last = -1;
+    private float _accumulated;
 
     public Progress(TextWriter? output, double minStep)
     {
@@ -24,6 +25,16 @@ internal sealed class Progress
             return;
         _last = percent;
         _out.Write($"    ({CFormat.Fixed(percent, 2)}/100%)\r");
+    }
+
+    /// <summary>
+    /// Moves the meter by <paramref name="deltaPercent"/> (added in single precision and capped at 100, as qemu-img
+    /// accumulates per-chunk steps) and reports the sum.
+    /// </summary>
+    public void Advance(float deltaPercent)
+    {
+        _accumulated = Math.Min(100f, _accumulated + deltaPercent / 100f * 100f);
+        Report(_accumulated);
     }
 
     /// <summary>Ends the progress output with a newline.</summary>

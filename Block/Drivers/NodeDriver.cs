@@ -187,7 +187,7 @@ public abstract class NodeDriver : IAsyncDisposable
     /// </summary>
     /// <remarks>The defaults follow QEMU's: filters pass everything through; a format's storage is read always,
     /// written and resized when the node is writable, and not shared for writing unless force-share is set;
-    /// a backing node is only read.</remarks>
+    /// a backing node is only read, and shared for writing when the parent's own users share writing.</remarks>
     public virtual (BlockPermissions Permissions, BlockPermissions Shared) GetChildPermissions(
         BlockChild child, BlockPermissions parentPermissions, BlockPermissions parentShared) =>
         DefaultChildPermissions(Node, child.Role, parentPermissions, parentShared);
@@ -203,7 +203,13 @@ public abstract class NodeDriver : IAsyncDisposable
         if (parent.ForceShare)
             shared = BlockPermissions.All;
         if ((role & ChildRole.Cow) != 0)
+        {
+            // A parent that lets others change what it reads can live with a backing file that changes too: this is
+            // what lets a commit write into the base below the images that use it as their backing file.
+            if ((parentShared & BlockPermissions.Write) != 0)
+                shared |= BlockPermissions.Write | BlockPermissions.Resize;
             return (BlockPermissions.ConsistentRead, shared);
+        }
 
         var perm = BlockPermissions.ConsistentRead;
         if (!parent.ReadOnly)

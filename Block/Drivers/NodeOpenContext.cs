@@ -125,7 +125,8 @@ public sealed class NodeOpenContext
         }
     }
 
-    private static string Canonical(string path)
+    /// <summary>The absolute path of <paramref name="path"/> with symbolic links resolved; protocol and <c>json:</c> names as they are.</summary>
+    internal static string Canonical(string path)
     {
         if (path.StartsWith("json:", StringComparison.Ordinal) || path.Contains("://", StringComparison.Ordinal))
             return path;

@@ -18,7 +18,7 @@ namespace Block.Graph;
 /// parent lets go. Permissions are recomputed top-down on every attach and detach; protocol nodes turn them into
 /// QEMU-compatible file locks, so a change that another process's use forbids fails and is rolled back.
 /// </remarks>
-public sealed class BlockGraph : IAsyncDisposable
+public sealed partial class BlockGraph : IAsyncDisposable
 {
     private readonly object _lock = new();
     private readonly Dictionary<string, BlockNode> _nodes = new(StringComparer.Ordinal);
@@ -624,7 +624,7 @@ public sealed class BlockGraph : IAsyncDisposable
     /// <summary>Closes <paramref name="node"/> if nothing holds it any more (no parent, not added explicitly).</summary>
     public async ValueTask ReleaseNodeAsync(BlockNode node)
     {
-        if (node.ParentCount == 0 && !node.IsMonitorOwned)
+        if (node.ParentCount == 0 && !node.IsMonitorOwned && node.PinCount == 0)
             await CloseNodeAsync(node).ConfigureAwait(false);
     }
 

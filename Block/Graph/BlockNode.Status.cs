@@ -25,4 +25,27 @@ public sealed partial class BlockNode
             depth++;
         }
     }
+
+    /// <summary>
+    /// Whether a prefix of <c>[offset, offset + bytes)</c> is allocated in this node or in a backing node above
+    /// <paramref name="base"/> (excluded; null for the whole chain), and how long that prefix is (QEMU's
+    /// <c>bdrv_is_allocated_above</c>): what a commit into <paramref name="base"/> must copy.
+    /// </summary>
+    /// <remarks>A backing node shorter than the range counts as allocated past its end, as zeroes: reads through it
+    /// return zeroes there whatever lies below.</remarks>
+    public async ValueTask<(bool Allocated, long Bytes)> IsAllocatedAboveAsync(BlockNode? @base, long offset, long bytes)
+    {
+        for (var node = this; node != null && !ReferenceEquals(node, @base); node = node.Backing?.Node)
+        {
+            if (!ReferenceEquals(node, this) && offset >= node.Length)
+                return (true, bytes);
+            var status = await node.GetBlockStatusAsync(offset, bytes, wantZero: false).ConfigureAwait(false);
+            if (status.Bytes == 0)
+                return (false, bytes);
+            if (status.Has(BlockStatusFlags.Allocated))
+                return (true, status.Bytes);
+            bytes = Math.Min(bytes, status.Bytes);
+        }
+        return (false, bytes);
+    }
 }

@@ -23,19 +23,10 @@ public sealed partial class BlockNode : IBlockParent
     {
         Graph = graph;
         Driver = driver;
-        Options = options;
         NodeName = nodeName;
         HasGeneratedName = generatedName;
-        ReadOnly = options.ReadOnly ?? false;
-        CacheDirect = options.Cache?.Direct ?? false;
-        CacheNoFlush = options.Cache?.NoFlush ?? false;
-        Discard = options.Discard ?? BlockdevDiscardOptions.Ignore;
-        DetectZeroes = options.DetectZeroes ?? BlockdevDetectZeroesOptions.Off;
-        ForceShare = options.ForceShare ?? false;
-        if (DetectZeroes == BlockdevDetectZeroesOptions.Unmap && Discard != BlockdevDiscardOptions.Unmap)
-            throw new BlockOptionsException("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
-        if (ForceShare && !ReadOnly)
-            throw new BlockOptionsException("force-share=on can only be used with read-only images");
+        Options = options;
+        ApplyOptions(options);
     }
 
     /// <summary>The graph this node belongs to.</summary>
@@ -54,7 +45,7 @@ public sealed partial class BlockNode : IBlockParent
     public string DriverName => Driver.Name;
 
     /// <summary>The options the node was opened with (after inheritance from its parent).</summary>
-    public BlockdevOptions Options { get; }
+    public BlockdevOptions Options { get; private set; }
 
     /// <summary>The driver's per-node state.</summary>
     public NodeDriver Impl => _impl ?? throw new InvalidOperationException($"Node '{NodeName}' is not open");
@@ -63,22 +54,22 @@ public sealed partial class BlockNode : IBlockParent
     public bool IsOpen => _impl != null;
 
     /// <summary>True if the node refuses writes.</summary>
-    public bool ReadOnly { get; }
+    public bool ReadOnly { get; private set; }
 
     /// <summary>True if the node's file bypasses the page cache (O_DIRECT) — as requested; see the file driver for the effective state.</summary>
     public bool CacheDirect { get; internal set; }
 
     /// <summary>True if flushes to disk are skipped.</summary>
-    public bool CacheNoFlush { get; }
+    public bool CacheNoFlush { get; private set; }
 
     /// <summary>Whether discard requests are passed down.</summary>
-    public BlockdevDiscardOptions Discard { get; }
+    public BlockdevDiscardOptions Discard { get; private set; }
 
     /// <summary>Zero detection on writes.</summary>
-    public BlockdevDetectZeroesOptions DetectZeroes { get; }
+    public BlockdevDetectZeroesOptions DetectZeroes { get; private set; }
 
     /// <summary>True if every permission is shared with other users (read-only inspection with <c>-U</c>).</summary>
-    public bool ForceShare { get; }
+    public bool ForceShare { get; private set; }
 
     /// <summary>The request shapes the driver accepts.</summary>
     public BlockLimits Limits { get; private set; } = new();
@@ -130,6 +121,9 @@ public sealed partial class BlockNode : IBlockParent
 
     /// <summary>True if the graph holds the node on a user's behalf (<c>blockdev-add</c>) and keeps it without parents.</summary>
     public bool IsMonitorOwned { get; internal set; }
+
+    /// <summary>Holds that keep the node open without a parent while the graph changes around it (a reopen).</summary>
+    internal int PinCount { get; set; }
 
     /// <inheritdoc />
     public string ParentDescription => $"node '{NodeName}'";
@@ -195,6 +189,27 @@ public sealed partial class BlockNode : IBlockParent
         }
     }
 
+    /// <summary>Takes the flags <paramref name="options"/> give (at creation, and again when the node is reopened).</summary>
+    /// <exception cref="BlockOptionsException">The options contradict each other.</exception>
+    internal void ApplyOptions(BlockdevOptions options)
+    {
+        bool readOnly = options.ReadOnly ?? false;
+        var discard = options.Discard ?? BlockdevDiscardOptions.Ignore;
+        var detectZeroes = options.DetectZeroes ?? BlockdevDetectZeroesOptions.Off;
+        bool forceShare = options.ForceShare ?? false;
+        if (detectZeroes == BlockdevDetectZeroesOptions.Unmap && discard != BlockdevDiscardOptions.Unmap)
+            throw new BlockOptionsException("setting detect-zeroes to unmap is not allowed without setting discard operation to unmap");
+        if (forceShare && !readOnly)
+            throw new BlockOptionsException("force-share=on can only be used with read-only images");
+        Options = options;
+        ReadOnly = readOnly;
+        CacheDirect = options.Cache?.Direct ?? false;
+        CacheNoFlush = options.Cache?.NoFlush ?? false;
+        Discard = discard;
+        DetectZeroes = detectZeroes;
+        ForceShare = forceShare;
+    }
+
     internal void AttachDriver(NodeDriver impl)
     {
         _impl = impl;
@@ -258,6 +273,25 @@ public sealed partial class BlockNode : IBlockParent
             return name;
         string? dir = Path.GetDirectoryName(ReferenceBaseFilename);
         return string.IsNullOrEmpty(dir) ? name : Path.Combine(dir, name);
+    }
+
+    /// <summary>
+    /// The image of this node's backing chain (below it) that <paramref name="name"/> names, or null (QEMU's
+    /// <c>bdrv_find_backing_image</c>, as <c>qemu-img commit -b</c> and <c>rebase -b</c> look an image up): the backing
+    /// file name an image records for it, or a path to the same file, a relative one being relative to the directory of
+    /// the image above it.
+    /// </summary>
+    public BlockNode? FindBackingImage(string name)
+    {
+        for (var overlay = this; overlay.Backing?.Node is { } backing; overlay = backing)
+        {
+            if (overlay.Impl.BackingFileName == name)
+                return backing;
+            string path = overlay.ResolveReference(name);
+            if (path == backing.Filename || NodeOpenContext.Canonical(path) == NodeOpenContext.Canonical(backing.Filename))
+                return backing;
+        }
+        return null;
     }
 
     /// <summary>

@@ -1,0 +1,164 @@
+using Block.Drivers;
+using Block.Options;
+
+namespace Block.Graph;
+
+/// <summary>Reopening a node with another mode.</summary>
+public sealed partial class BlockGraph
+{
+    private const BlockPermissions WritePermissions = BlockPermissions.Write | BlockPermissions.WriteUnchanged | BlockPermissions.Resize;
+
+    /// <summary>
+    /// Makes <paramref name="node"/> read-write or read-only in place (QEMU's <c>bdrv_reopen_set_read_only</c>, which a
+    /// commit uses to write into a backing file): the node's driver is closed and opened again in the new mode under the
+    /// same <see cref="BlockNode"/>, so its parents, backends, name and statistics stay.
+    /// </summary>
+    /// <remarks>
+    /// <para>Children that the node's options name by node name and that nothing else holds (the protocol node under an
+    /// image opened by file name) are reopened with it, before it when it becomes writable and after it when it becomes
+    /// read-only, so that each file is opened (and locked) in the mode its user needs. Children the driver opens itself
+    /// (a backing file named in the image) are opened anew by the driver.</para>
+    /// <para>The graph is drained meanwhile. If the node cannot be opened in the new mode (another process holds the
+    /// image's write lock, the file is not writable…), it is opened again as it was and the error is thrown.</para>
+    /// </remarks>
+    /// <exception cref="BlockException">EPERM: a parent writes to the node, so it cannot become read-only; or the open in
+    /// the new mode failed (the node is back in its old mode).</exception>
+    public async ValueTask ReopenAsync(BlockNode node, bool readOnly, CancellationToken cancellationToken = default)
+    {
+        if (!node.IsOpen)
+            throw new InvalidOperationException($"Node '{node.NodeName}' is not open");
+        if (node.ReadOnly == readOnly)
+            return;
+        if (!readOnly && node.ForceShare)
+            throw new BlockOptionsException("force-share=on can only be used with read-only images");
+        if (readOnly && (node.Permissions & WritePermissions) != 0)
+            throw new BlockException(Errno.EPERM, $"Node '{node.NodeName}' is in use for writing and cannot be made read-only");
+
+        await using var drained = await BeginDrainAsync().ConfigureAwait(false);
+        await ReopenTreeAsync(node, readOnly, cancellationToken).ConfigureAwait(false);
+    }
+
+    private async ValueTask ReopenTreeAsync(BlockNode node, bool readOnly, CancellationToken cancellationToken)
+    {
+        var owned = OwnedReferencedChildren(node);
+        if (!readOnly)
+        {
+            foreach (var child in owned)
+            {
+                if (child.ReadOnly)
+                    await ReopenTreeAsync(child, readOnly: false, cancellationToken).ConfigureAwait(false);
+            }
+        }
+        await ReopenNodeAsync(node, node.Options with { ReadOnly = readOnly }, cancellationToken).ConfigureAwait(false);
+        if (readOnly)
+        {
+            foreach (var child in owned)
+            {
+                if (!child.ReadOnly && (child.Permissions & WritePermissions) == 0)
+                    await ReopenTreeAsync(child, readOnly: true, cancellationToken).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>The nodes <paramref name="node"/>'s options name by node name that only <paramref name="node"/> holds.</summary>
+    private List<BlockNode> OwnedReferencedChildren(BlockNode node)
+    {
+        var owned = new List<BlockNode>();
+        foreach (var (_, reference) in node.Options.ChildReferences)
+        {
+            if (reference?.Reference is not { } name || FindNode(name) is not { } child)
+                continue;
+            var parents = child.Parents;
+            if (!child.IsMonitorOwned && parents.Count == 1 && ReferenceEquals(parents[0].Parent, node))
+                owned.Add(child);
+        }
+        return owned;
+    }
+
+    /// <summary>Closes the driver of <paramref name="node"/> and opens it again with <paramref name="options"/>.</summary>
+    private async ValueTask ReopenNodeAsync(BlockNode node, BlockdevOptions options, CancellationToken cancellationToken)
+    {
+        var oldOptions = node.Options;
+        if (!node.ReadOnly)
+            await node.FlushAsync().ConfigureAwait(false);
+
+        // The children the options name must survive the driver letting go of them: the new driver attaches them again.
+        var pinned = new List<BlockNode>();
+        foreach (var (_, reference) in oldOptions.ChildReferences)
+        {
+            if (reference?.Reference is { } name && FindNode(name) is { } child)
+            {
+                child.PinCount++;
+                pinned.Add(child);
+            }
+        }
+        try
+        {
+            await CloseDriverAsync(node).ConfigureAwait(false);
+            try
+            {
+                await OpenDriverAsync(node, options, cancellationToken).ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // Back to the mode the node had; if even that fails the node stays closed and its users see the error.
+                try
+                {
+                    await OpenDriverAsync(node, oldOptions, CancellationToken.None).ConfigureAwait(false);
+                }
+                catch (BlockException)
+                {
+                }
+                throw;
+            }
+        }
+        finally
+        {
+            foreach (var child in pinned)
+            {
+                child.PinCount--;
+                await ReleaseNodeAsync(child).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async ValueTask CloseDriverAsync(BlockNode node)
+    {
+        await node.WaitIdleAsync().ConfigureAwait(false);
+        var impl = node.DetachDriver();
+        try
+        {
+            if (impl != null)
+                await impl.DisposeAsync().ConfigureAwait(false);
+        }
+        finally
+        {
+            await DetachChildrenAsync(node).ConfigureAwait(false);
+        }
+    }
+
+    private async ValueTask OpenDriverAsync(BlockNode node, BlockdevOptions options, CancellationToken cancellationToken)
+    {
+        node.ApplyOptions(options);
+        NodeDriver impl;
+        try
+        {
+            impl = await node.Driver.OpenAsync(new NodeOpenContext(this, node), cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            await DetachChildrenAsync(node).ConfigureAwait(false);
+            throw;
+        }
+        node.AttachDriver(impl);
+        try
+        {
+            RefreshPermissions(node);
+        }
+        catch
+        {
+            await CloseDriverAsync(node).ConfigureAwait(false);
+            throw;
+        }
+    }
+}
