@@ -147,6 +147,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         Corrupt = _header.Version >= 3 ? (_header.Incompatible & IncompatibleFeatures.Corrupt) != 0 : null,
         RefcountBits = _layout.RefcountBits,
         CompressionType = _header.CompressionType == 1 ? "zstd" : "zlib",
+        Bitmaps = BitmapInfoList,
     };
 
     /// <summary>Opens the image behind <paramref name="context"/>'s node.</summary>
@@ -184,6 +185,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
 
         var cache = Qcow2CacheSizes.Resolve(options, (long)header.Size, layout.ClusterSize, layout.L2EntrySize);
         var driver = new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache);
+        await driver.LoadBitmapsAsync().ConfigureAwait(false);
 
         if (!options.NoBacking)
         {
@@ -272,15 +274,13 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     }
 
     /// <summary>
-    /// Before the first write: clear autoclear bits Block does not maintain, and repair refcounts left stale by
-    /// lazy refcounts (the dirty bit), as QEMU does on a read-write open.
+    /// Before the first write: clear autoclear bits Block does not maintain, repair refcounts left stale by lazy
+    /// refcounts (the dirty bit), and mark the stored bitmaps in use, as QEMU does on a read-write open.
     /// </summary>
     private async ValueTask PrepareForWritingAsync()
     {
-        bool rewrite = false;
-        // Block does not maintain persistent bitmaps yet: clearing their autoclear bit tells QEMU they are stale
-        // instead of letting it trust bitmaps that missed our writes.
-        var keep = AutoclearFeatures.DataFileRaw;
+        bool rewrite = PrepareBitmapsHeaderForWriting();
+        var keep = AutoclearFeatures.DataFileRaw | AutoclearFeatures.Bitmaps;
         if ((_header.Autoclear & ~keep) != 0)
         {
             _header.Autoclear &= keep;
@@ -295,6 +295,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
         if (rewrite)
             await WriteHeaderAsync().ConfigureAwait(false);
+        await MarkBitmapsInUseAsync().ConfigureAwait(false);
     }
 
     /// <summary>Writes the header cluster (header and extensions) and syncs it.</summary>
@@ -423,6 +424,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             try
             {
                 await FlushMetadataLockedAsync().ConfigureAwait(false);
+                await StoreBitmapsOnCloseAsync().ConfigureAwait(false);
                 if (_dirtyOnDisk)
                 {
                     // A clean close: refcounts are on disk, so the image is consistent again.
