@@ -356,7 +356,7 @@ internal sealed partial class Qcow2NodeDriver
         _bitmapDirectory = entries;
         RefreshMetadataMap();
         if (old.Size > 0)
-            await FreeClustersAsync(old.Offset, (old.Size + cs - 1) / cs).ConfigureAwait(false);
+            await FreeClustersAsync(old.Offset, (old.Size + cs - 1) / cs, DiscardReason.Other).ConfigureAwait(false);
     }
 
     /// <summary>Frees a stored bitmap's data clusters and table (entries that are not well formed are left alone).</summary>
@@ -369,17 +369,20 @@ internal sealed partial class Qcow2NodeDriver
         {
             long host = (long)(e & Qcow2BitmapDirectory.TableOffsetMask);
             if (host != 0 && Qcow2BitmapDirectory.IsValidTableEntry(e, cs))
-                await FreeClustersAsync(host, 1).ConfigureAwait(false);
+                await FreeClustersAsync(host, 1, DiscardReason.Always).ConfigureAwait(false);
         }
-        await FreeClustersAsync(entry.TableOffset, (entry.TableSize * 8L + cs - 1) / cs).ConfigureAwait(false);
+        await FreeClustersAsync(entry.TableOffset, (entry.TableSize * 8L + cs - 1) / cs, DiscardReason.Other).ConfigureAwait(false);
     }
 
-    /// <summary>Drops one reference to each of <paramref name="clusters"/> clusters; a failure is reported and skipped (a leak).</summary>
-    private async ValueTask FreeClustersAsync(long offset, long clusters)
+    /// <summary>
+    /// Drops one reference to each of <paramref name="clusters"/> clusters; a failure is reported and skipped (a leak).
+    /// QEMU discards freed bitmap data in the file always, tables and an old directory only as pass-discard-other says.
+    /// </summary>
+    private async ValueTask FreeClustersAsync(long offset, long clusters, DiscardReason reason)
     {
         try
         {
-            await _refcounts.UpdateAsync(offset >> _layout.ClusterBits, clusters, -1, DiscardReason.Other).ConfigureAwait(false);
+            await _refcounts.UpdateAsync(offset >> _layout.ClusterBits, clusters, -1, reason).ConfigureAwait(false);
         }
         catch (BlockException e)
         {

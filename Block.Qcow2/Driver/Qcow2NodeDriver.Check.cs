@@ -25,6 +25,9 @@ internal sealed partial class Qcow2NodeDriver
             if (repair != CheckRepair.None)
             {
                 await FlushMetadataLockedAsync().ConfigureAwait(false);
+                // The counts are trusted again: allocations may fill holes below the end from now on, as in QEMU.
+                if (result.Corruptions == 0 && result.CheckErrors == 0)
+                    _refcounts.ResetFreeIndex();
                 if (result.Corruptions == 0 && result.CheckErrors == 0
                     && (_header.Incompatible & (IncompatibleFeatures.Dirty | IncompatibleFeatures.Corrupt)) != 0)
                 {
