@@ -53,6 +53,8 @@ public static class Blk
                     return await ResizeCommand.RunAsync(cli, rest);
                 case "bench":
                     return await BenchCommand.RunAsync(cli, rest);
+                case "bitmap":
+                    return await BitmapCommand.RunAsync(cli, rest);
                 case "snapshot":
                     return await SnapshotCommand.RunAsync(cli, rest);
                 case "commit":

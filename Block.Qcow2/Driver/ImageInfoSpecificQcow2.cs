@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Block.Qapi;
+using Block.Qcow2.Bitmaps;
 
 namespace Block.Qcow2.Driver;
 
@@ -33,6 +34,9 @@ public sealed record ImageInfoSpecificQcow2 : ImageInfoSpecific
     /// <summary>The encryption, for encrypted images.</summary>
     public ImageInfoSpecificQcow2Encryption? Encrypt { get; init; }
 
+    /// <summary>The stored persistent bitmaps, when the image has any (and their extension is consistent).</summary>
+    public IReadOnlyList<Qcow2BitmapInfo>? Bitmaps { get; init; }
+
     /// <summary>"zlib" or "zstd".</summary>
     public required string CompressionType { get; init; }
 
@@ -57,6 +61,13 @@ public sealed record ImageInfoSpecificQcow2 : ImageInfoSpecific
             writer.WriteStartObject("encrypt");
             Encrypt.WriteMembers(writer);
             writer.WriteEndObject();
+        }
+        if (Bitmaps != null)
+        {
+            writer.WriteStartArray("bitmaps");
+            foreach (var bitmap in Bitmaps)
+                bitmap.Write(writer);
+            writer.WriteEndArray();
         }
         writer.WriteString("compression-type", CompressionType);
     }

@@ -272,7 +272,7 @@ internal sealed partial class Qcow2NodeDriver
         Count(_refcounts.TableOffset, (long)_refcounts.TableClusters * cs);
         if (_header.CryptoHeader is { } crypto)
             Count((long)crypto.Offset, (long)crypto.Length);
-        await CountBitmapsAsync(st, run, Count).ConfigureAwait(false);
+        await CountBitmapsAsync(Count).ConfigureAwait(false);
         await CountRefcountBlocksAsync(refs, st, run, repair).ConfigureAwait(false);
         return refs;
     }
@@ -486,46 +486,6 @@ internal sealed partial class Qcow2NodeDriver
         }
         if (repaired)
             await WriteL2ForCheckAsync(l2Offset, l2, st, log).ConfigureAwait(false);
-    }
-
-    /// <summary>Counts the bitmap directory, bitmap tables and bitmap data clusters.</summary>
-    private async ValueTask CountBitmapsAsync(CheckState st, CheckRun run, Action<long, long> count)
-    {
-        if (_header.BitmapsExtension is not { Length: >= 24 } ext)
-            return;
-        uint nb = BinaryPrimitives.ReadUInt32BigEndian(ext);
-        long size = (long)BinaryPrimitives.ReadUInt64BigEndian(ext.AsSpan(8));
-        long offset = (long)BinaryPrimitives.ReadUInt64BigEndian(ext.AsSpan(16));
-        if (size <= 0 || size > 1024L * 65535 || offset <= 0 || offset + size > _file.Length)
-        {
-            run.Log.WriteLine("ERROR: bitmap directory lies outside the image");
-            st.Corruptions++;
-            return;
-        }
-        count(offset, size);
-        var dir = new byte[size];
-        await _file.ReadAsync(offset, dir.AsMemory()).ConfigureAwait(false);
-        int pos = 0;
-        for (uint i = 0; i < nb && pos + 24 <= dir.Length; i++)
-        {
-            long tableOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(dir.AsSpan(pos));
-            uint tableSize = BinaryPrimitives.ReadUInt32BigEndian(dir.AsSpan(pos + 8));
-            int nameSize = BinaryPrimitives.ReadUInt16BigEndian(dir.AsSpan(pos + 18));
-            uint extra = BinaryPrimitives.ReadUInt32BigEndian(dir.AsSpan(pos + 20));
-            if (tableSize > 0 && tableOffset > 0 && tableOffset + tableSize * 8L <= _file.Length)
-            {
-                count(tableOffset, tableSize * 8L);
-                var table = new byte[tableSize * 8L];
-                await _file.ReadAsync(tableOffset, table.AsMemory()).ConfigureAwait(false);
-                for (int j = 0; j < tableSize; j++)
-                {
-                    long data = (long)(BinaryPrimitives.ReadUInt64BigEndian(table.AsSpan(j * 8)) & Qcow2Layout.OffsetMask);
-                    if (data != 0)
-                        count(data, _layout.ClusterSize);
-                }
-            }
-            pos += (int)((24 + extra + nameSize + 7) & ~7u);
-        }
     }
 
     /// <summary>

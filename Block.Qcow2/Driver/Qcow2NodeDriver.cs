@@ -185,6 +185,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         RefcountBits = _layout.RefcountBits,
         Encrypt = _encryption?.Info,
         CompressionType = _header.CompressionType == 1 ? "zstd" : "zlib",
+        Bitmaps = BitmapInfoList,
     };
 
     /// <summary>Opens the image behind <paramref name="context"/>'s node.</summary>
@@ -237,6 +238,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         Qcow2NodeDriver driver, CancellationToken cancellationToken)
     {
         var node = context.Node;
+        await driver.LoadBitmapsAsync().ConfigureAwait(false);
 
         if (!options.NoBacking)
         {
@@ -325,16 +327,14 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     }
 
     /// <summary>
-    /// Before the first write: clear autoclear bits Block does not maintain, and (<paramref name="repairDirty"/>, unless
-    /// the image is opened to be checked) repair refcounts left stale by lazy refcounts (the dirty bit), as QEMU does
-    /// on a read-write open.
+    /// Before the first write: clear autoclear bits Block does not maintain, (<paramref name="repairDirty"/>, unless
+    /// the image is opened to be checked) repair refcounts left stale by lazy refcounts (the dirty bit), and mark the
+    /// stored bitmaps in use, as QEMU does on a read-write open.
     /// </summary>
     private async ValueTask PrepareForWritingAsync(bool repairDirty)
     {
-        bool rewrite = false;
-        // Block does not maintain persistent bitmaps yet: clearing their autoclear bit tells QEMU they are stale
-        // instead of letting it trust bitmaps that missed our writes.
-        var keep = AutoclearFeatures.DataFileRaw;
+        bool rewrite = PrepareBitmapsHeaderForWriting();
+        var keep = AutoclearFeatures.DataFileRaw | AutoclearFeatures.Bitmaps;
         if ((_header.Autoclear & ~keep) != 0)
         {
             _header.Autoclear &= keep;
@@ -349,6 +349,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
         if (rewrite)
             await WriteHeaderAsync().ConfigureAwait(false);
+        await MarkBitmapsInUseAsync().ConfigureAwait(false);
     }
 
     /// <summary>Writes the header cluster (header and extensions) and syncs it.</summary>
@@ -477,6 +478,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             try
             {
                 await FlushMetadataLockedAsync().ConfigureAwait(false);
+                await StoreBitmapsOnCloseAsync().ConfigureAwait(false);
                 if (_dirtyOnDisk)
                 {
                     // A clean close: refcounts are on disk, so the image is consistent again.

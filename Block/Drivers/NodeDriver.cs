@@ -140,6 +140,22 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "This image format cannot store VM state"));
 
+    /// <summary>
+    /// Checks that the image could store a new persistent dirty bitmap <paramref name="name"/> of
+    /// <paramref name="granularity"/> bytes per bit when the node closes (QEMU's
+    /// <c>bdrv_can_store_new_dirty_bitmap</c>). Formats without persistent bitmaps decline with ENOTSUP.
+    /// </summary>
+    /// <exception cref="BlockException">The image cannot store it; the message says why, in QEMU's words.</exception>
+    public virtual ValueTask CanStoreNewDirtyBitmapAsync(string name, long granularity) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't store persistent bitmaps to {Node.NodeName}: Operation not supported"));
+
+    /// <summary>
+    /// Removes the persistent dirty bitmap <paramref name="name"/> from the image now (a bitmap created since the open
+    /// and not stored yet needs nothing). The node detaches its in-memory bitmap afterwards.
+    /// </summary>
+    public virtual ValueTask RemovePersistentDirtyBitmapAsync(string name) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't remove persistent bitmaps from {Node.NodeName}: Operation not supported"));
+
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;
 
