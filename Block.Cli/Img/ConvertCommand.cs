@@ -586,10 +586,7 @@ internal static class ConvertCommand
             int pos = 0;
             while (pos < data.Length)
             {
-                int run = pos;
-                bool zero = IsZeroSector(data.Span, run);
-                while (run < data.Length && IsZeroSector(data.Span, run) == zero)
-                    run = Math.Min(data.Length, run + Sector);
+                int run = SectorRunEnd(data.Span, pos, out bool zero);
                 int length = run - pos;
                 long at = destination + pos;
                 if (zero && length >= minSparse)
@@ -606,8 +603,24 @@ internal static class ConvertCommand
             }
         }
 
-        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start) =>
-            data.Slice(start, Math.Min(Sector, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
+        /// <summary>The end of the run of sectors from <paramref name="start"/> that are all zero, or all not.</summary>
+        private static int SectorRunEnd(ReadOnlySpan<byte> data, int start, out bool zero)
+        {
+            zero = IsZeroSector(data, start);
+            int run = start;
+            while (run < data.Length && IsZeroSector(data, run) == zero)
+                run = Math.Min(data.Length, run + Sector);
+            return run;
+        }
+
+        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start)
+        {
+            var sector = data.Slice(start, Math.Min(Sector, data.Length - start));
+            // Data sectors almost always show it in their first bytes.
+            if (sector.Length >= 8 && System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(sector) != 0)
+                return false;
+            return sector.IndexOfAnyExcept((byte)0) < 0;
+        }
 
         private static async Task Write(Func<ValueTask> write, long offset)
         {

@@ -50,6 +50,7 @@ public sealed class IoUringIoEngine : IIoEngine, IDisposable
     private readonly bool _plainReadWrite;
     private int _freeSlotCount;
     private int _pooled;
+    /// <summary>Threads between publishing SQEs and leaving io_uring_enter; the ring is not closed under them. Interlocked only: raised under the lock, lowered outside it.</summary>
     private int _foreignEnters;
     private volatile bool _disposed;
     private bool _closed;
@@ -140,7 +141,7 @@ public sealed class IoUringIoEngine : IIoEngine, IDisposable
             // On the completion thread the loop sees the flag when the current batch ends; elsewhere wake it.
             enter = foreign && !_closed && QueueWake();
             if (enter)
-                _foreignEnters++;
+                Interlocked.Increment(ref _foreignEnters);
         }
         if (!foreign)
             return;
@@ -198,7 +199,7 @@ public sealed class IoUringIoEngine : IIoEngine, IDisposable
             op.State = foreign ? Operation.Submitting : Operation.Queued;
             _ring.Publish();
             if (foreign)
-                _foreignEnters++;
+                Interlocked.Increment(ref _foreignEnters);
         }
         if (!foreign)
             return;
