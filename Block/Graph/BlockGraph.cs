@@ -63,6 +63,12 @@ public sealed class BlockGraph : IAsyncDisposable
     /// <summary>Raised for warnings a QEMU tool would print to stderr (for example an O_DIRECT fallback).</summary>
     public event Action<string>? WarningRaised;
 
+    /// <summary>
+    /// Raised for diagnostics a QEMU tool prints to stderr as they are, with neither program name nor "warning:"
+    /// (for example qcow2's "qcow2: Marking image as corrupt: …").
+    /// </summary>
+    public event Action<string>? MessagePrinted;
+
     /// <summary>All open nodes.</summary>
     public IReadOnlyList<BlockNode> Nodes
     {
@@ -415,6 +421,9 @@ public sealed class BlockGraph : IAsyncDisposable
 
     /// <summary>Reports a warning a QEMU tool would print to stderr.</summary>
     public void Warn(string message) => WarningRaised?.Invoke(message);
+
+    /// <summary>Reports a diagnostic a QEMU tool would print to stderr as it is (see <see cref="MessagePrinted"/>).</summary>
+    public void Print(string message) => MessagePrinted?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)
     {

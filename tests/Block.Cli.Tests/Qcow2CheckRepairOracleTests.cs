@@ -50,6 +50,8 @@ public class Qcow2CheckRepairOracleTests
         ["refblock-past-the-end"] = (Start.Plain, q => q.SetReftableEntry(0, (ulong)(q.FileLength + ClusterSize - 1) / ClusterSize * ClusterSize + (64 << 20))),
         ["reftable-refcount-0"] = (Start.Plain, q => q.SetRefcount(q.ReftableOffset, 0)),
         ["reftable-entry-0-cleared"] = (Start.Plain, q => q.SetReftableEntry(0, 0)),
+        // Reading refcounts through it marks the image corrupt, so that the rebuild cannot write and the check fails.
+        ["refblock-unaligned"] = (Start.Plain, q => q.SetReftableEntry(0, (ulong)q.RefblockOffset(0) + 512)),
         ["refblock-listed-twice"] = (Start.Plain, q => q.SetReftableEntry(1, (ulong)q.RefblockOffset(0))),
         ["two-l2-entries-one-cluster"] = (Start.Plain, q => q.SetL2Entry(q.L2, 1, q.L2Entry(q.L2, 0))),
         ["l1-copied-flag-cleared"] = (Start.Plain, q => q.SetL1Entry(0, q.L1Entry(0) & ~Copied)),
