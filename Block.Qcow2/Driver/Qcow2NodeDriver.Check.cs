@@ -78,7 +78,7 @@ internal sealed partial class Qcow2NodeDriver
         {
             // What the repair found and did reaches the user, as QEMU's messages do.
             foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
-                Node.Graph.Diagnose(line);
+                Node.Graph.Print(line);
         }
         await FlushMetadataLockedAsync().ConfigureAwait(false);
         if (result.Corruptions > 0 || result.CheckErrors > 0)
@@ -405,7 +405,7 @@ internal sealed partial class Qcow2NodeDriver
             {
                 if ((entry & Qcow2Layout.Copied) != 0)
                 {
-                    log.WriteLine($"ERROR: coffset={HexAlternate(entry & _layout.CompressedOffsetMask)}: copied flag must never be set for compressed clusters");
+                    log.WriteLine($"ERROR: coffset={QemuText.AlternateHex(entry & _layout.CompressedOffsetMask)}: copied flag must never be set for compressed clusters");
                     st.Corruptions++;
                     entry &= ~Qcow2Layout.Copied;
                 }
@@ -445,7 +445,7 @@ internal sealed partial class Qcow2NodeDriver
             {
                 if ((bitmap & 0xffffffffUL) != 0)
                 {
-                    log.WriteLine("ERROR: Unallocated cluster has non-zero subcluster allocation bitmap");
+                    log.WriteLine("ERROR: Unallocated cluster has non-zero subcluster allocation map");
                     st.Corruptions++;
                 }
                 continue;
@@ -624,8 +624,21 @@ internal sealed partial class Qcow2NodeDriver
         }
     }
 
-    /// <summary>A cluster's refcount as the refcount structure says; an unusable refcount block throws.</summary>
-    private ValueTask<ulong> GetRefcountForCheckAsync(long cluster) => _refcounts.GetAsync(cluster);
+    /// <summary>
+    /// A cluster's refcount as the refcount structure says. An unusable refcount block is a corruption, signalled as
+    /// QEMU signals it (which makes a writable image unusable, so that a rebuild then fails as QEMU's does).
+    /// </summary>
+    private async ValueTask<ulong> GetRefcountForCheckAsync(long cluster)
+    {
+        try
+        {
+            return await _refcounts.GetAsync(cluster).ConfigureAwait(false);
+        }
+        catch (Qcow2CorruptionException e)
+        {
+            throw await SignalCorruptionAsync(e.Message, e.Offset, e.Size).ConfigureAwait(false);
+        }
+    }
 
     /// <summary>Reads <paramref name="entries"/> table entries at <paramref name="offset"/>; past the end of the file they read as 0.</summary>
     private async ValueTask<ulong[]> ReadTableForCheckAsync(long offset, uint entries)
@@ -694,9 +707,6 @@ internal sealed partial class Qcow2NodeDriver
         await _file.FlushAsync().ConfigureAwait(false);
         _l1[index] = entry & (~Qcow2Layout.L1Reserved | Qcow2Layout.Copied);
     }
-
-    /// <summary>A number as C's <c>%#x</c> prints it: <c>0x</c> and hex digits, or a bare 0.</summary>
-    private static string HexAlternate(ulong value) => value == 0 ? "0" : $"0x{value:x}";
 
     /// <summary>
     /// Replaces the refcount structure by one built from the computed counts: refcount blocks for every range holding

@@ -49,6 +49,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private bool _lazyRefcounts;
     private bool _dirtyOnDisk;
     private volatile bool _corrupt;
+    private bool _corruptionSignaled;
     private long _cleanTick;
 
     private Qcow2NodeDriver(BlockNode node, BlockNode file, Qcow2Header header, Qcow2Layout layout, ulong[] l1, ulong[] refTable,
@@ -277,7 +278,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             // Arm the overlap checks before anything is written, the header rewrite below included.
             await driver.LoadInactiveL2Async().ConfigureAwait(false);
             driver.RefreshMetadataMap();
-            await driver.PrepareForWritingAsync(repairDirty: !options.ForCheck).ConfigureAwait(false);
+            // Opened to be checked: the check sees (and repairs) a dirty image as it is, and writes no guest data
+            // that persistent bitmaps would miss.
+            if (!options.ForCheck)
+                await driver.PrepareForWritingAsync().ConfigureAwait(false);
         }
         return driver;
     }
@@ -327,11 +331,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     }
 
     /// <summary>
-    /// Before the first write: clear autoclear bits Block does not maintain, (<paramref name="repairDirty"/>, unless
-    /// the image is opened to be checked) repair refcounts left stale by lazy refcounts (the dirty bit), and mark the
-    /// stored bitmaps in use, as QEMU does on a read-write open.
+    /// Before the first write: clear autoclear bits Block does not maintain, repair refcounts left stale by lazy
+    /// refcounts (the dirty bit), and mark the stored bitmaps in use, as QEMU does on a read-write open.
     /// </summary>
-    private async ValueTask PrepareForWritingAsync(bool repairDirty)
+    private async ValueTask PrepareForWritingAsync()
     {
         bool rewrite = PrepareBitmapsHeaderForWriting();
         var keep = AutoclearFeatures.DataFileRaw | AutoclearFeatures.Bitmaps;
@@ -340,7 +343,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             _header.Autoclear &= keep;
             rewrite = true;
         }
-        if (_dirtyOnDisk && repairDirty)
+        if (_dirtyOnDisk)
         {
             await RebuildRefcountsAsync().ConfigureAwait(false);
             _header.Incompatible &= ~IncompatibleFeatures.Dirty;
@@ -394,14 +397,19 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
 
     /// <summary>
     /// Marks the image corrupt: sets the corrupt bit (when writable), raises <c>BLOCK_IMAGE_CORRUPTED</c>, and makes
-    /// every later request fail.
+    /// every later request fail. On a read-only image the corruption is only reported.
     /// </summary>
+    /// <remarks>As QEMU, only the first report is printed and raised, except that a fatal one still follows
+    /// non-fatal ones.</remarks>
     internal async ValueTask<BlockException> SignalCorruptionAsync(string message, long? offset, long? size)
     {
         bool fatal = !_readOnly;
-        if (!_corrupt)
+        if (!_corruptionSignaled || (fatal && !_corrupt))
         {
-            Node.Graph.Warn($"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed");
+            _corruptionSignaled = true;
+            Node.Graph.Print(fatal
+                ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
+                : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed");
             Node.Graph.RaiseEvent(new BlockImageCorruptedEvent(string.Empty, Node.NodeName, message, offset, size, fatal));
             if (fatal)
             {

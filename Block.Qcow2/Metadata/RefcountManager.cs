@@ -71,6 +71,8 @@ internal sealed class RefcountManager
         ulong blockOffset = _table[b] & Qcow2Layout.OffsetMask;
         if (blockOffset == 0)
             return 0;
+        if ((blockOffset & (ulong)(_layout.ClusterSize - 1)) != 0)
+            throw UnalignedBlock(blockOffset, b);
         var entry = await Blocks.GetAsync((long)blockOffset).ConfigureAwait(false);
         return RefcountBlock.Get(entry.Data, clusterIndex % _layout.RefcountBlockEntries, _layout.RefcountBits);
     }
@@ -302,7 +304,7 @@ internal sealed class RefcountManager
         if (b < _table.Length && (_table[b] & Qcow2Layout.OffsetMask) is var off && off != 0)
         {
             if ((off & (ulong)(_layout.ClusterSize - 1)) != 0)
-                throw Corruption($"Refblock offset {off:#x} unaligned (reftable index: {b:#x})", (long)off >> _layout.ClusterBits);
+                throw UnalignedBlock(off, b);
             return await Blocks.GetAsync((long)off).ConfigureAwait(false);
         }
         if (!create)
@@ -409,6 +411,9 @@ internal sealed class RefcountManager
         }
         await UpdateAsync(oldOffset >> _layout.ClusterBits, oldClusters, -1, DiscardReason.Other).ConfigureAwait(false);
     }
+
+    private static Qcow2CorruptionException UnalignedBlock(ulong offset, long tableIndex) =>
+        new($"Refblock offset {QemuText.AlternateHex(offset)} unaligned (reftable index: {QemuText.AlternateHex((ulong)tableIndex)})");
 
     private BlockException Corruption(string message, long cluster) =>
         new Qcow2CorruptionException(message, cluster << _layout.ClusterBits, _layout.ClusterSize);

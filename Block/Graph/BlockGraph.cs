@@ -68,10 +68,10 @@ public sealed partial class BlockGraph : IAsyncDisposable
     public event Action<string>? WarningRaised;
 
     /// <summary>
-    /// Raised for each line of a report a QEMU tool prints to stderr as it is, without a prefix: what a driver found
-    /// and repaired while opening an image (a qcow2 image left dirty by lazy refcounts).
+    /// Raised for diagnostics a QEMU tool prints to stderr as they are, with neither program name nor "warning:"
+    /// (for example qcow2's "qcow2: Marking image as corrupt: …").
     /// </summary>
-    public event Action<string>? DiagnosticRaised;
+    public event Action<string>? MessagePrinted;
 
     /// <summary>All open nodes.</summary>
     public IReadOnlyList<BlockNode> Nodes
@@ -444,8 +444,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Reports a warning a QEMU tool would print to stderr.</summary>
     public void Warn(string message) => WarningRaised?.Invoke(message);
 
-    /// <summary>Reports a line for <see cref="DiagnosticRaised"/>.</summary>
-    public void Diagnose(string line) => DiagnosticRaised?.Invoke(line);
+    /// <summary>Reports a diagnostic a QEMU tool would print to stderr as it is (see <see cref="MessagePrinted"/>).</summary>
+    public void Print(string message) => MessagePrinted?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)
     {
