@@ -56,6 +56,18 @@ internal static class RebaseCommand
             return Blk.Usage(cli, "Expecting one image file name");
         if (!unsafeMode && backingName is null)
             return Blk.Usage(cli, "Must specify backing file (-b) or use unsafe mode (-u)");
+
+        // As qemu-img, the meter starts before the cache modes are looked at, and every exit ends its line.
+        var meter = new Progress(progress ? cli.Out : null, 2.0);
+        meter.Report(0, force: true);
+        int result = await RebaseAsync(cli, graph, common, operands[0], backingName, backingFormat, unsafeMode, cacheText, sourceCacheText, meter);
+        meter.End();
+        return result;
+    }
+
+    private static async Task<int> RebaseAsync(CliContext cli, BlockGraph graph, CommonOptions common, string filename, string? backingName,
+        string? backingFormat, bool unsafeMode, string? cacheText, string? sourceCacheText, Progress meter)
+    {
         var cache = CacheMode.Writeback;
         if (cacheText != null && !ImgCommon.TryParseCache(cli, cacheText, out cache))
             return 1;
@@ -65,17 +77,6 @@ internal static class RebaseCommand
             cli.Error($"Invalid source cache option: {sourceCacheText}");
             return 1;
         }
-
-        var meter = new Progress(progress ? cli.Out : null, 2.0);
-        meter.Report(0, force: true);
-        int result = await RebaseAsync(cli, graph, common, operands[0], backingName, backingFormat, unsafeMode, cache, sourceCache, meter);
-        meter.End();
-        return result;
-    }
-
-    private static async Task<int> RebaseAsync(CliContext cli, BlockGraph graph, CommonOptions common, string filename, string? backingName,
-        string? backingFormat, bool unsafeMode, CacheMode cache, CacheMode sourceCache, Progress meter)
-    {
         if (common.ImageOpts && common.Format != null)
         {
             cli.Error("--image-opts and --format are mutually exclusive");
@@ -143,6 +144,8 @@ internal static class RebaseCommand
             }
         }
 
+        // qemu-img completes the meter once the data is in place, whether or not the new name can be recorded.
+        meter.Report(100);
         string? name = string.IsNullOrEmpty(backingName) ? null : backingName;
         try
         {
@@ -159,7 +162,6 @@ internal static class RebaseCommand
             cli.Error($"Could not change the backing file to '{backingName}': {reason}");
             return 1;
         }
-        meter.Report(100);
         return 0;
     }
 }

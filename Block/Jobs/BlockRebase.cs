@@ -108,8 +108,10 @@ public sealed class BlockRebase
                 for (int done = 0; done < n;)
                 {
                     bool differ = CompareSectors(oldBuffer.Span[done..(int)n], newBuffer.Span[done..(int)n], out int run);
-                    if (differ)
-                        await Write(offset + done, oldIsZero ? null : oldBuffer.Memory.Slice(done, run), run).ConfigureAwait(false);
+                    if (differ && oldIsZero)
+                        await WriteZeroes(offset + done, run).ConfigureAwait(false);
+                    else if (differ)
+                        await Write(offset + done, oldBuffer.Memory.Slice(done, run)).ConfigureAwait(false);
                     done += run;
                 }
                 _options.ChunkDone?.Invoke(offset, n);
@@ -175,19 +177,30 @@ public sealed class BlockRebase
         }
     }
 
-    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>, or <paramref name="bytes"/> zeroes when null.</summary>
-    private async ValueTask Write(long offset, Memory<byte>? data, int bytes)
+    private async ValueTask Write(long offset, Memory<byte> data)
     {
         try
         {
-            if (data is { } d)
-                await Image.WriteAsync(offset, d).ConfigureAwait(false);
-            else
-                await Image.WriteZeroesAsync(offset, bytes).ConfigureAwait(false);
+            await Image.WriteAsync(offset, data).ConfigureAwait(false);
         }
         catch (BlockException e)
         {
-            throw new BlockException(e.Errno, $"Error while writing image: {ErrnoText.Describe(e.Errno)}", e);
+            throw WriteError(e);
         }
     }
+
+    private async ValueTask WriteZeroes(long offset, int bytes)
+    {
+        try
+        {
+            await Image.WriteZeroesAsync(offset, bytes).ConfigureAwait(false);
+        }
+        catch (BlockException e)
+        {
+            throw WriteError(e);
+        }
+    }
+
+    private static BlockException WriteError(BlockException e) =>
+        new(e.Errno, $"Error while writing image: {ErrnoText.Describe(e.Errno)}", e);
 }
