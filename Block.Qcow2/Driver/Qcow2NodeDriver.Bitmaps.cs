@@ -281,8 +281,11 @@ internal sealed partial class Qcow2NodeDriver
             entries.Add(await WriteBitmapAsync(bitmap).ConfigureAwait(false));
             replaced.Add(entry);
         }
-        foreach (var bitmap in persistent.Where(b => byName.ContainsKey(b.Name!)))
+        var added = persistent.Where(b => byName.ContainsKey(b.Name!)).ToList();
+        foreach (var bitmap in added)
             entries.Add(await WriteBitmapAsync(bitmap).ConfigureAwait(false));
+        if (replaced.Count == 0 && added.Count == 0)
+            return; // only inconsistent bitmaps, whose entries stay as they are
         // Tables, data and their refcounts reach the disk before a directory points at them.
         await FlushMetadataLockedAsync().ConfigureAwait(false);
         await WriteBitmapDirectoryAsync(entries).ConfigureAwait(false);
