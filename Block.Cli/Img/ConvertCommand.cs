@@ -32,7 +32,7 @@ internal static class ConvertCommand
         string? outputFormat = null, backingFile = null, backingFormat = null, snapshot = null;
         var optionTexts = new List<string>();
         bool targetImageOpts = false, compress = false, progress = false;
-        bool skipCreate = false, outOfOrder = false, targetIsZero = false;
+        bool skipCreate = false, outOfOrder = false, targetIsZero = false, bitmaps = false, skipBrokenBitmaps = false;
         long minSparse = 8 * Sector;
         int coroutines = 8;
         var targetCache = CacheMode.Unsafe;
@@ -113,12 +113,21 @@ internal static class ConvertCommand
                 case "target-is-zero":
                     targetIsZero = true;
                     break;
+                case "bitmaps":
+                    bitmaps = true;
+                    break;
+                case "skip-broken-bitmaps":
+                    skipBrokenBitmaps = true;
+                    break;
                 case "C":
                 case "salvage":
-                case "bitmaps":
-                case "skip-broken-bitmaps":
                     break;
             }
+        }
+        if (skipBrokenBitmaps && !bitmaps)
+        {
+            cli.Error("Use of --skip-broken-bitmaps requires --bitmaps");
+            return 1;
         }
 
         string format = outputFormat ?? "raw";
@@ -188,6 +197,8 @@ internal static class ConvertCommand
                 return 1;
         }
         long total = sources.Sum(s => s.Length);
+        if (bitmaps && !ConvertBitmaps.CheckSources(cli, [.. sources.Select(s => s.Backend.Root!)], skipBrokenBitmaps))
+            return 1;
 
         var driver = graph.Drivers.Find(format);
         if (driver is null)
@@ -272,6 +283,11 @@ internal static class ConvertCommand
             cli.Error("output file is smaller than input file");
             return 1;
         }
+        if (bitmaps && !output.Root!.Impl.SupportsPersistentDirtyBitmaps)
+        {
+            cli.Error($"Format driver '{output.Root.DriverName}' does not support bitmaps");
+            return 1;
+        }
 
         // A new image reads as zeroes if its format says so (not an encrypted one), unless it has a backing file: then
         // zeroes must be written where the source has them.
@@ -298,6 +314,8 @@ internal static class ConvertCommand
             return 1;
         }
         meter.End();
+        if (bitmaps)
+            return await ConvertBitmaps.CopyAsync(cli, sources[0].Backend.Root!, output.Root!, skipBrokenBitmaps);
         return 0;
     }
 

@@ -173,6 +173,9 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <inheritdoc />
+    public override bool SupportsPersistentDirtyBitmaps => _header.Version >= 3;
+
+    /// <inheritdoc />
     public override async ValueTask CanStoreNewDirtyBitmapAsync(string name, long granularity)
     {
         string? reason;

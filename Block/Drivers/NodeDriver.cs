@@ -140,6 +140,9 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "This image format cannot store VM state"));
 
+    /// <summary>True if the image can store persistent dirty bitmaps (QEMU's <c>bdrv_supports_persistent_dirty_bitmap</c>).</summary>
+    public virtual bool SupportsPersistentDirtyBitmaps => false;
+
     /// <summary>
     /// Checks that the image could store a new persistent dirty bitmap <paramref name="name"/> of
     /// <paramref name="granularity"/> bytes per bit when the node closes (QEMU's

@@ -200,6 +200,42 @@ public partial class BitmapOracleTests
         }
     }
 
+    public static TheoryData<string[], string> Conversions() => new()
+    {
+        { new[] { "convert", "--bitmaps", "-O", "qcow2", "@s.qcow2", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--bitmaps", "-c", "-O", "qcow2", "@s.qcow2", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--bitmaps", "-O", "raw", "@s.qcow2", "@o.raw" }, "o.raw" },
+        { new[] { "convert", "--bitmaps", "-O", "qcow2", "-o", "compat=0.10", "@s.qcow2", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--bitmaps", "-f", "raw", "-O", "qcow2", "@r.raw", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--bitmaps", "-O", "qcow2", "@s.qcow2", "@a.qcow2", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--bitmaps", "-n", "-O", "qcow2", "@s.qcow2", "@a.qcow2" }, "a.qcow2" },
+        { new[] { "convert", "--bitmaps", "-n", "-O", "qcow2", "@a.qcow2", "@s.qcow2" }, "s.qcow2" },
+        { new[] { "convert", "--bitmaps", "-O", "qcow2", "@crashed.qcow2", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--bitmaps", "--skip-broken-bitmaps", "-O", "qcow2", "@crashed.qcow2", "@o.qcow2" }, "o.qcow2" },
+        { new[] { "convert", "--skip-broken-bitmaps", "-O", "qcow2", "@s.qcow2", "@o.qcow2" }, "o.qcow2" },
+    };
+
+    /// <summary><c>convert --bitmaps</c> copies the persistent bitmaps (granularity, enabled state, bits) as qemu-img does.</summary>
+    [Theory]
+    [MemberData(nameof(Conversions))]
+    public void Convert_copies_bitmaps_as_qemu_img_does(string[] args, string target)
+    {
+        using var s = Prepared();
+        s.InBoth(d => QemuImg.Run("bitmap", "--add", "--disable", "-g", "1M", "--merge", "sb", d.File("s.qcow2"), "s2").EnsureSuccess("qemu-img bitmap"));
+        string crashed = s.Qemu("crashed.qcow2");
+        File.Copy(s.Qemu("s.qcow2"), crashed);
+        QemuIo.Run(crashed, "qcow2", "write 0 64k", "sigraise 9");
+        File.Copy(crashed, s.Blk("crashed.qcow2"));
+
+        AssertSame(s.Img(args));
+        s.AssertSameBytes(target);
+        if (File.Exists(s.Qemu(target)) && target.EndsWith(".qcow2", StringComparison.Ordinal))
+        {
+            var (q, b) = s.Oracle("info", "@" + target);
+            AssertSame((WithoutDiskSize(q), WithoutDiskSize(b)));
+        }
+    }
+
     /// <summary>Host disk usage depends on how the file system allocated (and on sparse copies): left out.</summary>
     private static ProcessResult WithoutDiskSize(ProcessResult r) => r with
     {
