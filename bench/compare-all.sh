@@ -5,7 +5,8 @@
 # ratio is blk's rate over qemu-img's (> 1: blk is faster). qemu-img bench uses its best engine for the workload.
 #   bench/compare-all.sh            (needs qemu-utils and fio; about 4 minutes; run it under the build lock,
 #                                    flock /tmp/block-build.lock bench/compare-all.sh, so no build shares the cores)
-# Environment: BENCH_DIR (inputs, default /tmp/blk-bench), BENCH_OUT (convert outputs, default /dev/shm/blk-bench-out),
+# Environment: BENCH_DIR (inputs and fresh images, default /tmp/blk-bench), BENCH_OUT (convert outputs, default
+# /dev/shm/blk-bench-out),
 # COUNT (read requests per run, default 400000).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -59,9 +60,9 @@ wall_seconds() { # wall time of "$@" (output discarded)
 min() { if [ -z "$1" ] || awk "BEGIN{exit !($2 < $1)}"; then echo "$2"; else echo "$1"; fi; }
 fresh() { rm -f "$1"; qemu-img create -q -f qcow2 "$1" 1G; }
 
-printf '%-52s %14s %14s %7s\n' "workload" "blk" "qemu-img" "ratio"
+printf '%-56s %14s %14s %7s\n' "workload" "blk" "qemu-img" "ratio"
 row() { # name, unit, work per run, blk seconds, qemu seconds
-  printf '%-52s %14s %14s %7s\n' "$1" \
+  printf '%-56s %14s %14s %7s\n' "$1" \
     "$(awk "BEGIN{printf \"%.0f %s\", $3 / $4, \"$2\"}")" "$(awk "BEGIN{printf \"%.0f %s\", $3 / $5, \"$2\"}")" \
     "$(awk "BEGIN{printf \"%.2f\", $5 / $4}")"
 }
@@ -73,11 +74,10 @@ bench_pair() { # name, count, blk args, qemu args (bench on the qcow2 image)
     t=$(bench_seconds qemu-img bench -f qcow2 -c "$2" $4 "$qcow2"); q=$(min "$q" "$t")
   done
   row "$1" "req/s" "$2" "$b" "$q"
-  last_blk="$b"
 }
 
 write_pair() { # name, blk args, qemu args: 16000 allocating 4 KiB writes, one per 64 KiB cluster, into fresh images
-  local b="" q="" t img="$out/fresh.qcow2" n=16000
+  local b="" q="" t img="$dir/fresh.qcow2" n=16000
   for _ in 1 2 3; do
     fresh "$img"; t=$(bench_seconds "${blk[@]}" bench -w -f qcow2 -c $n -s 4k -S 64k $2 "$img"); b=$(min "$b" "$t")
     fresh "$img"; t=$(bench_seconds qemu-img bench -w -f qcow2 -c $n -s 4k -S 64k $3 "$img"); q=$(min "$q" "$t")
@@ -97,7 +97,6 @@ convert_pair() { # name, MiB of input, convert args (source and target)
 }
 
 bench_pair "4 KiB read QD1 (blk inline, qemu io_uring)" "$count" "-d 1 -i inline" "-d 1 -i io_uring"
-qd1="$last_blk"
 bench_pair "4 KiB read QD16 (blk io_uring, qemu io_uring)" "$count" "-d 16 -i io_uring" "-d 16 -i io_uring"
 bench_pair "4 KiB read QD16 (blk inline x16 threads, qemu io_uring)" "$count" "-d 16 -i inline" "-d 16 -i io_uring"
 bench_pair "64 KiB seq read QD16 (blk io_uring, qemu io_uring)" $((count / 8)) "-d 16 -s 64k -i io_uring" "-d 16 -s 64k -i io_uring"
@@ -108,15 +107,20 @@ convert_pair "convert qcow2 -> raw (1 GiB)" 1024 "-f qcow2 -O raw $qcow2"
 convert_pair "convert raw -> qcow2 (1 GiB)" 1024 "-f raw -O qcow2 $raw"
 convert_pair "convert -c raw -> qcow2 (128 MiB, compressible)" 128 "-c -f raw -O qcow2 $text"
 
-# The floor: fio's plain pread of the same file, the same sequential 4 KiB steps, QD1.
+# The floor: fio's plain pread of the same file, the same sequential 4 KiB steps, QD1, both in steady state (fio runs
+# 3 s, blk four times the read count).
+qd1=""
+for _ in 1 2 3; do
+  t=$(bench_seconds "${blk[@]}" bench -f qcow2 -c $((count * 4)) -d 1 -i inline "$qcow2"); qd1=$(min "$qd1" "$t")
+done
 p=0
 for _ in 1 2 3; do
   i=$(fio --name=p --filename="$qcow2" --ioengine=psync --invalidate=0 --rw=read --bs=4k --iodepth=1 \
         --runtime=3 --time_based --size=1G --output-format=terse 2>/dev/null | awk -F';' '{print $8}')
   [ "$i" -gt "$p" ] && p="$i"
 done
-printf '%-52s %14s %14s %7s\n' "4 KiB read QD1: blk inline vs fio psync (pread)" \
-  "$(awk "BEGIN{printf \"%.0f req/s\", $count / $qd1}")" "$p req/s" "$(awk "BEGIN{printf \"%.2f\", $count / $qd1 / $p}")"
+printf '%-56s %14s %14s %7s\n' "4 KiB read QD1: blk inline vs fio psync (pread)" \
+  "$(awk "BEGIN{printf \"%.0f req/s\", $count * 4 / $qd1}")" "$p req/s" "$(awk "BEGIN{printf \"%.2f\", $count * 4 / $qd1 / $p}")"
 
 # Scaling: random 4 KiB reads of the qcow2 image from one and from two submitting threads (inline engine).
 one=""; two=""
@@ -124,6 +128,6 @@ for _ in 1 2 3; do
   t=$(bench_seconds "${blk[@]}" bench -f qcow2 -c "$count" -d 1 -i inline --pattern-random "$qcow2"); one=$(min "$one" "$t")
   t=$(bench_seconds "${blk[@]}" bench -f qcow2 -c "$count" -d 2 -i inline --pattern-random "$qcow2"); two=$(min "$two" "$t")
 done
-printf '%-52s %14s %14s %7s\n' "random 4 KiB read: blk 2 threads | 1 thread (inline)" \
+printf '%-56s %14s %14s %7s\n' "random 4 KiB read: blk 2 threads | 1 thread (inline)" \
   "$(awk "BEGIN{printf \"%.0f req/s\", $count / $two}")" "$(awk "BEGIN{printf \"%.0f req/s\", $count / $one}")" \
   "$(awk "BEGIN{printf \"%.2f\", $one / $two}")"
