@@ -407,7 +407,7 @@ public class BitmapTests
 
         await using var graph = Qcow2Images.NewGraph();
         var warnings = new List<string>();
-        graph.WarningRaised += warnings.Add;
+        graph.MessagePrinted += warnings.Add;
         var backend = await Qcow2Images.OpenAsync(graph, path);
         var e = await Assert.ThrowsAsync<BlockException>(() => backend.WriteAsync(0, new byte[512]).AsTask());
         Assert.Equal(Errno.EIO, e.Errno);
