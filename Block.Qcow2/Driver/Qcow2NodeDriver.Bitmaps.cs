@@ -96,6 +96,9 @@ internal sealed partial class Qcow2NodeDriver
         // The table must be exactly as large as the disk needs; checked before reading it, which bounds the read.
         if (entry.TableSize != Qcow2BitmapDirectory.TableSizeFor(dataSize, cs))
             throw new ImageFormatException($"Could not read bitmap '{entry.Name}' from image: Invalid argument");
+        // Offsets of 2^63 and more cannot be read at all (QEMU's read fails with EIO).
+        if (entry.TableOffset < 0)
+            throw new ImageFormatException($"Could not read bitmap_table table from image for bitmap '{entry.Name}': Input/output error", Errno.EIO);
         var table = await ReadBitmapTableAsync(entry).ConfigureAwait(false);
         if (Array.Exists(table, e => !Qcow2BitmapDirectory.IsValidTableEntry(e, cs)))
             throw new ImageFormatException($"Could not read bitmap_table table from image for bitmap '{entry.Name}': Invalid argument");
@@ -369,7 +372,7 @@ internal sealed partial class Qcow2NodeDriver
     private async ValueTask FreeBitmapClustersAsync(Qcow2BitmapEntry entry)
     {
         int cs = _layout.ClusterSize;
-        if (entry.TableOffset == 0 || (entry.TableOffset & (cs - 1)) != 0 || entry.TableSize == 0)
+        if (entry.TableOffset <= 0 || (entry.TableOffset & (cs - 1)) != 0 || entry.TableSize == 0)
             return;
         foreach (ulong e in await ReadBitmapTableAsync(entry).ConfigureAwait(false))
         {
@@ -410,6 +413,8 @@ internal sealed partial class Qcow2NodeDriver
         foreach (var entry in _bitmapDirectory)
         {
             count(entry.TableOffset, entry.TableSize * 8L);
+            if (entry.TableOffset < 0)
+                throw new BlockException(Errno.EIO, "Input/output error");
             // Chunks of 64 Ki entries: an in-use bitmap's table was never checked against the disk size.
             var raw = new byte[Math.Min(entry.TableSize, 65536u) * 8];
             for (long first = 0; first < entry.TableSize; first += raw.Length / 8)

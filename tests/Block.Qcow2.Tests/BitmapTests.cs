@@ -275,6 +275,7 @@ public class BitmapTests
         { "unaligned directory", "diroff+", 1 },
         { "directory past the end of the file", "diroff", 0x10000000 },
         { "unaligned table", "toff+", 1 },
+        { "table at 2^63", "toff", 1UL << 63 },
         { "table larger than the disk needs", "tsize", 2 },
         { "empty table", "tsize", 0 },
         { "reserved flag", "flags", 8 },
@@ -309,6 +310,7 @@ public class BitmapTests
             case "diroff": ImageFile.PokeBe64(path, ext + 16, value); break;
             case "diroff+": ImageFile.PokeBe64(path, ext + 16, (ulong)dir0 + value); break;
             case "toff+": ImageFile.PokeBe64(path, dir0, (ulong)table + value); break;
+            case "toff": ImageFile.PokeBe64(path, dir0, value); break;
             case "tsize": ImageFile.PokeBe32(path, dir0 + 8, (uint)value); break;
             case "flags": ImageFile.PokeBe32(path, dir0 + 12, (uint)value); break;
             case "type": ImageFile.Poke(path, dir0 + 16, [(byte)value]); break;
