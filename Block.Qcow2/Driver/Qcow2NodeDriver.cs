@@ -278,10 +278,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             // Arm the overlap checks before anything is written, the header rewrite below included.
             await driver.LoadInactiveL2Async().ConfigureAwait(false);
             driver.RefreshMetadataMap();
-            // Opened to be checked: the check sees (and repairs) a dirty image as it is, and writes no guest data
-            // that persistent bitmaps would miss.
-            if (!options.ForCheck)
-                await driver.PrepareForWritingAsync().ConfigureAwait(false);
+            // Opened to be checked: the check sees (and repairs) a dirty image as it is. The bitmaps are still
+            // marked in use in place, as QEMU does for every read-write open, so the directory QEMU frees on close
+            // holds the same bytes in both tools' images.
+            await driver.PrepareForWritingAsync(repairDirty: !options.ForCheck).ConfigureAwait(false);
         }
         return driver;
     }
@@ -334,7 +334,9 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     /// Before the first write: clear autoclear bits Block does not maintain, repair refcounts left stale by lazy
     /// refcounts (the dirty bit), and mark the stored bitmaps in use, as QEMU does on a read-write open.
     /// </summary>
-    private async ValueTask PrepareForWritingAsync()
+    /// <param name="repairDirty">False when the image is opened to be checked: the check itself reports and repairs
+    /// what lazy refcounts left behind.</param>
+    private async ValueTask PrepareForWritingAsync(bool repairDirty)
     {
         bool rewrite = PrepareBitmapsHeaderForWriting();
         var keep = AutoclearFeatures.DataFileRaw | AutoclearFeatures.Bitmaps;
@@ -343,7 +345,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             _header.Autoclear &= keep;
             rewrite = true;
         }
-        if (_dirtyOnDisk)
+        if (_dirtyOnDisk && repairDirty)
         {
             await RebuildRefcountsAsync().ConfigureAwait(false);
             _header.Incompatible &= ~IncompatibleFeatures.Dirty;

@@ -43,9 +43,10 @@ internal sealed class SideBySide : IDisposable
     /// <summary>Asserts that both sides printed the same and exited the same.</summary>
     public static void AssertSame((ProcessResult Qemu, ProcessResult Blk) r)
     {
-        Assert.Equal(r.Qemu.Stdout, r.Blk.Stdout);
-        Assert.Equal(r.Qemu.Stderr, r.Blk.Stderr);
-        Assert.Equal(r.Qemu.ExitCode, r.Blk.ExitCode);
+        // One comparison of everything, so a failure shows blk's error message beside the stdout that differs.
+        Assert.Equal(Describe(r.Qemu), Describe(r.Blk));
+
+        static string Describe(ProcessResult p) => $"exit {p.ExitCode}\n--- stdout\n{p.Stdout}--- stderr\n{p.Stderr}";
     }
 
     /// <summary>Runs a command on both sides and asserts the same output; returns the exit code.</summary>
