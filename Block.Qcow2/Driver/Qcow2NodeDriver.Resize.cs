@@ -70,9 +70,10 @@ internal sealed partial class Qcow2NodeDriver
 
         if (length <= old)
             return;
-        if (Node.Backing != null && _header.Version >= 3 && preallocation == PreallocMode.Off)
+        if (Node.Backing is { } backing && backing.Node.Length > old && _header.Version >= 3 && preallocation == PreallocMode.Off)
         {
-            // The area that was past the old end must not show the backing file's data.
+            // The area that was past the old end must not show the backing file's data (as QEMU, only when the backing
+            // file reaches past the old end: otherwise nothing shows through).
             // Whole clusters get the zero flag; the rest of the old last cluster gets zero bytes.
             long zeroStart = _layout.AlignUp(old);
             if (zeroStart < length)
