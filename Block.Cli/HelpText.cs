@@ -11,6 +11,7 @@ Block disk image utility (qemu-img and qemu-io compatible)
     '-V', '--version'    output version information and exit
 
 Command syntax:
+  amend [--object objectdef] [--image-opts] [-p] [-q] [-f fmt] [-t cache] [--force] -o options filename
   bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [--pattern-random [--seed=seed]] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename
   bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f fmt] filename bitmap
   check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
@@ -21,6 +22,7 @@ Command syntax:
   info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   io [-c command]... [-f fmt] [-r] [-U] [-n] [-t cache] [-d discard] [-i aio] [--image-opts] [--object objectdef] [filename]
   map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename
+  measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] filename]
   rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename
   resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size
 
@@ -46,6 +48,9 @@ Command parameters:
   'options' is a comma separated list of format specific options in a
     name=value format. Use -o help for an overview of the options supported by
     the used format
+  'snapshot_param' is param used for internal snapshot, format
+    is 'snapshot.id=[ID],snapshot.name=[NAME]', or
+    '[ID_OR_NAME]'
   '-p' show progress of command (only certain commands)
   '-q' use Quiet mode - do not print any output (except errors)
   '-S' indicates the consecutive number of bytes (defaults to 4k) that must

@@ -83,7 +83,7 @@ internal sealed partial class Qcow2NodeDriver
         }
 
         if (size != 0)
-            await Node.TruncateAsync(checked((long)size), PreallocMode.Off, exact: false).ConfigureAwait(false);
+            await Node.TruncateAsync(unchecked((long)size), PreallocMode.Off, exact: false).ConfigureAwait(false);
 
         if (newVersion < oldVersion)
         {

@@ -29,8 +29,20 @@ public sealed class ImageAmendRequest(IReadOnlyDictionary<string, string> option
     /// <summary>Reads an <c>on</c>/<c>off</c> option.</summary>
     public bool? GetBool(string name) => ImageCreateRequest.ParseBool(name, GetString(name));
 
-    /// <summary>Reads a size option (<c>64k</c>).</summary>
-    public ulong? GetSize(string name) => ImageCreateRequest.ParseSize(name, GetString(name));
+    /// <summary>
+    /// Reads a size option (<c>64k</c>). Sizes are unsigned 64-bit numbers; the signed decimal form qemu-img prints
+    /// (<c>-1</c> for 2^64 − 1) is read back as the same number.
+    /// </summary>
+    public ulong? GetSize(string name)
+    {
+        string? text = GetString(name);
+        if (text != null && text.StartsWith('-') && long.TryParse(text, System.Globalization.NumberStyles.AllowLeadingSign,
+                System.Globalization.CultureInfo.InvariantCulture, out long signed))
+        {
+            return unchecked((ulong)signed);
+        }
+        return ImageCreateRequest.ParseSize(name, text);
+    }
 
     /// <summary>Reads an integer option.</summary>
     public long? GetNumber(string name) => ImageCreateRequest.ParseNumber(name, GetString(name));
