@@ -86,12 +86,8 @@ internal static class ImageOpener
             node = await graph.OpenImageNodeAsync(args.Filename, options);
         }
 
-        if (args.Format is null && !args.ImageOpts && !args.ReadOnly && node.Options is Block.Drivers.Raw.BlockdevOptionsRaw { Probed: true })
-        {
-            cli.Err.WriteLine($"WARNING: Image format was not specified for '{args.Filename}' and probing guessed raw.");
-            cli.Err.WriteLine("         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.");
-            cli.Err.WriteLine("         Specify the 'raw' format explicitly to remove the restrictions.");
-        }
+        if (args.Format is null && !args.ImageOpts && !args.ReadOnly && IsProbedRaw(node))
+            WarnProbedRaw(cli, args.Filename);
 
         try
         {
@@ -107,4 +103,15 @@ internal static class ImageOpener
 
     /// <summary>The file name a message shows for the image (the option string with <c>--image-opts</c>).</summary>
     public static JsonObject? Tree(OpenArgs args) => args.ImageOpts ? KeyValueParser.Parse(args.Filename) : null;
+
+    /// <summary>Whether <paramref name="node"/> is a raw node whose format was guessed by probing.</summary>
+    internal static bool IsProbedRaw(BlockNode node) => node.Options is Block.Drivers.Raw.BlockdevOptionsRaw { Probed: true };
+
+    /// <summary>QEMU's warning for a writable image whose format was guessed as raw (its raw driver prints it on open).</summary>
+    internal static void WarnProbedRaw(CliContext cli, string filename)
+    {
+        cli.Err.WriteLine($"WARNING: Image format was not specified for '{filename}' and probing guessed raw.");
+        cli.Err.WriteLine("         Automatically detecting the format is dangerous for raw images, write operations on block 0 will be restricted.");
+        cli.Err.WriteLine("         Specify the 'raw' format explicitly to remove the restrictions.");
+    }
 }

@@ -5,7 +5,7 @@ using Block.Qapi;
 namespace Block.Cli.Img;
 
 /// <summary>
-/// <c>blk snapshot</c>: qemu-img snapshot. <c>-l</c> (the default) lists, <c>-c</c> creates, <c>-a</c> applies (by id,
+/// <c>blk snapshot</c>: qemu-img snapshot. <c>-l</c> lists (no action opens the image and does nothing, as qemu-img), <c>-c</c> creates, <c>-a</c> applies (by id,
 /// else by name), <c>-d</c> deletes (by name) internal snapshots; exit 1 on any failure.
 /// </summary>
 internal static class SnapshotCommand
@@ -34,8 +34,6 @@ internal static class SnapshotCommand
         }
         if (operands.Count != 1)
             return Blk.Usage(cli, "Expecting one image file name");
-        if (action == '\0')
-            action = 'l';
 
         var backend = await ImgCommon.TryOpenAsync(cli, graph, new OpenArgs
         {
@@ -49,6 +47,9 @@ internal static class SnapshotCommand
         var node = backend.Root!;
         switch (action)
         {
+            case '\0':
+                // As qemu-img 7.2: without an action the image is opened read-write and nothing else happens.
+                return 0;
             case 'l':
                 WriteList(cli.Out, node.Snapshots);
                 return 0;
@@ -80,6 +81,10 @@ internal static class SnapshotCommand
                 }
                 catch (BlockException e)
                 {
+                    // QEMU's raw driver has no snapshots of its own: it closes, tries its file, and opens again,
+                    // which prints the probing warning a second time.
+                    if (e.Errno == Errno.ENOTSUP && common.Format is null && !common.ImageOpts && ImageOpener.IsProbedRaw(node))
+                        ImageOpener.WarnProbedRaw(cli, operands[0]);
                     cli.Error($"Could not apply snapshot '{name}': {e.Message}");
                     return 1;
                 }

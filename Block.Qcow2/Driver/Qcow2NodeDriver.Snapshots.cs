@@ -83,9 +83,8 @@ internal sealed partial class Qcow2NodeDriver
                 DateNanoseconds = (uint)snapshot.DateNsec,
                 VmClockNanoseconds = (ulong)(snapshot.VmClockSec * 1_000_000_000 + snapshot.VmClockNsec),
                 VmStateSize = (uint)Math.Min(snapshot.VmStateSize, uint.MaxValue),
-                ExtraData = _header.Version >= 3 || snapshot.VmStateSize > uint.MaxValue
-                    ? Qcow2SnapshotTable.NewExtraData((ulong)snapshot.VmStateSize, (ulong)_size, snapshot.Icount ?? -1)
-                    : [],
+                // QEMU 7.2 writes the 24 bytes of extra data in version 2 images too (older readers skip them).
+                ExtraData = Qcow2SnapshotTable.NewExtraData((ulong)snapshot.VmStateSize, (ulong)_size, snapshot.Icount ?? -1),
             };
             await WriteSnapshotTableAsync([.. _snapshots, entry]).ConfigureAwait(false);
 
@@ -408,7 +407,7 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <summary>
-    /// Fails with ERANGE, before anything changes, if one more reference to everything <paramref name="l1"/> reaches
+    /// Fails with EINVAL (QEMU's errno for it), before anything changes, if one more reference to everything <paramref name="l1"/> reaches
     /// would overflow a refcount (narrow refcounts, or host clusters shared by many compressed clusters).
     /// </summary>
     private async ValueTask EnsureRefcountsCanGrowAsync(ulong[] l1)
@@ -447,7 +446,7 @@ internal sealed partial class Qcow2NodeDriver
         {
             ulong current = await _refcounts.GetAsync(cluster).ConfigureAwait(false);
             if ((long)current + count > _layout.MaxRefcount)
-                throw new BlockException(Errno.ERANGE, "Numerical result out of range");
+                throw new BlockException(Errno.EINVAL, "Invalid argument");
         }
     }
 

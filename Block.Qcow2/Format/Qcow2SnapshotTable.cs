@@ -26,13 +26,14 @@ internal static class Qcow2SnapshotTable
     public static long Icount(Qcow2Snapshot s) =>
         s.ExtraData.Length >= 24 ? BinaryPrimitives.ReadInt64BigEndian(s.ExtraData.AsSpan(16)) : -1;
 
-    /// <summary>Serialises <paramref name="snapshots"/> as the on-disk table.</summary>
+    /// <summary>Serialises <paramref name="snapshots"/> as the on-disk table (the last entry unpadded, as QEMU writes it).</summary>
     public static byte[] Serialize(IReadOnlyList<Qcow2Snapshot> snapshots)
     {
         var buffer = new MemoryStream();
         Span<byte> head = stackalloc byte[40];
-        foreach (var s in snapshots)
+        for (int index = 0; index < snapshots.Count; index++)
         {
+            var s = snapshots[index];
             var id = Encoding.UTF8.GetBytes(s.Id);
             var name = Encoding.UTF8.GetBytes(s.Name);
             head.Clear();
@@ -49,6 +50,10 @@ internal static class Qcow2SnapshotTable
             buffer.Write(s.ExtraData);
             buffer.Write(id);
             buffer.Write(name);
+            // Entries start 8-byte aligned; as in QEMU, the last one is not padded (the table's size, and so the file's
+            // when the table ends it, is the unpadded length).
+            if (index == snapshots.Count - 1)
+                break;
             int length = 40 + s.ExtraData.Length + id.Length + name.Length;
             for (int pad = ((length + 7) & ~7) - length; pad > 0; pad--)
                 buffer.WriteByte(0);
