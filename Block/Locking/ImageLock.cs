@@ -55,6 +55,25 @@ internal sealed class ImageLock
         SetBytes(used, unshared);
     }
 
+    /// <summary>Drops every lock byte, before the file is closed.</summary>
+    /// <remarks>
+    /// Closing the descriptor is not enough: OFD locks belong to the open file description, and a child process forked
+    /// at that moment (by the embedding program, or a test starting qemu-img) holds a copy of the descriptor until it
+    /// executes, so the locks would outlive the close and a reopen of the same image would find them. Unlocking acts
+    /// on the description itself, copies included.
+    /// </remarks>
+    public void Release()
+    {
+        try
+        {
+            SetBytes(BlockPermissions.None, BlockPermissions.None);
+        }
+        catch (BlockException)
+        {
+            // The close that follows drops whatever is left.
+        }
+    }
+
     private void SetBytes(BlockPermissions used, BlockPermissions unshared)
     {
         foreach (var bit in BlockPermissionNames.Bits)

@@ -44,7 +44,9 @@ internal sealed class SideBySide : IDisposable
     public static void AssertSame((ProcessResult Qemu, ProcessResult Blk) r)
     {
         // One comparison of everything, so a failure shows blk's error message beside the stdout that differs.
-        Assert.Equal(Describe(r.Qemu), Describe(r.Blk));
+        string qemu = Describe(r.Qemu), blk = Describe(r.Blk);
+        if (qemu != blk)
+            Assert.Fail($"blk's run differs from QEMU's.\n=== QEMU\n{qemu}=== blk\n{blk}");
 
         static string Describe(ProcessResult p) => $"exit {p.ExitCode}\n--- stdout\n{p.Stdout}--- stderr\n{p.Stderr}";
     }

@@ -427,6 +427,7 @@ internal sealed class FileNodeDriver : NodeDriver
 
     public override ValueTask DisposeAsync()
     {
+        _lock?.Release();
         _handle.Dispose();
         return base.DisposeAsync();
     }
