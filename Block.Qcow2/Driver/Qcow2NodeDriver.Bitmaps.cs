@@ -55,8 +55,9 @@ internal sealed partial class Qcow2NodeDriver
             return;
         if ((_header.Autoclear & AutoclearFeatures.Bitmaps) == 0)
         {
-            Node.Graph.Warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent\n"
-                + "Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
+            Node.Graph.Warn("a program lacking bitmap support modified this file, so all bitmaps are now considered inconsistent");
+            // QEMU ends this hint without a line end; the next output continues its line.
+            Node.Graph.Print("Some clusters may be leaked, run 'qemu-img check -r' on the image file to fix.");
             _bitmapsIgnored = true;
             return;
         }

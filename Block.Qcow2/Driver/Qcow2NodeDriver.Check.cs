@@ -78,7 +78,7 @@ internal sealed partial class Qcow2NodeDriver
         {
             // What the repair found and did reaches the user, as QEMU's messages do.
             foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
-                Node.Graph.Print(line);
+                Node.Graph.Print(line + "\n");
         }
         await FlushMetadataLockedAsync().ConfigureAwait(false);
         if (result.Corruptions > 0 || result.CheckErrors > 0)

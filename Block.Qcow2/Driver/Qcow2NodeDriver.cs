@@ -410,8 +410,8 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         {
             _corruptionSignaled = true;
             Node.Graph.Print(fatal
-                ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
-                : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed");
+                ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed\n"
+                : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed\n");
             Node.Graph.RaiseEvent(new BlockImageCorruptedEvent(string.Empty, Node.NodeName, message, offset, size, fatal));
             if (fatal)
             {

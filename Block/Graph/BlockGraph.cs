@@ -69,7 +69,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
 
     /// <summary>
     /// Raised for diagnostics a QEMU tool prints to stderr as they are, with neither program name nor "warning:"
-    /// (for example qcow2's "qcow2: Marking image as corrupt: …").
+    /// (for example qcow2's "qcow2: Marking image as corrupt: …\n"). The text is exact, line ends included: QEMU
+    /// ends some of them without one (the stale-bitmaps hint), and the next output then continues that line.
     /// </summary>
     public event Action<string>? MessagePrinted;
 
@@ -444,7 +445,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Reports a warning a QEMU tool would print to stderr.</summary>
     public void Warn(string message) => WarningRaised?.Invoke(message);
 
-    /// <summary>Reports a diagnostic a QEMU tool would print to stderr as it is (see <see cref="MessagePrinted"/>).</summary>
+    /// <summary>Reports a diagnostic a QEMU tool would print to stderr exactly as it is, line end included (see <see cref="MessagePrinted"/>).</summary>
     public void Print(string message) => MessagePrinted?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)

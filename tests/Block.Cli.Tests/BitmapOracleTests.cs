@@ -164,6 +164,38 @@ public partial class BitmapOracleTests
     }
 
     [Fact]
+    public void A_stale_bitmaps_extension_is_warned_about_ignored_and_dropped_as_qemu_does()
+    {
+        using var s = new SideBySide();
+        s.InBoth(d =>
+        {
+            string path = d.File("st.qcow2");
+            QemuImg.Create("qcow2", path, "64M");
+            QemuImg.Run("bitmap", "--add", path, "b0").EnsureSuccess("qemu-img bitmap");
+            // A program without bitmap support wrote the image: the bitmaps autoclear bit (bit 0 at byte 95) is clear.
+            using var f = File.Open(path, FileMode.Open);
+            f.Position = 95;
+            int last = f.ReadByte();
+            f.Position = 95;
+            f.WriteByte((byte)(last & ~1));
+        });
+        string[][] steps =
+        [
+            ["info", "@st.qcow2"],
+            ["check", "@st.qcow2"],
+            ["bitmap", "--add", "@st.qcow2", "b1"],
+            ["check", "-r", "all", "@st.qcow2"],
+            ["info", "@st.qcow2"],
+        ];
+        foreach (var step in steps)
+        {
+            var (q, b) = s.Img(step);
+            AssertSame((WithoutDiskSize(q), WithoutDiskSize(b)));
+            s.AssertSameBytes("st.qcow2");
+        }
+    }
+
+    [Fact]
     public void Bitmaps_left_in_use_by_a_crash_are_shown_and_refused_as_qemu_does()
     {
         using var s = new SideBySide();
