@@ -449,8 +449,9 @@ internal static class ConvertCommand
                     {
                         (await read).Buffer?.Return(clear: false);
                     }
-                    catch (ConvertException)
+                    catch (Exception)
                     {
+                        // The first failure is the one reported; a failed read has returned its buffer already.
                     }
                 }
             }
@@ -512,8 +513,9 @@ internal static class ConvertCommand
                     {
                         (await read).Buffer?.Return(clear: false);
                     }
-                    catch (ConvertException)
+                    catch (Exception)
                     {
+                        // The first failure is the one reported; a failed read has returned its buffer already.
                     }
                 }
             }
@@ -652,6 +654,11 @@ internal static class ConvertCommand
             {
                 buffer.Return(clear: false);
                 throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
+            }
+            catch
+            {
+                buffer.Return(clear: false);
+                throw;
             }
         });
 
