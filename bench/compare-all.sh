@@ -7,7 +7,8 @@
 #                                    flock /tmp/block-build.lock bench/compare-all.sh, so no build shares the cores)
 # Environment: BENCH_DIR (inputs and fresh images, default /tmp/blk-bench), BENCH_OUT (convert outputs, default
 # /dev/shm/blk-bench-out),
-# COUNT (read requests per run, default 400000).
+# COUNT (read requests per run, default 400000), ONLY (run only these groups of rows, space-separated: bench, write,
+# convert, floor, scaling; e.g. ONLY=convert bench/compare-all.sh).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${BENCH_DIR:-/tmp/blk-bench}"
@@ -60,6 +61,9 @@ wall_seconds() { # wall time of "$@" (output discarded)
 min() { if [ -z "$1" ] || awk "BEGIN{exit !($2 < $1)}"; then echo "$2"; else echo "$1"; fi; }
 fresh() { rm -f "$1"; qemu-img create -q -f qcow2 "$1" 1G; }
 
+only="${ONLY:-}"
+want() { [ -z "$only" ] || [[ " $only " == *" $1 "* ]]; }
+
 printf '%-56s %14s %14s %7s\n' "workload" "blk" "qemu-img" "ratio"
 row() { # name, unit, work per run, blk seconds, qemu seconds
   printf '%-56s %14s %14s %7s\n' "$1" \
@@ -96,17 +100,18 @@ convert_pair() { # name, MiB of input, convert args (source and target)
   row "$1" "MiB/s" "$2" "$b" "$q"
 }
 
-bench_pair "4 KiB read QD1 (blk inline, qemu io_uring)" "$count" "-d 1 -i inline" "-d 1 -i io_uring"
-bench_pair "4 KiB read QD16 (blk io_uring, qemu io_uring)" "$count" "-d 16 -i io_uring" "-d 16 -i io_uring"
-bench_pair "4 KiB read QD16 (blk inline x16 threads, qemu io_uring)" "$count" "-d 16 -i inline" "-d 16 -i io_uring"
-bench_pair "64 KiB seq read QD16 (blk io_uring, qemu io_uring)" $((count / 8)) "-d 16 -s 64k -i io_uring" "-d 16 -s 64k -i io_uring"
-write_pair "alloc 4 KiB write QD1 (blk inline, qemu io_uring)" "-d 1 -i inline" "-d 1 -i io_uring"
-write_pair "alloc 4 KiB write QD16 (blk io_uring, qemu io_uring)" "-d 16 -i io_uring" "-d 16 -i io_uring"
-write_pair "alloc 4 KiB write QD16 (blk inline x16, qemu io_uring)" "-d 16 -i inline" "-d 16 -i io_uring"
-convert_pair "convert qcow2 -> raw (1 GiB)" 1024 "-f qcow2 -O raw $qcow2"
-convert_pair "convert raw -> qcow2 (1 GiB)" 1024 "-f raw -O qcow2 $raw"
-convert_pair "convert -c raw -> qcow2 (128 MiB, compressible)" 128 "-c -f raw -O qcow2 $text"
+want bench && bench_pair "4 KiB read QD1 (blk inline, qemu io_uring)" "$count" "-d 1 -i inline" "-d 1 -i io_uring"
+want bench && bench_pair "4 KiB read QD16 (blk io_uring, qemu io_uring)" "$count" "-d 16 -i io_uring" "-d 16 -i io_uring"
+want bench && bench_pair "4 KiB read QD16 (blk inline x16 threads, qemu io_uring)" "$count" "-d 16 -i inline" "-d 16 -i io_uring"
+want bench && bench_pair "64 KiB seq read QD16 (blk io_uring, qemu io_uring)" $((count / 8)) "-d 16 -s 64k -i io_uring" "-d 16 -s 64k -i io_uring"
+want write && write_pair "alloc 4 KiB write QD1 (blk inline, qemu io_uring)" "-d 1 -i inline" "-d 1 -i io_uring"
+want write && write_pair "alloc 4 KiB write QD16 (blk io_uring, qemu io_uring)" "-d 16 -i io_uring" "-d 16 -i io_uring"
+want write && write_pair "alloc 4 KiB write QD16 (blk inline x16, qemu io_uring)" "-d 16 -i inline" "-d 16 -i io_uring"
+want convert && convert_pair "convert qcow2 -> raw (1 GiB)" 1024 "-f qcow2 -O raw $qcow2"
+want convert && convert_pair "convert raw -> qcow2 (1 GiB)" 1024 "-f raw -O qcow2 $raw"
+want convert && convert_pair "convert -c raw -> qcow2 (128 MiB, compressible)" 128 "-c -f raw -O qcow2 $text"
 
+if want floor; then
 # The floor: fio's plain pread of the same file, the same sequential 4 KiB steps, QD1, both in steady state (fio runs
 # 3 s, blk four times the read count).
 qd1=""
@@ -122,6 +127,9 @@ done
 printf '%-56s %14s %14s %7s\n' "4 KiB read QD1: blk inline vs fio psync (pread)" \
   "$(awk "BEGIN{printf \"%.0f req/s\", $count * 4 / $qd1}")" "$p req/s" "$(awk "BEGIN{printf \"%.2f\", $count * 4 / $qd1 / $p}")"
 
+fi
+
+if want scaling; then
 # Scaling: random 4 KiB reads of the qcow2 image from one and from two submitting threads (inline engine).
 one=""; two=""
 for _ in 1 2 3; do
@@ -131,3 +139,4 @@ done
 printf '%-56s %14s %14s %7s\n' "random 4 KiB read: blk 2 threads | 1 thread (inline)" \
   "$(awk "BEGIN{printf \"%.0f req/s\", $count / $two}")" "$(awk "BEGIN{printf \"%.0f req/s\", $count / $one}")" \
   "$(awk "BEGIN{printf \"%.2f\", $one / $two}")"
+fi

@@ -9,8 +9,11 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size="${1:-1G}"
 dir="${LUKS_BENCH_DIR:-/dev/shm/blk-luks-bench}"
 mkdir -p "$dir"
-dotnet build "$root/Block.Cli/Block.Cli.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly >/dev/null
-blk=(dotnet "$root/Block.Cli/bin/Release/net10.0/blk.dll")
+# blk as it ships: published ReadyToRun (precompiled), as in compare-all.sh, so that the runs do not time the JIT.
+publish="$dir/blk-publish"
+dotnet publish "$root/Block.Cli/Block.Cli.csproj" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
+  -o "$publish" -nologo -v quiet -clp:ErrorsOnly >/dev/null
+blk=(dotnet "$publish/blk.dll")
 secret=(--object secret,id=s0,data=benchmark)
 image="$dir/image.luks"
 qcow2="$dir/image.qcow2"

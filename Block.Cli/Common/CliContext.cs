@@ -27,10 +27,13 @@ internal sealed class CliContext
     /// <summary>Prints <c>blk: warning: message</c> on stderr.</summary>
     public void Warning(string message) => Err.WriteLine($"{Program}: warning: {message}");
 
-    /// <summary>Creates a graph with every driver this build has, reporting its warnings on stderr.</summary>
-    public BlockGraph CreateGraph()
+    /// <summary>
+    /// Creates a graph with every driver this build has, reporting its warnings on stderr; file nodes whose options
+    /// name no engine use <paramref name="defaultAio"/>.
+    /// </summary>
+    public BlockGraph CreateGraph(Block.Qapi.BlockdevAioOptions defaultAio = Block.Qapi.BlockdevAioOptions.Threads)
     {
-        var graph = new BlockGraph(new BlockGraphOptions { Drivers = Drivers.Create() });
+        var graph = new BlockGraph(new BlockGraphOptions { Drivers = Drivers.Create(), DefaultAio = defaultAio });
         graph.WarningRaised += Warning;
         graph.MessagePrinted += Err.Write;
         return graph;

@@ -27,12 +27,14 @@ internal static class ConvertCommand
             ("bitmaps", false, "bitmaps"), ("skip-broken-bitmaps", false, "skip-broken-bitmaps")));
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
-        await using var graph = cli.CreateGraph();
+        // The copy runs its reads on the thread pool itself (see Copier), so the inline engine's synchronous system
+        // calls serve it better than handing each request to an I/O thread.
+        await using var graph = cli.CreateGraph(Block.Qapi.BlockdevAioOptions.Inline);
         var common = new CommonOptions(cli, graph);
         string? outputFormat = null, backingFile = null, backingFormat = null, snapshot = null;
         var optionTexts = new List<string>();
         bool targetImageOpts = false, compress = false, progress = false;
-        bool skipCreate = false, outOfOrder = false, targetIsZero = false, bitmaps = false, skipBrokenBitmaps = false;
+        bool skipCreate = false, targetIsZero = false, bitmaps = false, skipBrokenBitmaps = false;
         long minSparse = 8 * Sector;
         int coroutines = 8;
         var targetCache = CacheMode.Unsafe;
@@ -101,7 +103,7 @@ internal static class ConvertCommand
                     }
                     break;
                 case "W":
-                    outOfOrder = true;
+                    // Out-of-order writes are allowed, not required: the copy writes in order either way.
                     break;
                 case "r":
                     if (!ImgCommon.TryParseSize(cli, arg!, "rate limit", out _))
@@ -295,7 +297,7 @@ internal static class ConvertCommand
         var meter = new Progress(progress ? cli.Out : null, 0);
         try
         {
-            var copier = new Copier(output, zeroInitialised, minSparse, compress, coroutines, outOfOrder, meter)
+            var copier = new Copier(output, zeroInitialised, minSparse, compress, coroutines, meter)
             {
                 TargetBackingLength = targetHasBacking ? output.Root!.Backing?.Node.Length ?? 0 : null,
             };
@@ -384,10 +386,11 @@ internal static class ConvertCommand
     /// <summary>The copy loop: block status decides what to read, sparse detection what to write.</summary>
     /// <remarks>
     /// As in qemu-img, <c>-m</c> chunks are in flight at once: their reads (and a format's decryption or decompression)
-    /// overlap, while their writes stay in order unless <c>-W</c> allows any order. Each chunk waits for the one before
-    /// it to be written before it writes.
+    /// run on the thread pool and overlap each other and the writes, which go down one after the other in order. <c>-W</c>
+    /// allows any order; writing in order is one of them, and writes to one file do not run in parallel anyway (the
+    /// kernel holds the file's lock for each).
     /// </remarks>
-    private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, bool outOfOrder, Progress meter)
+    private sealed class Copier(BlockBackend target, bool zeroInitialised, long minSparse, bool compress, int parallel, Progress meter)
     {
         private long _allocatedTotal;
         private long _allocatedDone;
@@ -412,38 +415,46 @@ internal static class ConvertCommand
             }
 
             long targetOffset = 0;
-            using var gate = new SemaphoreSlim(parallel);
-            var pending = new List<Task>();
-            Task? previous = null;
-            foreach (var (node, length) in sources)
+            var window = new Queue<Task<Chunk>>(parallel);
+            try
             {
-                await foreach (var (offset, bytes, kind) in Extents(node, length, targetOffset))
+                foreach (var (node, length) in sources)
                 {
-                    long destination = targetOffset + offset;
-                    if (kind == ExtentKind.Backing)
-                        continue;
-                    bool zero = kind == ExtentKind.Zero;
-                    if (zero && minSparse > 0)
+                    await foreach (var (offset, bytes, kind) in Extents(node, length, targetOffset))
                     {
-                        if (!zeroInitialised)
-                        {
-                            if (!outOfOrder && previous != null)
-                                await previous;
-                            await Write(() => target.WriteZeroesAsync(destination, bytes, Graph.RequestFlags.MayUnmap), destination);
-                        }
-                        continue;
+                        long destination = targetOffset + offset;
+                        if (kind == ExtentKind.Backing)
+                            continue;
+                        bool zero = kind == ExtentKind.Zero;
+                        if (zero && minSparse > 0 && zeroInitialised)
+                            continue;
+                        if (window.Count == parallel)
+                            await WriteChunkAsync(window.Dequeue());
+                        window.Enqueue(zero && minSparse > 0
+                            ? Task.FromResult(new Chunk(null, destination, bytes))
+                            : ReadChunkAsync(node, offset, destination, (int)bytes, zero));
                     }
-                    await gate.WaitAsync();
-                    var task = CopyChunkAsync(node, offset, destination, (int)bytes, zero, gate, outOfOrder ? null : previous);
-                    previous = task;
-                    if (parallel == 1)
-                        await task;
-                    else
-                        pending.Add(task);
+                    targetOffset += length;
                 }
-                targetOffset += length;
+                while (window.Count > 0)
+                    await WriteChunkAsync(window.Dequeue());
             }
-            await Task.WhenAll(pending);
+            finally
+            {
+                // After a failure, the reads still in flight finish before their buffers go back.
+                while (window.Count > 0)
+                {
+                    var read = window.Dequeue();
+                    try
+                    {
+                        (await read).Buffer?.Return(clear: false);
+                    }
+                    catch (Exception)
+                    {
+                        // The first failure is the one reported; a failed read has returned its buffer already.
+                    }
+                }
+            }
             meter.Report(100, force: true);
         }
 
@@ -459,45 +470,100 @@ internal static class ConvertCommand
             meter.Report(0, force: true);
             long total = sources.Sum(s => s.Length);
             int chunk = Math.Max(clusterSize, BufferSize / clusterSize * clusterSize);
-            var buffer = new byte[chunk];
-            for (long destination = 0; destination < total;)
+            var pool = target.Root!.Graph.Buffers;
+            var window = new Queue<Task<Chunk>>(parallel);
+            try
             {
-                var (node, offset, remaining) = Locate(sources, destination);
-                var (bytes, kind) = await ClassifyAsync(node, offset, remaining, destination);
-                if (kind == ExtentKind.Backing && bytes >= clusterSize)
+                for (long destination = 0; destination < total;)
                 {
-                    destination += bytes / clusterSize * clusterSize;
-                    continue;
-                }
-                // -S 0 copies zero areas as data too.
-                bool zero = kind == ExtentKind.Zero && minSparse > 0;
-                if (bytes < clusterSize)
-                {
-                    bytes = Math.Min(clusterSize, total - destination);
-                    zero = false;
-                }
-                else
-                {
-                    bytes = zero ? bytes / clusterSize * clusterSize : Math.Min(chunk, bytes / clusterSize * clusterSize);
-                }
-                if (!zero)
-                {
-                    var data = buffer.AsMemory(0, (int)bytes);
-                    await ReadAcrossAsync(sources, destination, data);
-                    await WriteClustersAsync(data, destination, clusterSize);
+                    var (node, offset, remaining) = Locate(sources, destination);
+                    var (bytes, kind) = await ClassifyAsync(node, offset, remaining, destination);
+                    if (kind == ExtentKind.Backing && bytes >= clusterSize)
+                    {
+                        destination += bytes / clusterSize * clusterSize;
+                        continue;
+                    }
+                    // -S 0 copies zero areas as data too.
+                    bool zero = kind == ExtentKind.Zero && minSparse > 0;
+                    if (bytes < clusterSize)
+                    {
+                        bytes = Math.Min(clusterSize, total - destination);
+                        zero = false;
+                    }
+                    else
+                    {
+                        bytes = zero ? bytes / clusterSize * clusterSize : Math.Min(chunk, bytes / clusterSize * clusterSize);
+                    }
+                    if (window.Count == parallel)
+                        await WriteCompressedChunkAsync(window.Dequeue(), clusterSize, total);
+                    window.Enqueue(zero
+                        ? Task.FromResult(new Chunk(null, destination, bytes))
+                        : ReadAcrossChunkAsync(pool, sources, destination, (int)bytes));
                     destination += bytes;
-                    meter.Report(100.0 * destination / total);
-                    continue;
                 }
-                if (!zeroInitialised)
-                {
-                    long at = destination;
-                    await Write(() => target.WriteZeroesAsync(at, bytes, Graph.RequestFlags.MayUnmap), at);
-                }
-                destination += bytes;
-                meter.Report(100.0 * destination / total);
+                while (window.Count > 0)
+                    await WriteCompressedChunkAsync(window.Dequeue(), clusterSize, total);
             }
+            finally
+            {
+                while (window.Count > 0)
+                {
+                    var read = window.Dequeue();
+                    try
+                    {
+                        (await read).Buffer?.Return(clear: false);
+                    }
+                    catch (Exception)
+                    {
+                        // The first failure is the one reported; a failed read has returned its buffer already.
+                    }
+                }
+            }
+            // An empty compressed write tells the format the stream is complete (qcow2 rounds its file up to a
+            // sector), as qemu-img does unless the target has a backing file.
+            if (TargetBackingLength is null)
+                await Write(() => target.WriteAsync(0, Memory<byte>.Empty, Graph.RequestFlags.Compressed), 0);
             meter.Report(100, force: true);
+        }
+
+        /// <summary>Reads <paramref name="bytes"/> of the concatenated sources on the thread pool (see <see cref="ReadChunkAsync"/>).</summary>
+        private static Task<Chunk> ReadAcrossChunkAsync(Block.Io.AlignedBufferPool pool, IReadOnlyList<(BlockNode Node, long Length)> sources, long destination, int bytes) =>
+            Task.Run(async () =>
+            {
+                var buffer = pool.Rent(bytes);
+                try
+                {
+                    await ReadAcrossAsync(sources, destination, buffer.Memory[..bytes]);
+                    return new Chunk(buffer, destination, bytes);
+                }
+                catch
+                {
+                    buffer.Return(clear: false);
+                    throw;
+                }
+            });
+
+        /// <summary>Writes the clusters of the chunk <paramref name="read"/> gives, or its zeroes, in order.</summary>
+        private async Task WriteCompressedChunkAsync(Task<Chunk> read, int clusterSize, long total)
+        {
+            var chunk = await read;
+            if (chunk.Buffer is null)
+            {
+                if (!zeroInitialised)
+                    await Write(() => target.WriteZeroesAsync(chunk.Destination, chunk.Bytes, Graph.RequestFlags.MayUnmap), chunk.Destination);
+            }
+            else
+            {
+                try
+                {
+                    await WriteClustersAsync(chunk.Buffer.Memory[..(int)chunk.Bytes], chunk.Destination, clusterSize);
+                }
+                finally
+                {
+                    chunk.Buffer.Return(clear: false);
+                }
+            }
+            meter.Report(100.0 * (chunk.Destination + chunk.Bytes) / total);
         }
 
         /// <summary>
@@ -557,39 +623,68 @@ internal static class ConvertCommand
             }
         }
 
-        private async Task CopyChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero, SemaphoreSlim gate, Task? writtenBefore)
+        /// <summary>A chunk read from the source, waiting for its turn to be written; no buffer for a run of zeroes.</summary>
+        /// <remarks><c>Dense</c>: no sector of it is all zeroes (or sparse detection is off), so it goes down as one write.</remarks>
+        private readonly record struct Chunk(Block.Io.AlignedBuffer? Buffer, long Destination, long Bytes, bool Dense = false);
+
+        /// <summary>
+        /// Reads a chunk on the thread pool, so that up to <c>-m</c> reads (and a format's decryption or decompression)
+        /// run beside the write of the chunk before them, on every core, whatever the I/O engine.
+        /// </summary>
+        /// <remarks>
+        /// <para>With the inline engine a read is done when <c>ReadAsync</c> returns, so reading on the writer's thread
+        /// would copy one chunk at a time; two threads, one reading and one writing, copy 1 GiB page cache to tmpfs in
+        /// about 0.45 s where one takes 0.65 s on the two-core machine the benchmarks run on.</para>
+        /// <para>The reader also looks for zero sectors, so that the writer, the stage that sets the pace, only scans
+        /// chunks that have some.</para>
+        /// </remarks>
+        private Task<Chunk> ReadChunkAsync(BlockNode node, long offset, long destination, int bytes, bool zero) => Task.Run(async () =>
         {
             var buffer = node.Graph.Buffers.Rent(bytes);
             try
             {
                 var memory = buffer.Memory[..bytes];
                 if (zero)
-                {
                     memory.Span.Clear();
-                }
                 else
-                {
-                    try
-                    {
-                        await node.ReadAsync(offset, memory);
-                    }
-                    catch (BlockException e)
-                    {
-                        throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
-                    }
-                }
-                if (writtenBefore != null)
-                    await writtenBefore;
-                await WriteDataAsync(memory, destination);
-                long done = Interlocked.Add(ref _allocatedDone, bytes);
-                lock (meter)
-                    meter.Report(_allocatedTotal == 0 ? 100 : 100.0 * done / _allocatedTotal, force: true);
+                    await node.ReadAsync(offset, memory);
+                return new Chunk(buffer, destination, bytes, Dense: minSparse == 0 || !HasZeroSector(memory.Span));
+            }
+            catch (BlockException e)
+            {
+                buffer.Return(clear: false);
+                throw new ConvertException($"error while reading at byte {offset}: {ErrnoText.Describe(e.Errno)}");
+            }
+            catch
+            {
+                buffer.Return(clear: false);
+                throw;
+            }
+        });
+
+        /// <summary>Writes the chunk <paramref name="read"/> gives (or its zeroes), in the order the chunks were read.</summary>
+        private async Task WriteChunkAsync(Task<Chunk> read)
+        {
+            var chunk = await read;
+            if (chunk.Buffer is null)
+            {
+                await Write(() => target.WriteZeroesAsync(chunk.Destination, chunk.Bytes, Graph.RequestFlags.MayUnmap), chunk.Destination);
+                return;
+            }
+            try
+            {
+                var data = chunk.Buffer.Memory[..(int)chunk.Bytes];
+                if (chunk.Dense)
+                    await Write(() => target.WriteAsync(chunk.Destination, data, compress ? Graph.RequestFlags.Compressed : Graph.RequestFlags.None), chunk.Destination);
+                else
+                    await WriteDataAsync(data, chunk.Destination);
             }
             finally
             {
-                buffer.Return(clear: false);
-                gate.Release();
+                chunk.Buffer.Return(clear: false);
             }
+            _allocatedDone += chunk.Bytes;
+            meter.Report(_allocatedTotal == 0 ? 100 : 100.0 * _allocatedDone / _allocatedTotal, force: true);
         }
 
         /// <summary>Writes a data chunk, leaving runs of at least <c>minSparse</c> zero bytes (whole sectors) unwritten.</summary>
@@ -629,6 +724,16 @@ internal static class ConvertCommand
             while (run < data.Length && IsZeroSector(data, run) == zero)
                 run = Math.Min(data.Length, run + Sector);
             return run;
+        }
+
+        private static bool HasZeroSector(ReadOnlySpan<byte> data)
+        {
+            for (int start = 0; start < data.Length; start += Sector)
+            {
+                if (IsZeroSector(data, start))
+                    return true;
+            }
+            return false;
         }
 
         private static bool IsZeroSector(ReadOnlySpan<byte> data, int start)

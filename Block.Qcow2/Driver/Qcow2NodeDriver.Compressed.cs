@@ -11,7 +11,8 @@ internal sealed partial class Qcow2NodeDriver
     /// <summary>
     /// Writes whole clusters compressed (<c>write -c</c>, <c>convert -c</c>). Each cluster must be unallocated or a
     /// plain zero cluster, as in QEMU: compression never overwrites data. A cluster that does not compress is written
-    /// normally.
+    /// normally. An empty compressed write ends the compressed stream: the file is rounded up to a whole sector, as
+    /// QEMU does when <c>qemu-img convert -c</c> finishes.
     /// </summary>
     /// <remarks>
     /// The clusters of one request are compressed on every core at once, then allocated and written one after the
@@ -21,6 +22,12 @@ internal sealed partial class Qcow2NodeDriver
     private async ValueTask WriteCompressedAsync(long offset, IoVector buffers)
     {
         int cs = _layout.ClusterSize;
+        if (buffers.Length == 0)
+        {
+            // A node's length is whole sectors: truncating the file to it rounds the last compressed cluster up.
+            await _file.TruncateAsync(_file.Length).ConfigureAwait(false);
+            return;
+        }
         if (_hasDataFile)
             throw new BlockException(Errno.ENOTSUP, "Compression is not supported with an external data file");
         if ((offset & (cs - 1)) != 0 || ((buffers.Length & (cs - 1)) != 0 && offset + buffers.Length != _size))
@@ -114,7 +121,7 @@ internal sealed partial class Qcow2NodeDriver
             }
             catch
             {
-                await _refcounts.UpdateAsync(host >> _layout.ClusterBits, 1, -1).ConfigureAwait(false);
+                await _refcounts.ReleaseBytesAsync(host, data.Length).ConfigureAwait(false);
                 throw;
             }
             flight = new InFlightAllocation(offset, offset + cs);
@@ -135,7 +142,7 @@ internal sealed partial class Qcow2NodeDriver
             await _lock.WaitAsync().ConfigureAwait(false);
             try
             {
-                await _refcounts.UpdateAsync(host >> _layout.ClusterBits, 1, -1).ConfigureAwait(false);
+                await _refcounts.ReleaseBytesAsync(host, data.Length).ConfigureAwait(false);
             }
             catch (BlockException)
             {

@@ -103,7 +103,9 @@ public sealed partial class BlockNode
     /// Unaligned writes are read-modify-write: the surrounding aligned blocks are read into bounce buffers and
     /// written back around the caller's segments, serialised against overlapping requests. FUA is emulated with a
     /// flush where the driver cannot do it; all-zero data becomes a write-zeroes request under
-    /// <c>detect-zeroes</c>; the write threshold is checked first.
+    /// <c>detect-zeroes</c>; the write threshold is checked first. An empty write does nothing, except an empty
+    /// compressed write, which tells a driver that takes compressed writes that the compressed stream is complete (as
+    /// in QEMU: qcow2 then rounds its file up to a whole sector).
     /// </remarks>
     public ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
     {
@@ -116,7 +118,7 @@ public sealed partial class BlockNode
         if (_readOnlyFlag)
             return ReadOnlyError();
         if (bytes == 0)
-            return default;
+            return (flags & _supportedWriteFlags & RequestFlags.Compressed) != 0 ? impl.WriteAsync(offset, buffers, flags) : default;
         if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer || _tracker != null
             || Volatile.Read(ref _writeThreshold) != 0 || DetectZeroes != BlockdevDetectZeroesOptions.Off
             || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0)
