@@ -16,11 +16,8 @@ out="${BENCH_OUT:-/dev/shm/blk-bench-out}"
 count="${COUNT:-400000}"
 mkdir -p "$dir" "$out"
 
-# blk as it ships: published ReadyToRun (precompiled), so that a one-second run is not spent in the JIT.
-publish="$dir/blk-publish"
-dotnet publish "$root/Block.Cli/Block.Cli.csproj" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$publish" -nologo -v quiet -clp:ErrorsOnly >/dev/null
-blk=(dotnet "$publish/blk.dll")
+# blk as it ships: Native AOT (bench/publish-blk.sh; BLK_BUILD=r2r or jit for the other builds).
+blk=("$("$root/bench/publish-blk.sh" "$dir/blk-publish")")
 
 raw="$dir/random-1g.raw"
 qcow2="$dir/random-1g.qcow2"

@@ -9,11 +9,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 size="${1:-1G}"
 dir="${LUKS_BENCH_DIR:-/dev/shm/blk-luks-bench}"
 mkdir -p "$dir"
-# blk as it ships: published ReadyToRun (precompiled), as in compare-all.sh, so that the runs do not time the JIT.
-publish="$dir/blk-publish"
-dotnet publish "$root/Block.Cli/Block.Cli.csproj" -c Release -r linux-x64 --self-contained false -p:PublishReadyToRun=true \
-  -o "$publish" -nologo -v quiet -clp:ErrorsOnly >/dev/null
-blk=(dotnet "$publish/blk.dll")
+# blk as it ships: Native AOT (bench/publish-blk.sh; BLK_BUILD=r2r or jit for the other builds).
+blk=("$("$root/bench/publish-blk.sh" "$dir/blk-publish")")
 secret=(--object secret,id=s0,data=benchmark)
 image="$dir/image.luks"
 qcow2="$dir/image.qcow2"
