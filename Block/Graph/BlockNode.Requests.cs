@@ -409,6 +409,7 @@ public sealed partial class BlockNode
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteZeroesSlowAsync(long offset, long bytes, RequestFlags flags, bool thresholdChecked = false)
     {
         if (!thresholdChecked)
