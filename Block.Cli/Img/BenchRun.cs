@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 using Block.Graph;
 using Block.Io;
 
@@ -26,8 +27,10 @@ internal sealed class BenchRun
     private readonly bool _drain;
     private readonly byte _pattern;
     private readonly object _flushLock = new();
-    private long _next;
-    private int _inFlight;
+    /// <summary>The shared counters, each on a cache line of its own: the fields above are read on every request by
+    /// every worker, and a counter written next to them would bounce their line between cores.</summary>
+    private readonly SharedCounters _shared = new();
+    private const long ClaimBlock = 64;
     private Task? _flushGate;
 
     public BenchRun(BlockBackend backend, bool write, int count, int depth, int bufferSize, long step, long start, int flushInterval, bool drain, byte pattern)
@@ -81,15 +84,27 @@ internal sealed class BenchRun
     private async Task WorkerAsync(Memory<byte> buffer)
     {
         var vector = new IoVector(buffer);
+        // Random offsets depend only on the request number, not on the order requests are issued in, so a worker
+        // claims them in blocks and workers on different cores do not write the shared counter on every request.
+        // Sequential runs and flush intervals keep qemu-img bench's order: one number at a time.
+        long block = RandomSeed is not null && _flushInterval == 0 ? ClaimBlock : 1;
+        long k = 0, claimedEnd = 0;
         while (Failure is null)
         {
-            long k = Interlocked.Increment(ref _next) - 1;
+            if (k == claimedEnd)
+            {
+                claimedEnd = Interlocked.Add(ref _shared.Next, block);
+                k = claimedEnd - block;
+            }
             if (k >= _count)
                 return;
             if (_flushInterval > 0 && k > 0 && (_count - k) % _flushInterval == 0)
                 await FlushAsync();
             long offset = OffsetOf(k);
-            Interlocked.Increment(ref _inFlight);
+            // Only a draining flush needs the number of requests in flight.
+            bool counted = _flushInterval > 0 && _drain;
+            if (counted)
+                Interlocked.Increment(ref _shared.InFlight);
             try
             {
                 if (_write)
@@ -104,8 +119,10 @@ internal sealed class BenchRun
             }
             finally
             {
-                Interlocked.Decrement(ref _inFlight);
+                if (counted)
+                    Interlocked.Decrement(ref _shared.InFlight);
             }
+            k++;
         }
     }
 
@@ -155,7 +172,7 @@ internal sealed class BenchRun
     {
         if (_drain)
         {
-            while (Volatile.Read(ref _inFlight) > 0)
+            while (Volatile.Read(ref _shared.InFlight) > 0)
                 await Task.Yield();
         }
         try
@@ -166,5 +183,17 @@ internal sealed class BenchRun
         {
             Failure ??= e;
         }
+    }
+
+    [StructLayout(LayoutKind.Explicit, Size = 384)]
+    private sealed class SharedCounters
+    {
+        /// <summary>The next request number.</summary>
+        [FieldOffset(128)]
+        public long Next;
+
+        /// <summary>Requests in flight (counted only for a draining flush).</summary>
+        [FieldOffset(256)]
+        public int InFlight;
     }
 }

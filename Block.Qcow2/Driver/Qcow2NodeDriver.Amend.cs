@@ -104,11 +104,11 @@ internal sealed partial class Qcow2NodeDriver
     {
         while (_inFlight.Count > 0)
         {
-            var f = _inFlight[0];
+            var done = _inFlight[0].WhenDone();
             _lock.Release();
             try
             {
-                await f.Done.Task.ConfigureAwait(false);
+                await done.ConfigureAwait(false);
             }
             finally
             {

@@ -98,10 +98,11 @@ internal sealed partial class Qcow2NodeDriver
                 var blocker = FindInFlight(offset, offset + cs);
                 if (blocker is null)
                     break;
+                var done = blocker.WhenDone();
                 _lock.Release();
                 try
                 {
-                    await blocker.Done.Task.ConfigureAwait(false);
+                    await done.ConfigureAwait(false);
                 }
                 finally
                 {

@@ -32,11 +32,11 @@ internal sealed partial class Qcow2NodeDriver
             ThrowIfCorrupt();
             while (_inFlight.Count > 0)
             {
-                var f = _inFlight[0];
+                var done = _inFlight[0].WhenDone();
                 _lock.Release();
                 try
                 {
-                    await f.Done.Task.ConfigureAwait(false);
+                    await done.ConfigureAwait(false);
                 }
                 finally
                 {

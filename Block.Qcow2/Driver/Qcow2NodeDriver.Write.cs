@@ -1,5 +1,6 @@
 using System.Buffers;
 using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
 using Block.Graph;
 using Block.Io;
 using Block.Qcow2.Format;
@@ -47,7 +48,47 @@ internal sealed partial class Qcow2NodeDriver
         /// subcluster of it becomes data. Other clusters of the step keep the subcluster state of what they hold.
         /// </summary>
         public bool WholeFirst, WholeLast;
+        /// <summary>The in-flight range registered for the step (<see cref="Flight"/> while registered), or null.</summary>
         public InFlightAllocation? InFlight;
+        /// <summary>The step's own in-flight range object, reused with the step.</summary>
+        public readonly InFlightAllocation Flight = new();
+
+        /// <summary>Clears the step for its next use (the pool hands out steps as new).</summary>
+        public void Reset()
+        {
+            Kind = default;
+            Offset = First = Host = CopyStart = CopyEnd = WriteStart = WriteEnd = 0;
+            Bytes = Clusters = 0;
+            HeadZero = TailZero = WholeFirst = WholeLast = false;
+            InFlight = null;
+        }
+    }
+
+    private const int MaxPooledSteps = 64;
+    private readonly Stack<WriteStep> _stepPool = new();
+
+    /// <summary>A cleared write step from the pool (allocating writes keep no per-request garbage).</summary>
+    private WriteStep RentStep()
+    {
+        lock (_stepPool)
+        {
+            if (_stepPool.TryPop(out var step))
+                return step;
+        }
+        return new WriteStep();
+    }
+
+    /// <summary>Gives a finished step back; nothing may use it afterwards (its in-flight range is already removed).</summary>
+    private void ReturnStep(WriteStep step)
+    {
+        if (step.InFlight != null)
+            return;
+        step.Reset();
+        lock (_stepPool)
+        {
+            if (_stepPool.Count < MaxPooledSteps)
+                _stepPool.Push(step);
+        }
     }
 
     /// <inheritdoc />
@@ -70,6 +111,7 @@ internal sealed partial class Qcow2NodeDriver
         return WriteSlowAsync(offset, buffers);
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteSlowAsync(long offset, IoVector buffers)
     {
         int done = 0;
@@ -83,11 +125,13 @@ internal sealed partial class Qcow2NodeDriver
             catch
             {
                 await AbortStepAsync(step).ConfigureAwait(false);
+                ReturnStep(step);
                 throw;
             }
             if (step.Kind != WriteKind.InPlace)
                 await LinkStepAsync(step).ConfigureAwait(false);
             done += step.Bytes;
+            ReturnStep(step);
         }
     }
 
@@ -95,6 +139,7 @@ internal sealed partial class Qcow2NodeDriver
     /// Under the lock: waits for allocations in flight on the first cluster, makes sure the L2 table exists and is
     /// ours, and decides what the next run of clusters needs.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<WriteStep> PlanWriteAsync(long offset, int bytes)
     {
         int cs = _layout.ClusterSize;
@@ -114,10 +159,11 @@ internal sealed partial class Qcow2NodeDriver
                     end = blocker.Start;
                     continue;
                 }
+                var waitFor = blocker.WhenDone();
                 _lock.Release();
                 try
                 {
-                    await blocker.Done.Task.ConfigureAwait(false);
+                    await waitFor.ConfigureAwait(false);
                 }
                 finally
                 {
@@ -131,7 +177,9 @@ internal sealed partial class Qcow2NodeDriver
             ulong entry = EntryAt(data, index);
             ulong bitmap = BitmapAt(data, index);
             long first = _layout.AlignDown(offset);
-            var step = new WriteStep { Offset = offset, First = first };
+            var step = RentStep();
+            step.Offset = offset;
+            step.First = first;
 
             if (IsWritableInPlace(entry, bitmap, offset, Math.Min(end, first + cs)))
             {
@@ -210,7 +258,8 @@ internal sealed partial class Qcow2NodeDriver
                     await _refcounts.ReleaseAsync(step.Host, step.Clusters).ConfigureAwait(false);
                 throw;
             }
-            step.InFlight = new InFlightAllocation(first, first + ((long)step.Clusters << _layout.ClusterBits));
+            step.Flight.Reset(first, first + ((long)step.Clusters << _layout.ClusterBits));
+            step.InFlight = step.Flight;
             _inFlight.Add(step.InFlight);
             return step;
         }
@@ -300,6 +349,7 @@ internal sealed partial class Qcow2NodeDriver
     /// Writes the step's data, with the copied head and tail around it in one vectored write (encrypted as a whole on an
     /// encrypted image: the old content copied is decrypted from where it was and encrypted for where it goes).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteStepDataAsync(WriteStep step, IoVector data)
     {
         if (step.Kind == WriteKind.InPlace)
@@ -311,6 +361,7 @@ internal sealed partial class Qcow2NodeDriver
         int tail = (int)(step.WriteEnd - (step.Offset + step.Bytes));
         byte[]? headBuffer = head > 0 ? ArrayPool<byte>.Shared.Rent(head) : null;
         byte[]? tailBuffer = tail > 0 ? ArrayPool<byte>.Shared.Rent(tail) : null;
+        Memory<byte>[]? segments = null;
         try
         {
             if (headBuffer != null)
@@ -320,14 +371,15 @@ internal sealed partial class Qcow2NodeDriver
             IoVector vector = data;
             if (headBuffer != null || tailBuffer != null)
             {
-                var segments = new List<Memory<byte>>(data.SegmentCount + 2);
+                segments = ArrayPool<Memory<byte>>.Shared.Rent(data.SegmentCount + 2);
+                int n = 0;
                 if (headBuffer != null)
-                    segments.Add(headBuffer.AsMemory(0, head));
+                    segments[n++] = headBuffer.AsMemory(0, head);
                 foreach (var segment in data)
-                    segments.Add(segment);
+                    segments[n++] = segment;
                 if (tailBuffer != null)
-                    segments.Add(tailBuffer.AsMemory(0, tail));
-                vector = new IoVector(segments.ToArray());
+                    segments[n++] = tailBuffer.AsMemory(0, tail);
+                vector = new IoVector(new ReadOnlyMemory<Memory<byte>>(segments, 0, n));
             }
             await WriteDataAsync(step.WriteStart, step.Host + (step.WriteStart - step.First), vector).ConfigureAwait(false);
             if (step.WriteEnd < step.CopyEnd)
@@ -339,6 +391,8 @@ internal sealed partial class Qcow2NodeDriver
         }
         finally
         {
+            if (segments != null)
+                ArrayPool<Memory<byte>>.Shared.Return(segments, clearArray: true);
             // On an encrypted image the copied head and tail are plaintext.
             if (headBuffer != null)
                 ArrayPool<byte>.Shared.Return(headBuffer, clearArray: _encryption != null);
@@ -362,6 +416,7 @@ internal sealed partial class Qcow2NodeDriver
     /// Under the lock: points the L2 entries at the written clusters, in the order that keeps a crash harmless (data
     /// and refcounts reach the disk before the entries; the entries before the old clusters' refcounts drop).
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask LinkStepAsync(WriteStep step)
     {
         await _lock.WaitAsync().ConfigureAwait(false);
@@ -373,7 +428,7 @@ internal sealed partial class Qcow2NodeDriver
                 await _l2Cache.SetDependency(_refcounts.Blocks).ConfigureAwait(false);
             _l2Cache.SetDependsOnFlush();
 
-            var freed = new List<ulong>();
+            List<ulong>? freed = null;
             for (int c = 0; c < step.Clusters; c++)
             {
                 int i = index + c;
@@ -398,11 +453,11 @@ internal sealed partial class Qcow2NodeDriver
                     }
                 }
                 if (step.Kind == WriteKind.Allocate && HasOldData(old))
-                    freed.Add(old);
+                    (freed ??= []).Add(old);
                 SetEntry(data, i, entry, bitmap);
             }
             MetadataCache.MarkDirty(slice);
-            if (freed.Count > 0)
+            if (freed != null)
             {
                 await _refcounts.Blocks.SetDependency(_l2Cache).ConfigureAwait(false);
                 foreach (ulong old in freed)
@@ -446,7 +501,7 @@ internal sealed partial class Qcow2NodeDriver
         if (step.InFlight is { } f)
         {
             _inFlight.Remove(f);
-            f.Done.TrySetResult();
+            f.Finish();
             step.InFlight = null;
         }
     }

@@ -103,10 +103,11 @@ internal sealed partial class Qcow2NodeDriver
                 var blocker = FindInFlight(_layout.AlignDown(offset), _layout.AlignUp(stepEnd));
                 if (blocker != null)
                 {
+                    var done = blocker.WhenDone();
                     _lock.Release();
                     try
                     {
-                        await blocker.Done.Task.ConfigureAwait(false);
+                        await done.ConfigureAwait(false);
                     }
                     finally
                     {

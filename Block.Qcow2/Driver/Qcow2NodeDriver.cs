@@ -507,12 +507,38 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     }
 
     /// <summary>A guest range whose clusters are being allocated; later writes to it wait.</summary>
-    private sealed class InFlightAllocation(long start, long end)
+    /// <remarks>Reused with its write step (see <see cref="RentStep"/>), so all of it is touched only under the lock: the
+    /// task to wait on is made only when someone waits, and a waiter keeps that task, never the object.</remarks>
+    private sealed class InFlightAllocation
     {
-        public long Start { get; } = start;
+        private TaskCompletionSource? _done;
 
-        public long End { get; } = end;
+        public InFlightAllocation()
+        {
+        }
 
-        public TaskCompletionSource Done { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        public InFlightAllocation(long start, long end) => Reset(start, end);
+
+        public long Start { get; private set; }
+
+        public long End { get; private set; }
+
+        /// <summary>Under the lock: starts a new use for <c>[start, end)</c>.</summary>
+        public void Reset(long start, long end)
+        {
+            Start = start;
+            End = end;
+            _done = null;
+        }
+
+        /// <summary>Under the lock: a task that completes when this allocation is finished; await it after releasing the lock.</summary>
+        public Task WhenDone() => (_done ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+
+        /// <summary>Under the lock: wakes the waiters.</summary>
+        public void Finish()
+        {
+            _done?.TrySetResult();
+            _done = null;
+        }
     }
 }

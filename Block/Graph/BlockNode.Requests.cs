@@ -21,14 +21,14 @@ public sealed partial class BlockNode
     private RequestFlags _supportedWriteFlags;
     private RequestTracker? _tracker;
     private bool _readOnlyFlag;
-    private int _inFlight;
+    private readonly InFlightCounter _inFlight = new();
     private long _writeThreshold;
     private long _wrHighestOffset;
     private int _dirtySinceFlush;
     private TaskCompletionSource? _drainWaiter;
 
     /// <summary>Requests in flight on this node now.</summary>
-    public int InFlight => Volatile.Read(ref _inFlight);
+    public int InFlight => (int)_inFlight.Count;
 
     /// <summary>The end of the highest write or write-zeroes request so far.</summary>
     public long WrHighestOffset => Volatile.Read(ref _wrHighestOffset);
@@ -70,7 +70,7 @@ public sealed partial class BlockNode
         if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer)
             return ReadPaddedAsync(offset, buffers, flags);
 
-        Interlocked.Increment(ref _inFlight);
+        int token = BeginRequest();
         ValueTask task;
         try
         {
@@ -78,16 +78,16 @@ public sealed partial class BlockNode
         }
         catch (Exception e)
         {
-            EndRequest();
+            EndRequest(token);
             return ValueTask.FromException(e);
         }
         if (task.IsCompletedSuccessfully)
         {
             task.GetAwaiter().GetResult();
-            EndRequest();
+            EndRequest(token);
             return default;
         }
-        return EndAfterAsync(task, markDirty: false);
+        return EndAfterAsync(task, token, markDirty: false);
     }
 
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
@@ -125,7 +125,7 @@ public sealed partial class BlockNode
             return WriteSlowAsync(offset, buffers, flags);
 
         NoteHighestOffset(offset + bytes);
-        Interlocked.Increment(ref _inFlight);
+        int token = BeginRequest();
         ValueTask task;
         try
         {
@@ -133,17 +133,17 @@ public sealed partial class BlockNode
         }
         catch (Exception e)
         {
-            EndRequest();
+            EndRequest(token);
             return ValueTask.FromException(e);
         }
         if (task.IsCompletedSuccessfully)
         {
             task.GetAwaiter().GetResult();
-            _dirtySinceFlush = 1;
-            EndRequest();
+            MarkDirtySinceFlush();
+            EndRequest(token);
             return default;
         }
-        return EndAfterAsync(task, markDirty: true);
+        return EndAfterAsync(task, token, markDirty: true);
     }
 
     /// <summary>Makes <c>[offset, offset + bytes)</c> read as zeroes.</summary>
@@ -207,7 +207,7 @@ public sealed partial class BlockNode
             return new BlockStatus(BlockStatusFlags.Eof, 0);
         bytes = Math.Min(bytes, length - offset);
 
-        BeginRequest();
+        int token = BeginRequest();
         try
         {
             var status = await impl.GetBlockStatusAsync(offset, bytes, wantZero).ConfigureAwait(false);
@@ -258,7 +258,7 @@ public sealed partial class BlockNode
         }
         finally
         {
-            EndRequest();
+            EndRequest(token);
         }
     }
 
@@ -280,24 +280,24 @@ public sealed partial class BlockNode
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask EndAfterAsync(ValueTask task, bool markDirty)
+    private async ValueTask EndAfterAsync(ValueTask task, int token, bool markDirty)
     {
         try
         {
             await task.ConfigureAwait(false);
             if (markDirty)
-                _dirtySinceFlush = 1;
+                MarkDirtySinceFlush();
         }
         finally
         {
-            EndRequest();
+            EndRequest(token);
         }
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadPaddedAsync(long offset, IoVector buffers, RequestFlags flags)
     {
-        BeginRequest();
+        int token = BeginRequest();
         try
         {
             var impl = Impl;
@@ -321,7 +321,7 @@ public sealed partial class BlockNode
         }
         finally
         {
-            EndRequest();
+            EndRequest(token);
         }
     }
 
@@ -353,7 +353,7 @@ public sealed partial class BlockNode
         }
 
         NoteHighestOffset(offset + bytes);
-        BeginRequest();
+        int token = BeginRequest();
         TrackedRequest? tracked = null;
         try
         {
@@ -369,7 +369,7 @@ public sealed partial class BlockNode
             MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
                 _tracker!.End(tracked);
-            EndRequest();
+            EndRequest(token);
         }
     }
 
@@ -411,6 +411,7 @@ public sealed partial class BlockNode
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WriteZeroesSlowAsync(long offset, long bytes, RequestFlags flags, bool thresholdChecked = false)
     {
         if (!thresholdChecked)
@@ -419,7 +420,7 @@ public sealed partial class BlockNode
         if (Discard != BlockdevDiscardOptions.Unmap)
             flags &= ~RequestFlags.MayUnmap;
 
-        BeginRequest();
+        int token = BeginRequest();
         TrackedRequest? tracked = null;
         try
         {
@@ -436,7 +437,7 @@ public sealed partial class BlockNode
             MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
                 _tracker!.End(tracked);
-            EndRequest();
+            EndRequest(token);
         }
     }
 
@@ -511,7 +512,7 @@ public sealed partial class BlockNode
     private async ValueTask DiscardSlowAsync(long offset, long bytes)
     {
         CheckWriteThreshold(offset, bytes);
-        BeginRequest();
+        int token = BeginRequest();
         TrackedRequest? tracked = null;
         try
         {
@@ -548,13 +549,13 @@ public sealed partial class BlockNode
             MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
                 _tracker!.End(tracked);
-            EndRequest();
+            EndRequest(token);
         }
     }
 
     private async ValueTask FlushCoreAsync()
     {
-        BeginRequest();
+        int token = BeginRequest();
         try
         {
             var impl = Impl;
@@ -576,13 +577,13 @@ public sealed partial class BlockNode
         }
         finally
         {
-            EndRequest();
+            EndRequest(token);
         }
     }
 
     private async ValueTask TruncateCoreAsync(long length, PreallocMode preallocation, bool exact)
     {
-        BeginRequest();
+        int token = BeginRequest();
         TrackedRequest? tracked = null;
         try
         {
@@ -598,7 +599,7 @@ public sealed partial class BlockNode
         {
             if (tracked != null)
                 _tracker!.End(tracked);
-            EndRequest();
+            EndRequest(token);
         }
         Graph.OnNodeResized(this);
     }
@@ -625,22 +626,33 @@ public sealed partial class BlockNode
         }
     }
 
-    internal void BeginRequest() => Interlocked.Increment(ref _inFlight);
+    /// <summary>Counts a request in; returns the token for <see cref="EndRequest"/>.</summary>
+    internal int BeginRequest() => _inFlight.Begin();
 
-    internal void EndRequest()
+    internal void EndRequest(int token)
     {
-        if (Interlocked.Decrement(ref _inFlight) == 0)
-            Volatile.Read(ref _drainWaiter)?.TrySetResult();
+        _inFlight.End(token);
+        // Only while someone drains: the count is then summed over the stripes (the decrement above is a full fence,
+        // and so is the waiter's publication, so either this sees the waiter or the waiter sees the decrement).
+        if (Volatile.Read(ref _drainWaiter) is { } waiter && _inFlight.IsZero)
+            waiter.TrySetResult();
+    }
+
+    /// <summary>Records that something was written since the last flush, writing the field only when it changes.</summary>
+    private void MarkDirtySinceFlush()
+    {
+        if (Volatile.Read(ref _dirtySinceFlush) == 0)
+            Volatile.Write(ref _dirtySinceFlush, 1);
     }
 
     /// <summary>Completes when no request is in flight on this node.</summary>
     internal async Task WaitIdleAsync()
     {
-        while (Volatile.Read(ref _inFlight) != 0)
+        while (!_inFlight.IsZero)
         {
             var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             var existing = Interlocked.CompareExchange(ref _drainWaiter, waiter, null) ?? waiter;
-            if (Volatile.Read(ref _inFlight) == 0)
+            if (_inFlight.IsZero)
                 break;
             await existing.Task.ConfigureAwait(false);
             Interlocked.CompareExchange(ref _drainWaiter, null, existing);

@@ -247,6 +247,7 @@ internal sealed class FileNodeDriver : NodeDriver
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public override async ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
     {
         long end = offset + length;
