@@ -61,20 +61,29 @@ internal sealed partial class Qcow2NodeDriver
         }
     }
 
-    /// <summary>Repairs refcounts left stale by lazy refcounts, as QEMU does when it opens a dirty image read-write.</summary>
+    /// <summary>
+    /// Repairs refcounts left stale by lazy refcounts, as QEMU does when it opens a dirty image read-write: with the
+    /// check's findings printed, and refusing the image only if the check itself could not complete.
+    /// </summary>
     private async ValueTask RebuildRefcountsAsync()
     {
+        var log = new StringWriter();
         ImageCheck result;
         try
         {
-            result = await CheckLockedAsync(CheckRepair.All, TextWriter.Null).ConfigureAwait(false);
+            result = await CheckLockedAsync(CheckRepair.All, log).ConfigureAwait(false);
         }
         catch (BlockException e)
         {
             throw new BlockException(Errno.EIO, "qcow2: could not repair the dirty image (run 'qemu-img check -r all')", e);
         }
+        finally
+        {
+            foreach (string line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+                Node.Graph.Print(line);
+        }
         await FlushMetadataLockedAsync().ConfigureAwait(false);
-        if (result.Corruptions > 0 || result.CheckErrors > 0)
+        if (result.CheckErrors > 0)
             throw new BlockException(Errno.EIO, "qcow2: could not repair the dirty image (run 'qemu-img check -r all')");
     }
 
@@ -317,7 +326,8 @@ internal sealed partial class Qcow2NodeDriver
                 }
                 catch (BlockException e)
                 {
-                    run.Log.WriteLine($"ERROR could not resize image: {e.Message}");
+                    Node.Graph.ReportError(e.Message);
+                    run.Log.WriteLine($"ERROR could not resize image: {ErrnoText.Describe(e.Errno)}");
                     continue;
                 }
                 refs.FileLength = _file.Length;
@@ -742,29 +752,25 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <summary>
-    /// Replaces the refcount structure by one built from the computed counts: refcount blocks for every range holding
-    /// a used cluster and then the table, each in the first free clusters the counts show (growing the file only when
-    /// no hole fits), written before the header is switched to the new table in one write. The old table and blocks
-    /// are still counted, so the caller frees them as leaks once it has counted the new structure.
+    /// Replaces the refcount structure by one built from the computed counts: a refcount block for every range holding
+    /// a used cluster, in the first free cluster of its own range (or the first one after it), then the table in the
+    /// first free clusters of the image, as QEMU places them (growing the file only when no hole fits); all written
+    /// before the header is switched to the new table in one write. The old table and blocks are still counted, so the
+    /// caller frees them as leaks once it has counted the new structure.
     /// </summary>
     private async ValueTask RebuildRefcountStructureAsync(ReferenceCounts refs)
     {
         int cs = _layout.ClusterSize;
         long perBlock = _layout.RefcountBlockEntries;
-        long firstFree = 0;
 
-        long Allocate(long count)
+        // First fit from cluster `from` (the counts beyond the file are all free).
+        long Allocate(long count, long from)
         {
-            while (refs[firstFree] != 0)
-                firstFree++;
-            long start = firstFree;
-            for (long c = start; c < start + count; c++)
+            long start = from;
+            for (long c = from; c < start + count; c++)
             {
                 if (refs[c] != 0)
-                {
                     start = c + 1;
-                    c = start - 1;
-                }
             }
             for (long c = start; c < start + count; c++)
                 refs.Set(c, 1);
@@ -797,7 +803,8 @@ internal sealed partial class Qcow2NodeDriver
                         blocks.Add(0);
                     if (blocks[(int)b] == 0 && RangeUsed(b))
                     {
-                        blocks[(int)b] = Allocate(1);
+                        // As QEMU: a block goes into the range it describes if it can, else past it.
+                        blocks[(int)b] = Allocate(1, b * perBlock);
                         placed = true;
                     }
                 }
@@ -809,10 +816,10 @@ internal sealed partial class Qcow2NodeDriver
             {
                 for (long c = tableStart; c < tableStart + tableClusters; c++)
                     refs.Set(c, 0);
-                firstFree = Math.Min(firstFree, tableStart);
             }
+            // The table takes the first hole big enough, wherever it is.
             tableClusters = needed;
-            tableStart = Allocate(tableClusters);
+            tableStart = Allocate(tableClusters, 0);
         }
 
         var block = new byte[cs];

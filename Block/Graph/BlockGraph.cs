@@ -69,6 +69,12 @@ public sealed class BlockGraph : IAsyncDisposable
     /// </summary>
     public event Action<string>? MessagePrinted;
 
+    /// <summary>
+    /// Raised for errors a QEMU tool reports and carries on after (QEMU's <c>error_report</c>: the tool prints its
+    /// name first), for example a failed resize during a repair.
+    /// </summary>
+    public event Action<string>? ErrorReported;
+
     /// <summary>All open nodes.</summary>
     public IReadOnlyList<BlockNode> Nodes
     {
@@ -424,6 +430,9 @@ public sealed class BlockGraph : IAsyncDisposable
 
     /// <summary>Reports a diagnostic a QEMU tool would print to stderr as it is (see <see cref="MessagePrinted"/>).</summary>
     public void Print(string message) => MessagePrinted?.Invoke(message);
+
+    /// <summary>Reports an error a QEMU tool would print with its name and carry on after (see <see cref="ErrorReported"/>).</summary>
+    public void ReportError(string message) => ErrorReported?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)
     {
