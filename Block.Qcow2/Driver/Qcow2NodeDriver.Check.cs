@@ -105,6 +105,7 @@ internal sealed partial class Qcow2NodeDriver
             _clusterBits = clusterBits;
             _log = log;
             Length = (fileLength + (1L << clusterBits) - 1) >> clusterBits;
+            ThrowIfTooMany(Length);
             _counts = new uint[Math.Max(Length, 1)];
         }
 
@@ -144,11 +145,19 @@ internal sealed partial class Qcow2NodeDriver
         }
 
         /// <summary>Counts clusters up to <paramref name="clusters"/> (none referenced yet).</summary>
+        /// <exception cref="BlockException">ENOMEM: more clusters than one array can count.</exception>
         public void EnsureLength(long clusters)
         {
+            ThrowIfTooMany(clusters);
             if (clusters > _counts.Length)
                 Array.Resize(ref _counts, (int)Math.Max(clusters, Math.Min((long)_counts.Length * 2, Array.MaxLength)));
             Length = Math.Max(Length, clusters);
+        }
+
+        private static void ThrowIfTooMany(long clusters)
+        {
+            if (clusters > Array.MaxLength)
+                throw new BlockException(Errno.ENOMEM, ErrnoText.Describe(Errno.ENOMEM));
         }
     }
 
@@ -322,6 +331,8 @@ internal sealed partial class Qcow2NodeDriver
                 run.Log.WriteLine($"Repairing refcount block {i} is outside image");
                 try
                 {
+                    if ((long)cluster >= Array.MaxLength)
+                        throw new BlockException(Errno.ENOMEM, "Could not count the clusters of the resized image");
                     await _file.TruncateAsync((long)offset + cs, PreallocMode.Off, exact: false).ConfigureAwait(false);
                 }
                 catch (BlockException e)
