@@ -36,6 +36,7 @@ internal sealed class CliContext
         var graph = new BlockGraph(new BlockGraphOptions { Drivers = Drivers.Create(), DefaultAio = defaultAio });
         graph.WarningRaised += Warning;
         graph.MessagePrinted += Err.Write;
+        graph.ErrorReported += Error;
         return graph;
     }
 }

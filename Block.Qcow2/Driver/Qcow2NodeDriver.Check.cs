@@ -61,7 +61,10 @@ internal sealed partial class Qcow2NodeDriver
         }
     }
 
-    /// <summary>Repairs refcounts left stale by lazy refcounts, as QEMU does when it opens a dirty image read-write.</summary>
+    /// <summary>
+    /// Repairs refcounts left stale by lazy refcounts, as QEMU does when it opens a dirty image read-write: with the
+    /// check's findings printed, and refusing the image only if the check itself could not complete.
+    /// </summary>
     private async ValueTask RebuildRefcountsAsync()
     {
         ImageCheck result;
@@ -77,11 +80,11 @@ internal sealed partial class Qcow2NodeDriver
         finally
         {
             // What the repair found and did reaches the user, as QEMU's messages do.
-            foreach (var line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
+            foreach (string line in log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries))
                 Node.Graph.Print(line + "\n");
         }
         await FlushMetadataLockedAsync().ConfigureAwait(false);
-        if (result.Corruptions > 0 || result.CheckErrors > 0)
+        if (result.CheckErrors > 0)
             throw new BlockException(Errno.EIO, "qcow2: could not repair the dirty image (run 'qemu-img check -r all')");
     }
 
@@ -103,6 +106,7 @@ internal sealed partial class Qcow2NodeDriver
             _clusterBits = clusterBits;
             _log = log;
             Length = (fileLength + (1L << clusterBits) - 1) >> clusterBits;
+            ThrowIfTooMany(Length);
             _counts = new uint[Math.Max(Length, 1)];
         }
 
@@ -142,11 +146,19 @@ internal sealed partial class Qcow2NodeDriver
         }
 
         /// <summary>Counts clusters up to <paramref name="clusters"/> (none referenced yet).</summary>
+        /// <exception cref="BlockException">ENOMEM: more clusters than one array can count.</exception>
         public void EnsureLength(long clusters)
         {
+            ThrowIfTooMany(clusters);
             if (clusters > _counts.Length)
                 Array.Resize(ref _counts, (int)Math.Max(clusters, Math.Min((long)_counts.Length * 2, Array.MaxLength)));
             Length = Math.Max(Length, clusters);
+        }
+
+        private static void ThrowIfTooMany(long clusters)
+        {
+            if (clusters > Array.MaxLength)
+                throw new BlockException(Errno.ENOMEM, ErrnoText.Describe(Errno.ENOMEM));
         }
     }
 
@@ -320,11 +332,14 @@ internal sealed partial class Qcow2NodeDriver
                 run.Log.WriteLine($"Repairing refcount block {i} is outside image");
                 try
                 {
+                    if ((long)cluster >= Array.MaxLength)
+                        throw new BlockException(Errno.ENOMEM, "Could not count the clusters of the resized image");
                     await _file.TruncateAsync((long)offset + cs, PreallocMode.Off, exact: false).ConfigureAwait(false);
                 }
                 catch (BlockException e)
                 {
-                    run.Log.WriteLine($"ERROR could not resize image: {e.Message}");
+                    Node.Graph.ReportError(e.Message);
+                    run.Log.WriteLine($"ERROR could not resize image: {ErrnoText.Describe(e.Errno)}");
                     continue;
                 }
                 refs.FileLength = _file.Length;
@@ -709,29 +724,25 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <summary>
-    /// Replaces the refcount structure by one built from the computed counts: refcount blocks for every range holding
-    /// a used cluster and then the table, each in the first free clusters the counts show (growing the file only when
-    /// no hole fits), written before the header is switched to the new table in one write. The old table and blocks
-    /// are still counted, so the caller frees them as leaks once it has counted the new structure.
+    /// Replaces the refcount structure by one built from the computed counts: a refcount block for every range holding
+    /// a used cluster, in the first free cluster of its own range (or the first one after it), then the table in the
+    /// first free clusters of the image, as QEMU places them (growing the file only when no hole fits); all written
+    /// before the header is switched to the new table in one write. The old table and blocks are still counted, so the
+    /// caller frees them as leaks once it has counted the new structure.
     /// </summary>
     private async ValueTask RebuildRefcountStructureAsync(ReferenceCounts refs)
     {
         int cs = _layout.ClusterSize;
         long perBlock = _layout.RefcountBlockEntries;
-        long firstFree = 0;
 
-        long Allocate(long count)
+        // First fit from cluster `from` (the counts beyond the file are all free).
+        long Allocate(long count, long from)
         {
-            while (refs[firstFree] != 0)
-                firstFree++;
-            long start = firstFree;
-            for (long c = start; c < start + count; c++)
+            long start = from;
+            for (long c = from; c < start + count; c++)
             {
                 if (refs[c] != 0)
-                {
                     start = c + 1;
-                    c = start - 1;
-                }
             }
             for (long c = start; c < start + count; c++)
                 refs.Set(c, 1);
@@ -764,7 +775,8 @@ internal sealed partial class Qcow2NodeDriver
                         blocks.Add(0);
                     if (blocks[(int)b] == 0 && RangeUsed(b))
                     {
-                        blocks[(int)b] = Allocate(1);
+                        // As QEMU: a block goes into the range it describes if it can, else past it.
+                        blocks[(int)b] = Allocate(1, b * perBlock);
                         placed = true;
                     }
                 }
@@ -776,10 +788,10 @@ internal sealed partial class Qcow2NodeDriver
             {
                 for (long c = tableStart; c < tableStart + tableClusters; c++)
                     refs.Set(c, 0);
-                firstFree = Math.Min(firstFree, tableStart);
             }
+            // The table takes the first hole big enough, wherever it is.
             tableClusters = needed;
-            tableStart = Allocate(tableClusters);
+            tableStart = Allocate(tableClusters, 0);
         }
 
         var block = new byte[cs];

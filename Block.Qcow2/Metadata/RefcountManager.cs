@@ -253,9 +253,6 @@ internal sealed class RefcountManager
         return 0;
     }
 
-    /// <summary>Keeps allocations at or above <paramref name="cluster"/> (repairs: on-disk counts below it are not trusted).</summary>
-    public void ReserveBelow(long cluster) => _freeClusterIndex = Math.Max(_freeClusterIndex, cluster);
-
     /// <summary>Switches to a refcount structure written elsewhere (a rebuild); cached blocks are forgotten.</summary>
     public void Replace(ulong[] table, long tableOffset, int tableClusters)
     {

@@ -74,6 +74,12 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// </summary>
     public event Action<string>? MessagePrinted;
 
+    /// <summary>
+    /// Raised for errors a QEMU tool reports and carries on after (QEMU's <c>error_report</c>: the tool prints its
+    /// name first), for example a failed resize during a repair.
+    /// </summary>
+    public event Action<string>? ErrorReported;
+
     /// <summary>All open nodes.</summary>
     public IReadOnlyList<BlockNode> Nodes
     {
@@ -447,6 +453,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
 
     /// <summary>Reports a diagnostic a QEMU tool would print to stderr exactly as it is, line end included (see <see cref="MessagePrinted"/>).</summary>
     public void Print(string message) => MessagePrinted?.Invoke(message);
+
+    /// <summary>Reports an error a QEMU tool would print with its name and carry on after (see <see cref="ErrorReported"/>).</summary>
+    public void ReportError(string message) => ErrorReported?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)
     {

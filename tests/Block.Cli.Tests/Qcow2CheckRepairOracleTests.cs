@@ -13,7 +13,6 @@ public class Qcow2CheckRepairOracleTests
 {
     private const ulong OffsetMask = 0x00ff_ffff_ffff_fe00UL;
     private const ulong Copied = 1UL << 63;
-    private const int ClusterSize = 65536;
 
     /// <summary>The images the damages start from.</summary>
     private enum Start
@@ -26,6 +25,8 @@ public class Qcow2CheckRepairOracleTests
         Snapshot,
         /// <summary>lazy_refcounts=on, and qemu-io killed after two more writes: dirty, with refcounts never written.</summary>
         LazyRefcountsDirty,
+        /// <summary>512-byte clusters, 64 MiB, data over many refcount blocks' ranges (128 KiB each), with a discarded hole.</summary>
+        SmallClusters,
     }
 
     private static readonly Dictionary<string, (Start Start, Action<Poker> Damage)> s_damages = new()
@@ -47,7 +48,7 @@ public class Qcow2CheckRepairOracleTests
         ["compressed-with-copied"] = (Start.Plain, q => q.SetL2Entry(q.L2, 16, q.L2Entry(q.L2, 16) | Copied)),
         // The file ends inside a sector (compressed data): file length + 64 MiB has reserved bits set.
         ["reftable-entry-reserved-bits"] = (Start.Plain, q => q.SetReftableEntry(0, (ulong)(q.FileLength + (64 << 20)))),
-        ["refblock-past-the-end"] = (Start.Plain, q => q.SetReftableEntry(0, (ulong)(q.FileLength + ClusterSize - 1) / ClusterSize * ClusterSize + (64 << 20))),
+        ["refblock-past-the-end"] = (Start.Plain, q => q.SetReftableEntry(0, (ulong)(q.FileLength + q.ClusterSize - 1) / (ulong)q.ClusterSize * (ulong)q.ClusterSize + (64 << 20))),
         ["reftable-refcount-0"] = (Start.Plain, q => q.SetRefcount(q.ReftableOffset, 0)),
         ["reftable-entry-0-cleared"] = (Start.Plain, q => q.SetReftableEntry(0, 0)),
         // Reading refcounts through it marks the image corrupt, so that the rebuild cannot write and the check fails.
@@ -80,14 +81,22 @@ public class Qcow2CheckRepairOracleTests
         // The snapshot's L1 points at an L2 table (and through it at a data cluster) the refcounts say are free.
         ["snapshot-tables-freed"] = (Start.Snapshot, q =>
         {
-            long l2 = (long)(q.ReadU64(q.SnapshotL1Offset(0)) & OffsetMask);
+            long l2 = (long)(q.ReadU64(q.SnapshotL1Offset) & OffsetMask);
             q.SetRefcount(l2, 0);
             q.SetRefcount((long)(q.L2Entry(l2, 0) & OffsetMask), 0);
         }),
-        ["snapshot-l1-unaligned"] = (Start.Snapshot, q => q.SetSnapshotL1Offset(0, q.SnapshotL1Offset(0) + 512)),
-        ["snapshot-l1-past-the-end"] = (Start.Snapshot, q => q.SetSnapshotL1Offset(0, 0x100_0000)),
+        ["snapshot-l1-unaligned"] = (Start.Snapshot, q => q.SetSnapshotL1Offset(q.SnapshotL1Offset + 512)),
+        ["snapshot-l1-past-the-end"] = (Start.Snapshot, q => q.SetSnapshotL1Offset(0x100_0000)),
         ["snapshot-shared-cluster-refcount-1"] = (Start.Snapshot, q => q.SetRefcount((long)(q.L2Entry(q.L2, 1) & OffsetMask), 1)),
         ["lazy-refcounts-dirty"] = (Start.LazyRefcountsDirty, _ => { }),
+        // Each rebuilt refcount block goes into the range it describes (or past it), the table into the first hole.
+        ["small-clusters-leaks-and-data-refcount-0"] = (Start.SmallClusters, q =>
+        {
+            for (int i = 1; i <= 3; i++)
+                q.SetL2Entry(q.L2, i, 0);
+            q.SetRefcount(q.Data0, 0);
+        }),
+        ["small-clusters-data-refcount-0"] = (Start.SmallClusters, q => q.SetRefcount(q.Data0, 0)),
     };
 
     public static TheoryData<string, string> DamagesAndModes()
@@ -126,20 +135,25 @@ public class Qcow2CheckRepairOracleTests
 
         // What qemu-img now says of each repaired image, its header, and what each holds.
         SideBySide.AssertSame(s.Oracle("check", "@d.qcow2"));
-        Assert.Equal(Header(s.Qemu("d.qcow2")), Header(s.Blk("d.qcow2")));
+        Assert.Equal(HeaderAndRefcountTable(s.Qemu("d.qcow2")), HeaderAndRefcountTable(s.Blk("d.qcow2")));
         var raw = s.Oracle("convert", "-O", "raw", "@d.qcow2", "@d.raw");
         SideBySide.AssertSame(raw);
         if (raw.Qemu.ExitCode == 0)
             s.AssertSameBytes("d.raw");
     }
 
-    /// <summary>The header fields (v3 length): table offsets and sizes, feature bits.</summary>
-    private static string Header(string path)
+    /// <summary>The header fields (v3 length: table offsets and sizes, feature bits) and the refcount table (where the blocks are).</summary>
+    private static string HeaderAndRefcountTable(string path)
     {
         using var f = File.OpenRead(path);
-        var bytes = new byte[104];
-        f.ReadExactly(bytes);
-        return Convert.ToHexString(bytes);
+        var header = new byte[104];
+        f.ReadExactly(header);
+        long tableOffset = (long)BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(48));
+        int clusterSize = 1 << (int)BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(20));
+        var table = new byte[BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(56)) * (long)clusterSize];
+        f.Position = tableOffset;
+        f.ReadAtLeast(table, table.Length, throwOnEndOfStream: false);
+        return Convert.ToHexString(header) + "\n" + Convert.ToHexString(table);
     }
 
     private static string Make(string path, Start start)
@@ -163,6 +177,10 @@ public class Qcow2CheckRepairOracleTests
                 QemuImg.Run("snapshot", "-c", "s1", path).EnsureSuccess("qemu-img snapshot");
                 QemuIo.RunChecked(path, "qcow2", "write -P 0xb1 0 64k");
                 break;
+            case Start.SmallClusters:
+                QemuImg.Create("qcow2", path, "64M", "cluster_size=512");
+                QemuIo.RunChecked(path, "qcow2", "write -P 0xa1 0 2k", "write -P 0xa2 1M 300k", "discard 1M 200k", "write -P 0xa3 20M 100k");
+                break;
             case Start.LazyRefcountsDirty:
                 QemuImg.Create("qcow2", path, "4M", "lazy_refcounts=on");
                 QemuIo.RunChecked(path, "qcow2", Writes0, Writes1);
@@ -173,10 +191,12 @@ public class Qcow2CheckRepairOracleTests
         return path;
     }
 
-    /// <summary>Reads and pokes the tables of a 64 KiB-cluster, 16-bit-refcount qcow2 image.</summary>
+    /// <summary>Reads and pokes the tables of a qcow2 image with 16-bit refcounts.</summary>
     private sealed class Poker(string path)
     {
         public long FileLength => new FileInfo(path).Length;
+
+        public int ClusterSize => 1 << (int)ReadU32(20);
 
         /// <summary>The first L2 table of the active L1.</summary>
         public long L2 => (long)(L1Entry(0) & OffsetMask);
@@ -200,45 +220,35 @@ public class Qcow2CheckRepairOracleTests
 
         public void SetIncompatibleBits(ulong bits) => WriteU64(72, ReadU64(72) | bits);
 
-        /// <summary>Snapshot <paramref name="index"/>'s L1 table offset (the first field of its table entry).</summary>
-        public long SnapshotL1Offset(int index) => (long)ReadU64(SnapshotEntry(index));
+        public long SnapshotL1Offset => (long)ReadU64(FirstSnapshotEntry);
 
-        public void SetSnapshotL1Offset(int index, long value) => WriteU64(SnapshotEntry(index), (ulong)value);
+        public void SetSnapshotL1Offset(long value) => WriteU64(FirstSnapshotEntry, (ulong)value);
 
         public void SetRefcount(long hostOffset, ushort value)
         {
-            long cluster = hostOffset / ClusterSize;
-            long block = RefblockOffset((int)(cluster / (ClusterSize / 2)));
+            int clusterSize = ClusterSize;
+            long cluster = hostOffset / clusterSize;
+            long block = RefblockOffset((int)(cluster / (clusterSize / 2)));
             var bytes = new byte[2];
             BinaryPrimitives.WriteUInt16BigEndian(bytes, value);
-            Write(block + cluster % (ClusterSize / 2) * 2, bytes);
+            Write(block + cluster % (clusterSize / 2) * 2, bytes);
         }
 
-        public ulong ReadU64(long offset)
+        public ulong ReadU64(long offset) => BinaryPrimitives.ReadUInt64BigEndian(Read(offset, 8));
+
+        private uint ReadU32(long offset) => BinaryPrimitives.ReadUInt32BigEndian(Read(offset, 4));
+
+        private byte[] Read(long offset, int count)
         {
             using var f = File.OpenRead(path);
-            var bytes = new byte[8];
+            var bytes = new byte[count];
             f.Position = offset;
             f.ReadExactly(bytes);
-            return BinaryPrimitives.ReadUInt64BigEndian(bytes);
+            return bytes;
         }
 
-        private long SnapshotEntry(int index)
-        {
-            long entry = (long)ReadU64(64);
-            for (int i = 0; i < index; i++)
-            {
-                using var f = File.OpenRead(path);
-                var fixedPart = new byte[40];
-                f.Position = entry;
-                f.ReadExactly(fixedPart);
-                int idLength = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(12));
-                int nameLength = BinaryPrimitives.ReadUInt16BigEndian(fixedPart.AsSpan(14));
-                int extra = (int)BinaryPrimitives.ReadUInt32BigEndian(fixedPart.AsSpan(36));
-                entry += (40 + extra + idLength + nameLength + 7) & ~7;
-            }
-            return entry;
-        }
+        /// <summary>The first snapshot's table entry, whose first field is its L1 table offset.</summary>
+        private long FirstSnapshotEntry => (long)ReadU64(64);
 
         private void WriteU64(long offset, ulong value)
         {
