@@ -33,6 +33,8 @@ public static class Blk
                 case "--version":
                     stdout.WriteLine(Version);
                     return 0;
+                case "amend":
+                    return await AmendCommand.RunAsync(cli, rest);
                 case "info":
                     return await InfoCommand.RunAsync(cli, rest);
                 case "create":
@@ -41,6 +43,8 @@ public static class Blk
                     return await CheckCommand.RunAsync(cli, rest);
                 case "map":
                     return await MapCommand.RunAsync(cli, rest);
+                case "measure":
+                    return await MeasureCommand.RunAsync(cli, rest);
                 case "compare":
                     return await CompareCommand.RunAsync(cli, rest);
                 case "convert":
@@ -49,6 +53,8 @@ public static class Blk
                     return await ResizeCommand.RunAsync(cli, rest);
                 case "bench":
                     return await BenchCommand.RunAsync(cli, rest);
+                case "bitmap":
+                    return await BitmapCommand.RunAsync(cli, rest);
                 case "snapshot":
                     return await SnapshotCommand.RunAsync(cli, rest);
                 case "commit":

@@ -11,7 +11,8 @@ Block disk image utility (qemu-img and qemu-io compatible)
     '-V', '--version'    output version information and exit
 
 Command syntax:
-  bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename
+  bench [-c count] [-d depth] [-f fmt] [--flush-interval=flush_interval] [-i aio] [-n] [--no-drain] [-o offset] [--pattern=pattern] [--pattern-random [--seed=seed]] [-q] [-s buffer_size] [-S step_size] [-t cache] [-w] [-U] filename
+  bitmap (--merge SOURCE | --add | --remove | --clear | --enable | --disable)... [-b source_file [-F source_fmt]] [-g granularity] [--object objectdef] [--image-opts | -f fmt] filename bitmap
   check [--object objectdef] [--image-opts] [-q] [-f fmt] [--output=ofmt] [-r [leaks | all]] [-T src_cache] [-U] filename
   commit [--object objectdef] [--image-opts] [-q] [-f fmt] [-t cache] [-b base] [-r rate_limit] [-d] [-p] filename
   compare [--object objectdef] [--image-opts] [-f fmt] [-F fmt] [-T src_cache] [-p] [-q] [-s] [-U] filename1 filename2
@@ -33,8 +34,9 @@ Command parameters:
     'directsync' and 'unsafe' (default for convert)
   'src_cache' is the cache mode used to read input disk images, the valid
     options are the same as for the 'cache' option
-  'aio' is the I/O engine: 'threads' (a pool of I/O threads, default) or
-    'inline' (blocking calls on the submitting thread)
+  'aio' is the I/O engine: 'threads' (a pool of I/O threads, default),
+    'io_uring' (also 'native'; falls back to 'threads' where the kernel refuses it)
+    or 'inline' (blocking calls on the submitting thread)
   'size' is the disk image size in bytes. Optional suffixes
     'k' or 'K' (kilobyte, 1024), 'M' (megabyte, 1024k), 'G' (gigabyte, 1024M),
     'T' (terabyte, 1024G), 'P' (petabyte, 1024T) and 'E' (exabyte, 1024P)  are

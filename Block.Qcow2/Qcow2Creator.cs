@@ -4,6 +4,8 @@ using System.Text.Json.Nodes;
 using Block.Drivers;
 using Block.Graph;
 using Block.Qapi;
+using Block.Qcow2.Driver;
+using Block.Qcow2.Encryption;
 using Block.Qcow2.Format;
 using Block.Qcow2.Metadata;
 
@@ -12,18 +14,24 @@ namespace Block.Qcow2;
 /// <summary>
 /// <c>qemu-img create -f qcow2</c>: validates the options with QEMU's messages, writes the header, refcount table and
 /// first refcount block, then opens the image and grows it to its size through the driver's own resize path (which
-/// places the L1 table), so a default image is byte-identical to QEMU's.
+/// places the L1 table), so a default image is byte-identical to QEMU's. Encryption comes last, as in QEMU: a LUKS
+/// header (created in memory before anything else, so that a failure leaves no file) goes into the clusters after
+/// those, and the header names the method.
 /// </summary>
 internal static class Qcow2Creator
 {
     /// <summary>The creation parameters after validation.</summary>
     private sealed record Plan(ulong Size, int Version, int ClusterBits, int RefcountOrder, bool Lazy, bool ExtendedL2,
-        byte CompressionType, PreallocMode Preallocation, string? BackingFile, string? BackingFormat, string? DataFile, bool DataFileRaw);
+        byte CompressionType, PreallocMode Preallocation, string? BackingFile, string? BackingFormat, string? DataFile, bool DataFileRaw,
+        Qcow2EncryptionPlan? Encryption);
 
     public static async ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken)
     {
         var plan = Validate(request);
         var graph = request.Graph;
+        var luksArea = plan.Encryption is { } encryption
+            ? await encryption.CreateLuksAreaAsync(cancellationToken).ConfigureAwait(false)
+            : ReadOnlyMemory<byte>.Empty;
 
         if (plan.DataFile != null)
         {
@@ -80,17 +88,15 @@ internal static class Qcow2Creator
         {
             if (plan.Size > 0 || plan.Preallocation != PreallocMode.Off)
                 await image.Root!.TruncateAsync((long)plan.Size, plan.Preallocation, exact: true).ConfigureAwait(false);
+            if (plan.Encryption is { } e)
+                await ((Qcow2NodeDriver)image.Root!.Impl).SetUpEncryptionAsync(e.Method, luksArea).ConfigureAwait(false);
             await image.FlushAsync().ConfigureAwait(false);
         }
     }
 
     private static Plan Validate(ImageCreateRequest r)
     {
-        foreach (var key in r.Options.Keys)
-        {
-            if (key == "encryption" || key.StartsWith("encrypt.", StringComparison.Ordinal))
-                throw new BlockException(Errno.ENOTSUP, "qcow2 encryption is not supported when creating images yet");
-        }
+        var encryption = Qcow2EncryptionPlan.FromRequest(r);
         ulong size = r.Size ?? 0;
         size = (size + 511) & ~511UL;
         if (size > (ulong)BlockNode.MaxLength)
@@ -166,6 +172,6 @@ internal static class Qcow2Creator
         }
 
         return new Plan(size, version, clusterBits, BitOperations.Log2((ulong)refcountBits), lazy, extendedL2, compression, prealloc,
-            backingFile, backingFormat, dataFile, dataFileRaw);
+            backingFile, backingFormat, dataFile, dataFileRaw, encryption);
     }
 }

@@ -2,7 +2,9 @@ using System.Buffers.Binary;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Block.Drivers;
+using Block.Graph;
 using Block.Options;
+using Block.Qapi;
 using Block.Qcow2.Driver;
 using Block.Qcow2.Format;
 
@@ -57,6 +59,24 @@ public sealed class Qcow2Driver : BlockDriver
     ];
 
     /// <inheritdoc />
+    public override IReadOnlyList<CreateOptionDescriptor> AmendOptions { get; } =
+    [
+        new("encrypt.keyslot", CreateOptionType.Number, "Select a single keyslot to modify explicitly"),
+        new("encrypt.state", CreateOptionType.String, "Select new state of affected keyslots (active/inactive)"),
+        new("encrypt.old-secret", CreateOptionType.String, "Select all keyslots that match this password"),
+        new("encrypt.new-secret", CreateOptionType.String, "New secret to set in the matching keyslots. Empty string to erase"),
+        new("encrypt.iter-time", CreateOptionType.Number, "Time to spend in PBKDF in milliseconds"),
+        new("size", CreateOptionType.Size, "Virtual disk size"),
+        new("compat", CreateOptionType.String, "Compatibility level (v2 [0.10] or v3 [1.1])"),
+        new("backing_file", CreateOptionType.String, "File name of a base image"),
+        new("backing_fmt", CreateOptionType.String, "Image format of the base image"),
+        new("data_file", CreateOptionType.String, "File name of an external data file"),
+        new("data_file_raw", CreateOptionType.Bool, "The external data file must stay valid as a raw image"),
+        new("lazy_refcounts", CreateOptionType.Bool, "Postpone refcount updates"),
+        new("refcount_bits", CreateOptionType.Number, "Width of a reference count entry in bits"),
+    ];
+
+    /// <inheritdoc />
     public override BlockdevOptions ParseOptions(OptionsReader reader, BlockdevOptionsParser parser)
     {
         bool noBacking = IsNull(reader, "backing");
@@ -76,6 +96,7 @@ public sealed class Qcow2Driver : BlockDriver
             PassDiscardSnapshot = reader.Bool("pass-discard-snapshot"),
             PassDiscardOther = reader.Bool("pass-discard-other"),
             OverlapCheck = ReadOverlapCheck(reader),
+            Encrypt = ReadEncrypt(reader),
             CacheSize = reader.Int("cache-size"),
             L2CacheSize = reader.Int("l2-cache-size"),
             L2CacheEntrySize = reader.Int("l2-cache-entry-size"),
@@ -116,6 +137,21 @@ public sealed class Qcow2Driver : BlockDriver
         return new Qcow2OverlapChecks { Template = template, Overrides = overrides };
     }
 
+    private static BlockdevQcow2Encryption? ReadEncrypt(OptionsReader reader)
+    {
+        if (reader.Object("encrypt") is not { } outer)
+            return null;
+        // QEMU names the members of the encryption options without the "encrypt." prefix ("Parameter 'x' is unexpected").
+        var encrypt = new OptionsReader(outer.Source, reader.Keyval);
+        var result = new BlockdevQcow2Encryption
+        {
+            Format = encrypt.String("format"),
+            KeySecret = encrypt.String("key-secret"),
+        };
+        encrypt.Finish();
+        return result;
+    }
+
     private static Qcow2OverlapCheckMode ParseMode(string text, string name) => text switch
     {
         "none" => Qcow2OverlapCheckMode.None,
@@ -132,6 +168,13 @@ public sealed class Qcow2Driver : BlockDriver
     /// <inheritdoc />
     public override ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken) =>
         Qcow2Creator.CreateAsync(request, cancellationToken);
+
+    /// <inheritdoc />
+    public override bool CanMeasure => true;
+
+    /// <inheritdoc />
+    public override ValueTask<BlockMeasureInfo> MeasureAsync(ImageCreateRequest options, BlockNode? input, CancellationToken cancellationToken) =>
+        Qcow2Measure.MeasureAsync(options, input, cancellationToken);
 }
 
 /// <summary>Registration of the qcow2 driver.</summary>

@@ -186,12 +186,25 @@ internal sealed class VmdkNodeDriver : NodeDriver, IVmdkParent
     public override ValueTask TruncateAsync(long length, PreallocMode preallocation, bool exact) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Image format driver does not support resize"));
 
-    public override async ValueTask<ImageCheck> CheckAsync(CheckRepair repair)
+    public override ValueTask<ImageCheck> CheckAsync(CheckRepair repair) => CheckAsync(repair, null);
+
+    public override async ValueTask<ImageCheck> CheckAsync(CheckRepair repair, TextWriter? messages)
     {
         if (repair != CheckRepair.None)
             throw new BlockException(Errno.ENOTSUP, "This image format does not support checks");
         foreach (var extent in _extents)
-            await extent.CheckAsync().ConfigureAwait(false);
+        {
+            try
+            {
+                await extent.CheckAsync().ConfigureAwait(false);
+            }
+            catch (BlockException e) when (e.Errno == Errno.EINVAL)
+            {
+                // As qemu-img: the finding is printed as it is, and the check fails with the errno's text.
+                messages?.WriteLine(e.Message);
+                throw new BlockException(e.Errno, ErrnoText.Describe(e.Errno), e);
+            }
+        }
         return new ImageCheck { Filename = Filename, Format = "vmdk" };
     }
 

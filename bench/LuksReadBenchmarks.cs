@@ -10,7 +10,7 @@ using Block.Qapi;
 namespace Block.Bench;
 
 /// <summary>
-/// Reads and writes through a LUKS image (backend → luks → file, inline engine, page cache): the cost of decryption
+/// Reads and writes through a LUKS image (backend → luks → file, per engine, page cache): the cost of decryption
 /// and encryption on the request path, and proof that a LUKS read allocates nothing.
 /// </summary>
 [MemoryDiagnoser]
@@ -24,6 +24,10 @@ public class LuksReadBenchmarks
     private AlignedBuffer _buffer64K = null!;
     private long[] _randomOffsets = null!;
     private long _sequential;
+
+    /// <summary>The I/O engine under test.</summary>
+    [Params(BlockdevAioOptions.Inline, BlockdevAioOptions.Threads, BlockdevAioOptions.IoUring)]
+    public BlockdevAioOptions Engine { get; set; }
 
     [GlobalSetup]
     public void Setup()
@@ -42,7 +46,7 @@ public class LuksReadBenchmarks
         {
             NodeName = "bench",
             KeySecret = "s0",
-            File = new BlockdevOptionsFile { Filename = path, Aio = BlockdevAioOptions.Inline },
+            File = new BlockdevOptionsFile { Filename = path, Aio = Engine },
         }).AsTask().GetAwaiter().GetResult();
         _backend = _graph.CreateBackend(node, new BlockBackendOptions { Accounting = false });
         _buffer4K = AlignedBuffer.Allocate(4096);

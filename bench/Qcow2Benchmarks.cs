@@ -32,7 +32,7 @@ public class Qcow2Benchmarks
     private BlockBackend? _freshBackend;
 
     /// <summary>The I/O engine under test.</summary>
-    [Params(BlockdevAioOptions.Inline, BlockdevAioOptions.Threads)]
+    [Params(BlockdevAioOptions.Inline, BlockdevAioOptions.Threads, BlockdevAioOptions.IoUring)]
     public BlockdevAioOptions Engine { get; set; }
 
     [GlobalSetup]

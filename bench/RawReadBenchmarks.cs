@@ -26,7 +26,7 @@ public class RawReadBenchmarks
     private long _sequential;
 
     /// <summary>The I/O engine under test.</summary>
-    [Params(BlockdevAioOptions.Inline, BlockdevAioOptions.Threads)]
+    [Params(BlockdevAioOptions.Inline, BlockdevAioOptions.Threads, BlockdevAioOptions.IoUring)]
     public BlockdevAioOptions Engine { get; set; }
 
     [GlobalSetup]

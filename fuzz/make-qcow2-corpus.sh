@@ -40,4 +40,12 @@ make snapshot.qcow2 64k cluster_size=512 "write -P 0x11 0 1k"
 qemu-img snapshot -c s1 snapshot.qcow2
 qemu-io -c "write -P 0x12 0 512" snapshot.qcow2 >/dev/null
 cp snapshot.qcow2 "$out/snapshot.qcow2"
+# Persistent bitmaps: one recording, one disabled at 512-byte granularity; then the same left in use by a crash.
+qemu-img create -q -f qcow2 -o cluster_size=512 bitmaps.qcow2 64k
+qemu-img bitmap --add bitmaps.qcow2 b0
+qemu-img bitmap --add -g 512 --disable bitmaps.qcow2 b1
+qemu-io -c "write -P 0x11 0 1k" -c "write -P 0x12 8k 512" bitmaps.qcow2 >/dev/null
+cp bitmaps.qcow2 "$out/bitmaps.qcow2"
+qemu-io -c "write -P 0x13 16k 512" -c "sigraise 9" bitmaps.qcow2 >/dev/null 2>&1 || true
+cp bitmaps.qcow2 "$out/bitmaps-in-use.qcow2"
 ls -l "$out"

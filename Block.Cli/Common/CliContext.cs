@@ -32,6 +32,7 @@ internal sealed class CliContext
     {
         var graph = new BlockGraph(new BlockGraphOptions { Drivers = Drivers.Create() });
         graph.WarningRaised += Warning;
+        graph.MessagePrinted += Err.WriteLine;
         return graph;
     }
 }

@@ -31,6 +31,9 @@ internal sealed record OpenArgs
     /// <summary>Metadata only (qemu-img info's <c>BDRV_O_NO_IO</c>): encrypted images open without their key.</summary>
     public bool NoIo { get; init; }
 
+    /// <summary>Opened to be checked and repaired (qemu-img check's <c>BDRV_O_CHECK</c>).</summary>
+    public bool ForCheck { get; init; }
+
     /// <summary>Do not open the backing file (qemu-img info reads each image of a chain on its own).</summary>
     public bool NoBacking { get; init; }
 
@@ -52,6 +55,7 @@ internal static class ImageOpener
             ReadOnly = args.ReadOnly,
             ForceShare = args.ForceShare,
             NoIo = args.NoIo,
+            ForCheck = args.ForCheck,
             CacheDirect = args.Cache.Direct,
             NoFlush = args.Cache.NoFlush,
             Discard = args.Discard,

@@ -6,14 +6,17 @@ namespace Block.Cli.Img;
 
 /// <summary>
 /// <c>blk bench</c>: qemu-img bench. <c>count</c> requests of <c>-s</c> bytes, <c>-d</c> in flight, starting at
-/// <c>-o</c> and advancing by <c>-S</c> (wrapping at the end of the image), timed end to end. Adds <c>-i inline</c>.
+/// <c>-o</c> and advancing by <c>-S</c> (wrapping at the end of the image), timed end to end. Adds <c>-i inline</c>,
+/// and <c>--pattern-random</c> (with <c>--seed=N</c>): offsets drawn at random between <c>-o</c> and the end of the
+/// image, aligned to the request size, the same sequence for the same seed.
 /// </summary>
 internal static class BenchCommand
 {
     public static async Task<int> RunAsync(CliContext cli, string[] args)
     {
         var getopt = new GetOpt("hc:d:f:ni:o:qs:S:t:wU", ImgCommon.LongOptions(
-            ("flush-interval", true, "flush-interval"), ("no-drain", false, "no-drain"), ("pattern", true, "pattern")));
+            ("flush-interval", true, "flush-interval"), ("no-drain", false, "no-drain"), ("pattern", true, "pattern"),
+            ("pattern-random", false, "pattern-random"), ("seed", true, "seed")));
         if (ImgCommon.Parse(cli, getopt, args) is not var (options, operands))
             return 1;
         await using var graph = cli.CreateGraph();
@@ -24,6 +27,8 @@ internal static class BenchCommand
         long offset = 0;
         int flushInterval = 0;
         byte pattern = 0;
+        bool random = false;
+        ulong seed = 1;
         var cache = CacheMode.Writeback;
         BlockdevAioOptions? aio = null;
         foreach (var (code, arg) in options)
@@ -97,6 +102,16 @@ internal static class BenchCommand
                 case "no-drain":
                     drain = false;
                     break;
+                case "pattern-random":
+                    random = true;
+                    break;
+                case "seed":
+                    if (!ulong.TryParse(arg, NumberStyles.None, CultureInfo.InvariantCulture, out seed))
+                    {
+                        cli.Error("Invalid seed specified");
+                        return 1;
+                    }
+                    break;
                 case "pattern":
                     if (!TryParseByte(arg!, out pattern))
                     {
@@ -132,12 +147,18 @@ internal static class BenchCommand
         if (backend is null)
             return 1;
 
-        cli.Out.WriteLine($"Sending {count} {(write ? "write" : "read")} requests, {bufferSize} bytes each, {depth} in parallel (starting at offset {offset}, step size {stepSize2})");
+        string where = random
+            ? $"random offsets from {offset} aligned to {bufferSize} bytes, seed {seed}"
+            : $"starting at offset {offset}, step size {stepSize2}";
+        cli.Out.WriteLine($"Sending {count} {(write ? "write" : "read")} requests, {bufferSize} bytes each, {depth} in parallel ({where})");
         if (flushInterval != 0)
             cli.Out.WriteLine($"Sending flush every {flushInterval} requests");
         await cli.Out.FlushAsync();
 
-        var run = new BenchRun(backend, write, count, depth, bufferSize, stepSize2, offset, flushInterval, drain, pattern);
+        var run = new BenchRun(backend, write, count, depth, bufferSize, stepSize2, offset, flushInterval, drain, pattern)
+        {
+            RandomSeed = random ? seed : null,
+        };
         var elapsed = await run.RunAsync();
         if (run.Failure is { } failure)
         {

@@ -47,6 +47,9 @@ internal sealed class BenchRun
 
     public BlockException? Failure { get; private set; }
 
+    /// <summary>When set, request k goes to a random request-aligned offset derived from this seed and k.</summary>
+    public ulong? RandomSeed { get; init; }
+
     public async Task<TimeSpan> RunAsync()
     {
         var buffers = new AlignedBuffer[Math.Min(_depth, Math.Max(1, _count))];
@@ -109,10 +112,32 @@ internal sealed class BenchRun
     /// <summary>Request k goes to the start offset, then each one step further, wrapping at the end of the image.</summary>
     private long OffsetOf(long k)
     {
+        if (RandomSeed is { } seed)
+            return RandomOffsetOf(seed, k);
         if (k == 0 || _imageSize == 0)
             return _start;
         var wrapped = ((UInt128)(ulong)_start + (UInt128)(ulong)k * (ulong)_step) % (ulong)_imageSize;
         return (long)(ulong)wrapped;
+    }
+
+    /// <summary>
+    /// A uniformly drawn request-aligned offset in <c>[start, image end − request size]</c>: a hash of the seed and
+    /// <paramref name="k"/>, so the sequence does not depend on which worker issues which request.
+    /// </summary>
+    private long RandomOffsetOf(ulong seed, long k)
+    {
+        long slots = Math.Max(1, (_imageSize - _start) / Math.Max(1, _bufferSize));
+        ulong hash = SplitMix64(seed * 0x9E3779B97F4A7C15UL + (ulong)k);
+        ulong slot = Math.BigMul(hash, (ulong)slots, out _);
+        return _start + (long)slot * _bufferSize;
+    }
+
+    private static ulong SplitMix64(ulong x)
+    {
+        x += 0x9E3779B97F4A7C15UL;
+        x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9UL;
+        x = (x ^ (x >> 27)) * 0x94D049BB133111EBUL;
+        return x ^ (x >> 31);
     }
 
     private Task FlushAsync()

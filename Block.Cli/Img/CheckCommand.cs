@@ -56,6 +56,7 @@ internal static class CheckCommand
             ReadOnly = repair is null,
             ForceShare = common.ForceShare,
             Cache = cache,
+            ForCheck = true,
         });
         if (backend is null)
             return 1;
@@ -65,10 +66,26 @@ internal static class CheckCommand
             "all" => CheckRepair.All,
             _ => CheckRepair.None,
         };
+        var driver = backend.Root!.Impl;
         ImageCheck result;
         try
         {
-            result = await backend.Root!.Impl.CheckAsync(mode, cli.Err);
+            result = await driver.CheckAsync(mode, cli.Err);
+            if (mode != CheckRepair.None && (result.CorruptionsFixed > 0 || result.LeaksFixed > 0))
+            {
+                // As qemu-img: say what was repaired, then report what a fresh check of the repaired image finds.
+                if (!json && !common.Quiet)
+                {
+                    cli.Out.Write($"The following inconsistencies were found and repaired:\n\n    {result.LeaksFixed ?? 0} leaked clusters\n"
+                        + $"    {result.CorruptionsFixed ?? 0} corruptions\n\nDouble checking the fixed image now...\n");
+                }
+                var repaired = result;
+                result = await driver.CheckAsync(CheckRepair.None, cli.Err) with
+                {
+                    LeaksFixed = repaired.LeaksFixed,
+                    CorruptionsFixed = repaired.CorruptionsFixed,
+                };
+            }
         }
         catch (BlockException e) when (e.Errno == Errno.ENOTSUP)
         {
@@ -77,16 +94,24 @@ internal static class CheckCommand
         }
         catch (BlockException e)
         {
-            cli.Error($"Check failed: {e.Message}");
+            // A message of its own (a repair step that failed) comes first, as qemu-img's error_report does.
+            string reason = ErrnoText.Describe(e.Errno);
+            if (e.Message != reason)
+                cli.Error(e.Message);
+            cli.Error($"Check failed: {reason}");
             return 1;
         }
-        result = WithoutZeroCounts(result);
+        // qemu-img names the image as it was given (with --image-opts, the option string).
+        result = WithoutZeroCounts(result) with { Filename = operands[0] };
         if (json)
             cli.Out.Write(QemuJson.Pretty(QemuJson.ToNode(result, QapiJsonContext.Default.ImageCheck)) + "\n");
         else if (!common.Quiet)
             WriteHuman(cli.Out, result);
         if (result.CheckErrors > 0)
+        {
+            cli.Error("Check failed");
             return 1;
+        }
         if (result.Corruptions > 0)
             return 2;
         return result.Leaks > 0 ? 3 : 0;

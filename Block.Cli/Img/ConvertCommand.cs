@@ -13,6 +13,9 @@ namespace Block.Cli.Img;
 internal static class ConvertCommand
 {
     private const int BufferSize = 2 << 20;
+
+    /// <summary>The longest run one block status query asks about.</summary>
+    private const long StatusQueryBytes = 1L << 30;
     private const int Sector = 512;
 
     private sealed record Source(BlockBackend Backend, long Length);
@@ -29,7 +32,7 @@ internal static class ConvertCommand
         string? outputFormat = null, backingFile = null, backingFormat = null, snapshot = null;
         var optionTexts = new List<string>();
         bool targetImageOpts = false, compress = false, progress = false;
-        bool skipCreate = false, outOfOrder = false, targetIsZero = false;
+        bool skipCreate = false, outOfOrder = false, targetIsZero = false, bitmaps = false, skipBrokenBitmaps = false;
         long minSparse = 8 * Sector;
         int coroutines = 8;
         var targetCache = CacheMode.Unsafe;
@@ -110,12 +113,21 @@ internal static class ConvertCommand
                 case "target-is-zero":
                     targetIsZero = true;
                     break;
+                case "bitmaps":
+                    bitmaps = true;
+                    break;
+                case "skip-broken-bitmaps":
+                    skipBrokenBitmaps = true;
+                    break;
                 case "C":
                 case "salvage":
-                case "bitmaps":
-                case "skip-broken-bitmaps":
                     break;
             }
+        }
+        if (skipBrokenBitmaps && !bitmaps)
+        {
+            cli.Error("Use of --skip-broken-bitmaps requires --bitmaps");
+            return 1;
         }
 
         string format = outputFormat ?? "raw";
@@ -136,10 +148,27 @@ internal static class ConvertCommand
             cli.Error("--target-is-zero requires use of -n flag");
             return 1;
         }
-        if (snapshot != null)
+        // -l snapshot.id=…,snapshot.name=… names the snapshot exactly; anything else is an id or a name.
+        Dictionary<string, string>? snapshotOptions = null;
+        if (snapshot != null && snapshot.StartsWith("snapshot.", StringComparison.Ordinal))
         {
-            cli.Error("Failed to load snapshot: this image format does not support internal snapshots");
-            return 1;
+            try
+            {
+                snapshotOptions = CreateCommand.ParseOptionTexts([snapshot]);
+            }
+            catch (BlockOptionsException e)
+            {
+                cli.Error(e.Message);
+                snapshotOptions = null;
+            }
+            string? unknown = snapshotOptions?.Keys.FirstOrDefault(k => k is not ("snapshot.id" or "snapshot.name"));
+            if (snapshotOptions is null || unknown != null)
+            {
+                if (unknown != null)
+                    cli.Error($"Invalid parameter '{unknown}'");
+                cli.Error($"Failed in parsing snapshot param '{snapshot}'");
+                return 1;
+            }
         }
         string target = operands[^1];
         progress &= !common.Quiet;
@@ -156,7 +185,20 @@ internal static class ConvertCommand
                 return 1;
             sources.Add(new Source(backend, backend.Length));
         }
+        if (snapshot != null)
+        {
+            if (snapshotOptions is null && sources.Count > 1)
+            {
+                cli.Error("No support for concatenating multiple snapshot");
+                return 1;
+            }
+            // The copy keeps the size the image had before, as qemu-img's does.
+            if (!await LoadSnapshotAsync(cli, sources[0].Backend.Root!, snapshot, snapshotOptions))
+                return 1;
+        }
         long total = sources.Sum(s => s.Length);
+        if (bitmaps && !ConvertBitmaps.CheckSources(cli, [.. sources.Select(s => s.Backend.Root!)], skipBrokenBitmaps))
+            return 1;
 
         var driver = graph.Drivers.Find(format);
         if (driver is null)
@@ -186,6 +228,19 @@ internal static class ConvertCommand
         {
             cli.Error(e.Message);
             return 1;
+        }
+        if (compress && !skipCreate)
+        {
+            if ((createOptions.TryGetValue("encryption", out var encryption) && CreateOptionValues.IsTrue(encryption)) || createOptions.ContainsKey("encrypt.format"))
+            {
+                cli.Error("Compression and encryption not supported at the same time");
+                return 1;
+            }
+            if (createOptions.TryGetValue("preallocation", out var preallocation) && preallocation != "off")
+            {
+                cli.Error("Compression and preallocation not supported at the same time");
+                return 1;
+            }
         }
         if (backingFile != null)
             createOptions["backing_file"] = backingFile;
@@ -228,6 +283,11 @@ internal static class ConvertCommand
             cli.Error("output file is smaller than input file");
             return 1;
         }
+        if (bitmaps && !output.Root!.Impl.SupportsPersistentDirtyBitmaps)
+        {
+            cli.Error($"Format driver '{output.Root.DriverName}' does not support bitmaps");
+            return 1;
+        }
 
         // A new image reads as zeroes if its format says so (not an encrypted one), unless it has a backing file: then
         // zeroes must be written where the source has them.
@@ -254,7 +314,46 @@ internal static class ConvertCommand
             return 1;
         }
         meter.End();
+        if (bitmaps)
+            return await ConvertBitmaps.CopyAsync(cli, sources[0].Backend.Root!, output.Root!, skipBrokenBitmaps);
         return 0;
+    }
+
+    /// <summary>
+    /// Shows a snapshot instead of the current state in the (read-only) source node, as <c>qemu-img convert -l</c>:
+    /// with <c>snapshot.id</c>/<c>snapshot.name</c> exactly those, otherwise the text as an id, then as a name.
+    /// </summary>
+    private static async Task<bool> LoadSnapshotAsync(CliContext cli, BlockNode node, string text, Dictionary<string, string>? options)
+    {
+        try
+        {
+            if (options != null)
+            {
+                options.TryGetValue("snapshot.id", out var id);
+                options.TryGetValue("snapshot.name", out var name);
+                await node.LoadSnapshotAsync(id, name);
+            }
+            else
+            {
+                try
+                {
+                    await node.LoadSnapshotAsync(text, null);
+                }
+                catch (BlockException e) when (e.Errno == Errno.ENOENT)
+                {
+                    await node.LoadSnapshotAsync(null, text);
+                }
+            }
+            return true;
+        }
+        catch (BlockException e)
+        {
+            string message = e.Errno == Errno.ENOTSUP
+                ? $"Block format '{node.DriverName}' used by device '' does not support temporarily loading internal snapshots"
+                : e.Message;
+            cli.Error($"Failed to load snapshot: {message}");
+            return false;
+        }
     }
 
     /// <summary>The <c>key-secret</c> and <c>encrypt.key-secret</c> create options as open options (keyval text), or null.</summary>
@@ -505,10 +604,7 @@ internal static class ConvertCommand
             int pos = 0;
             while (pos < data.Length)
             {
-                int run = pos;
-                bool zero = IsZeroSector(data.Span, run);
-                while (run < data.Length && IsZeroSector(data.Span, run) == zero)
-                    run = Math.Min(data.Length, run + Sector);
+                int run = SectorRunEnd(data.Span, pos, out bool zero);
                 int length = run - pos;
                 long at = destination + pos;
                 if (zero && length >= minSparse)
@@ -525,8 +621,24 @@ internal static class ConvertCommand
             }
         }
 
-        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start) =>
-            data.Slice(start, Math.Min(Sector, data.Length - start)).IndexOfAnyExcept((byte)0) < 0;
+        /// <summary>The end of the run of sectors from <paramref name="start"/> that are all zero, or all not.</summary>
+        private static int SectorRunEnd(ReadOnlySpan<byte> data, int start, out bool zero)
+        {
+            zero = IsZeroSector(data, start);
+            int run = start;
+            while (run < data.Length && IsZeroSector(data, run) == zero)
+                run = Math.Min(data.Length, run + Sector);
+            return run;
+        }
+
+        private static bool IsZeroSector(ReadOnlySpan<byte> data, int start)
+        {
+            var sector = data.Slice(start, Math.Min(Sector, data.Length - start));
+            // Data sectors almost always show it in their first bytes.
+            if (sector.Length >= 8 && System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(sector) != 0)
+                return false;
+            return sector.IndexOfAnyExcept((byte)0) < 0;
+        }
 
         private static async Task Write(Func<ValueTask> write, long offset)
         {
@@ -542,11 +654,22 @@ internal static class ConvertCommand
 
         private async IAsyncEnumerable<(long Offset, long Bytes, ExtentKind Kind)> Extents(BlockNode node, long length, long targetOffset)
         {
+            // Block status is asked for long runs and the answer cut into chunks, as qemu-img does: asking per chunk
+            // costs a SEEK_DATA/SEEK_HOLE pair per chunk, and on tmpfs each one scans the file's pages to the next hole
+            // (1 GiB raw to raw: 2,054 lseeks took 2.3 s of the 3.7 s; qemu-img makes 12).
             for (long offset = 0; offset < length;)
             {
-                var (bytes, kind) = await ClassifyAsync(node, offset, Math.Min(BufferSize, length - offset), targetOffset + offset);
-                yield return (offset, bytes, kind);
-                offset += bytes;
+                long query = Math.Min(StatusQueryBytes, length - offset);
+                if (TargetBackingLength is { } backingLength && targetOffset + offset < backingLength)
+                    query = Math.Min(query, backingLength - (targetOffset + offset));
+                var (run, kind) = await ClassifyAsync(node, offset, query, targetOffset + offset);
+                for (long done = 0; done < run;)
+                {
+                    long bytes = Math.Min(BufferSize, run - done);
+                    yield return (offset + done, bytes, kind);
+                    done += bytes;
+                }
+                offset += run;
             }
         }
 

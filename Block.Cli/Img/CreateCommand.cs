@@ -182,7 +182,11 @@ internal static class CreateCommand
         BlockBackend image;
         try
         {
-            image = await graph.OpenImageAsync(path, new ImageOpenOptions { Format = backingFormat, AllowProbing = backingFormat is null, ReadOnly = true, ForceShare = true, NoBacking = true });
+            image = await graph.OpenImageAsync(path, new ImageOpenOptions
+            {
+                // As qemu-img: only the size and format are needed, so an encrypted backing file opens without its key.
+                Format = backingFormat, AllowProbing = backingFormat is null, ReadOnly = true, ForceShare = true, NoBacking = true, NoIo = true,
+            });
         }
         catch (BlockException e)
         {
@@ -278,6 +282,22 @@ internal static class CreateCommand
         return sb.ToString();
     }
 
+    /// <summary>One line per option, sorted by name, as QEMU's <c>qemu_opts_print_help</c> prints them.</summary>
+    internal static void PrintOptionList(CliContext cli, IEnumerable<CreateOptionDescriptor> options)
+    {
+        foreach (var o in options.OrderBy(o => o.Name, StringComparer.Ordinal))
+        {
+            string type = o.Type switch
+            {
+                CreateOptionType.Size => "size",
+                CreateOptionType.Bool => "bool (on/off)",
+                CreateOptionType.Number => "num",
+                _ => "str",
+            };
+            cli.Out.WriteLine($"  {$"{o.Name}=<{type}>",-22} - {o.Help}");
+        }
+    }
+
     internal static bool IsHelp(string optionText) =>
         optionText.Split(',').Any(p => p is "help" or "?");
 
@@ -295,19 +315,8 @@ internal static class CreateCommand
             cli.Error($"Format driver '{format}' does not support image creation");
             return 1;
         }
-        var list = graph.CreateOptionsFor(driver, filename).OrderBy(o => o.Name, StringComparer.Ordinal).ToList();
         cli.Out.WriteLine(filename is null ? $"Supported {format} options:" : "Supported options:");
-        foreach (var o in list)
-        {
-            string type = o.Type switch
-            {
-                CreateOptionType.Size => "size",
-                CreateOptionType.Bool => "bool (on/off)",
-                CreateOptionType.Number => "num",
-                _ => "str",
-            };
-            cli.Out.WriteLine($"  {$"{o.Name}=<{type}>",-22} - {o.Help}");
-        }
+        PrintOptionList(cli, graph.CreateOptionsFor(driver, filename));
         if (filename is null)
         {
             cli.Out.WriteLine();

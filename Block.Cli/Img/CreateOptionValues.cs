@@ -44,6 +44,9 @@ internal static partial class CreateOptionValues
         }
     }
 
+    /// <summary>True for a boolean option's "on" spellings (the value passed <see cref="Normalise"/>).</summary>
+    public static bool IsTrue(string value) => value is "on" or "yes" or "true" or "y";
+
     /// <summary>QEMU keeps values as unsigned 64-bit numbers and prints them signed (<c>-1</c>, not 2^64-1).</summary>
     private static string Signed(ulong value) => unchecked((long)value).ToString(CultureInfo.InvariantCulture);
 

@@ -72,6 +72,7 @@ internal static class InfoCommand
                 ReadOnly = true,
                 ForceShare = common.ForceShare,
                 NoBacking = true,
+                NoIo = true,
             });
             if (image is null)
                 return 1;
@@ -102,6 +103,8 @@ internal static class InfoCommand
         w.WriteLine($"file format: {info.Format}");
         w.WriteLine($"virtual size: {QemuText.HumanSize((ulong)info.VirtualSize)} ({info.VirtualSize} bytes)");
         w.WriteLine($"disk size: {(info.ActualSize is { } a ? QemuText.HumanSize((ulong)a) : "unavailable")}");
+        if (info.Encrypted == true)
+            w.WriteLine("encrypted: yes");
         if (info.ClusterSize is { } cs)
             w.WriteLine($"cluster_size: {cs}");
         if (info.BackingFilename is { } bf)
@@ -113,8 +116,6 @@ internal static class InfoCommand
         }
         if (info.BackingFilenameFormat is { } bff)
             w.WriteLine($"backing file format: {bff}");
-        if (info.Encrypted == true)
-            w.WriteLine("encrypted: yes");
         if (info.Snapshots is { Count: > 0 } snapshots)
             SnapshotCommand.WriteList(w, snapshots);
         if (info.FormatSpecific is { } specific)

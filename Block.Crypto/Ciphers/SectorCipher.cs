@@ -1,4 +1,5 @@
 using Block.Crypto.Qapi;
+using Block.Io;
 
 namespace Block.Crypto.Ciphers;
 
@@ -84,6 +85,33 @@ public sealed class SectorCipher : IDisposable
 
     /// <summary>Decrypts <paramref name="source"/> into <paramref name="destination"/>; the first 512 bytes are sector <paramref name="sector"/>.</summary>
     public void Decrypt(ReadOnlySpan<byte> source, Span<byte> destination, ulong sector) => Run(source, destination, sector, encrypt: false);
+
+    /// <summary>
+    /// True if every segment of <paramref name="buffers"/> is a whole number of sectors, so that
+    /// <see cref="Decrypt(IoVector, ulong)"/> can work in the caller's memory; otherwise a bounce buffer is needed.
+    /// </summary>
+    public static bool IsSectorAligned(IoVector buffers)
+    {
+        foreach (var segment in buffers)
+        {
+            if ((segment.Length & (SectorSize - 1)) != 0)
+                return false;
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Decrypts <paramref name="buffers"/> in place, segment after segment; the first 512 bytes are sector
+    /// <paramref name="sector"/>. Every segment must be whole sectors (<see cref="IsSectorAligned"/>).
+    /// </summary>
+    public void Decrypt(IoVector buffers, ulong sector)
+    {
+        foreach (var segment in buffers)
+        {
+            Decrypt(segment.Span, sector);
+            sector += (ulong)(segment.Length / SectorSize);
+        }
+    }
 
     /// <summary>Wipes the expanded keys.</summary>
     public void Dispose()

@@ -64,6 +64,19 @@ public sealed class LuksDriver : BlockDriver
     }
 
     /// <inheritdoc />
+    public override bool CanMeasure => true;
+
+    /// <inheritdoc />
+    /// <remarks>The header and key material, then the disk: its size is not rounded to sectors, as in QEMU.</remarks>
+    public override ValueTask<BlockMeasureInfo> MeasureAsync(ImageCreateRequest options, BlockNode? input, CancellationToken cancellationToken)
+    {
+        long header = LuksCreateOptions.MeasureHeaderBytes(options);
+        long size = input?.Length ?? unchecked((long)(options.Size ?? 0));
+        long total = unchecked(header + size);
+        return new(new BlockMeasureInfo { Required = total, FullyAllocated = total });
+    }
+
+    /// <inheritdoc />
     public override async ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken)
     {
         ulong size = request.Size ?? 0;

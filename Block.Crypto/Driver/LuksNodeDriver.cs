@@ -76,13 +76,13 @@ internal sealed class LuksNodeDriver : NodeDriver
         var cipher = _volume.Cipher;
         if (cipher is null)
             return ValueTask.FromException(Locked());
-        if (!WholeSectorSegments(buffers))
+        if (!SectorCipher.IsSectorAligned(buffers))
             return ReadBouncedAsync(cipher, offset, buffers, flags);
         var read = _file.ReadAsync(_payload + offset, buffers, flags);
         if (!read.IsCompletedSuccessfully)
             return DecryptAfterAsync(read, cipher, offset, buffers);
         read.GetAwaiter().GetResult();
-        Decrypt(cipher, offset, buffers);
+        cipher.Decrypt(buffers, (ulong)(offset / Sector));
         return default;
     }
 
@@ -106,31 +106,11 @@ internal sealed class LuksNodeDriver : NodeDriver
     private static BlockException Locked() =>
         new(Errno.EIO, "The LUKS image was opened without its key (metadata only); reading or writing data needs key-secret");
 
-    private static bool WholeSectorSegments(IoVector buffers)
-    {
-        foreach (var segment in buffers)
-        {
-            if ((segment.Length & (Sector - 1)) != 0)
-                return false;
-        }
-        return true;
-    }
-
-    private static void Decrypt(SectorCipher cipher, long offset, IoVector buffers)
-    {
-        ulong sector = (ulong)(offset / Sector);
-        foreach (var segment in buffers)
-        {
-            cipher.Decrypt(segment.Span, sector);
-            sector += (ulong)(segment.Length / Sector);
-        }
-    }
-
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private static async ValueTask DecryptAfterAsync(ValueTask read, SectorCipher cipher, long offset, IoVector buffers)
     {
         await read.ConfigureAwait(false);
-        Decrypt(cipher, offset, buffers);
+        cipher.Decrypt(buffers, (ulong)(offset / Sector));
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]

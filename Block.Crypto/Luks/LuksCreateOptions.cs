@@ -47,16 +47,18 @@ public sealed record LuksCreateOptions
     /// Reads the options of <see cref="Descriptors"/> (except <c>key-secret</c>) from a create request, applying QEMU's
     /// defaults (ESSIV hashes with sha256 unless told otherwise).
     /// </summary>
+    /// <remarks>A refused value is named without <paramref name="prefix"/> (<c>Parameter 'cipher-alg' does not accept
+    /// value 'x'</c>), as QEMU names the members of qcow2's nested <c>encrypt</c> options.</remarks>
     /// <exception cref="BlockOptionsException">A value QEMU would not accept, with QEMU's message.</exception>
     public static LuksCreateOptions FromRequest(ImageCreateRequest request, string prefix = "")
     {
-        var algorithm = request.GetEnumValue<CryptoCipherAlgorithm>(prefix + "cipher-alg") ?? CryptoCipherAlgorithm.Aes256;
-        var mode = request.GetEnumValue<CryptoCipherMode>(prefix + "cipher-mode") ?? CryptoCipherMode.Xts;
-        var ivgen = request.GetEnumValue<CryptoIvGenAlgorithm>(prefix + "ivgen-alg") ?? CryptoIvGenAlgorithm.Plain64;
-        var ivgenHash = request.GetEnumValue<CryptoHashAlgorithm>(prefix + "ivgen-hash-alg");
+        var algorithm = request.GetEnumValue<CryptoCipherAlgorithm>(prefix, "cipher-alg") ?? CryptoCipherAlgorithm.Aes256;
+        var mode = request.GetEnumValue<CryptoCipherMode>(prefix, "cipher-mode") ?? CryptoCipherMode.Xts;
+        var ivgen = request.GetEnumValue<CryptoIvGenAlgorithm>(prefix, "ivgen-alg") ?? CryptoIvGenAlgorithm.Plain64;
+        var ivgenHash = request.GetEnumValue<CryptoHashAlgorithm>(prefix, "ivgen-hash-alg");
         if (ivgen == CryptoIvGenAlgorithm.Essiv)
             ivgenHash ??= CryptoHashAlgorithm.Sha256;
-        var hash = request.GetEnumValue<CryptoHashAlgorithm>(prefix + "hash-alg") ?? CryptoHashAlgorithm.Sha256;
+        var hash = request.GetEnumValue<CryptoHashAlgorithm>(prefix, "hash-alg") ?? CryptoHashAlgorithm.Sha256;
         ulong iterTime = DefaultIterTimeMilliseconds;
         if (request.GetNumber(prefix + "iter-time") is { } n)
             iterTime = unchecked((ulong)n);
@@ -66,5 +68,21 @@ public sealed record LuksCreateOptions
             Hash = hash,
             IterTimeMilliseconds = iterTime,
         };
+    }
+    /// <summary>
+    /// The bytes the LUKS header and key material of a volume created with these options take (the payload offset), as
+    /// <c>qemu-img measure</c> computes them: the options must be valid and name an existing secret, as for creation.
+    /// </summary>
+    /// <param name="request">The create options.</param>
+    /// <param name="prefix"><c>encrypt.</c> for qcow2, empty for a LUKS image.</param>
+    /// <exception cref="BlockOptionsException">A bad option or no <c>key-secret</c>, with QEMU's message.</exception>
+    /// <exception cref="BlockException">The secret does not exist.</exception>
+    public static long MeasureHeaderBytes(ImageCreateRequest request, string prefix = "")
+    {
+        var options = FromRequest(request, prefix);
+        string secretId = request.GetString(prefix + "key-secret")
+            ?? throw new BlockOptionsException($"Parameter '{prefix}key-secret' is required for cipher");
+        request.Graph.Secrets.Get(secretId);
+        return LuksLayout.PayloadOffsetSectors(options.Suite.KeyLength) * 512L;
     }
 }

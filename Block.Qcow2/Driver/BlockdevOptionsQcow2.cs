@@ -40,6 +40,9 @@ public sealed record BlockdevOptionsQcow2 : BlockdevOptions
     /// <summary>Which metadata structures are protected against overlapping writes.</summary>
     public Qcow2OverlapChecks? OverlapCheck { get; init; }
 
+    /// <summary>How to unlock an encrypted image.</summary>
+    public BlockdevQcow2Encryption? Encrypt { get; init; }
+
     /// <summary>Total metadata cache size in bytes.</summary>
     public long? CacheSize { get; init; }
 

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Block.Qapi;
+using Block.Qcow2.Bitmaps;
 
 namespace Block.Qcow2.Driver;
 
@@ -30,6 +31,12 @@ public sealed record ImageInfoSpecificQcow2 : ImageInfoSpecific
     /// <summary>Refcount width in bits.</summary>
     public required int RefcountBits { get; init; }
 
+    /// <summary>The encryption, for encrypted images.</summary>
+    public ImageInfoSpecificQcow2Encryption? Encrypt { get; init; }
+
+    /// <summary>The stored persistent bitmaps, when the image has any (and their extension is consistent).</summary>
+    public IReadOnlyList<Qcow2BitmapInfo>? Bitmaps { get; init; }
+
     /// <summary>"zlib" or "zstd".</summary>
     public required string CompressionType { get; init; }
 
@@ -49,6 +56,19 @@ public sealed record ImageInfoSpecificQcow2 : ImageInfoSpecific
         if (Corrupt != null)
             writer.WriteBoolean("corrupt", Corrupt.Value);
         writer.WriteNumber("refcount-bits", RefcountBits);
+        if (Encrypt != null)
+        {
+            writer.WriteStartObject("encrypt");
+            Encrypt.WriteMembers(writer);
+            writer.WriteEndObject();
+        }
+        if (Bitmaps != null)
+        {
+            writer.WriteStartArray("bitmaps");
+            foreach (var bitmap in Bitmaps)
+                bitmap.Write(writer);
+            writer.WriteEndArray();
+        }
         writer.WriteString("compression-type", CompressionType);
     }
 }

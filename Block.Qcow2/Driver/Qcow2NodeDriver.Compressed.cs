@@ -13,6 +13,11 @@ internal sealed partial class Qcow2NodeDriver
     /// plain zero cluster, as in QEMU: compression never overwrites data. A cluster that does not compress is written
     /// normally.
     /// </summary>
+    /// <remarks>
+    /// The clusters of one request are compressed on every core at once, then allocated and written one after the
+    /// other in guest order, so the file comes out as a sequential compression would lay it out. <c>blk convert -c</c>
+    /// sends runs of up to 2 MiB as one request: deflate, about 80% of its time, then runs on both cores.
+    /// </remarks>
     private async ValueTask WriteCompressedAsync(long offset, IoVector buffers)
     {
         int cs = _layout.ClusterSize;
@@ -21,27 +26,54 @@ internal sealed partial class Qcow2NodeDriver
         if ((offset & (cs - 1)) != 0 || ((buffers.Length & (cs - 1)) != 0 && offset + buffers.Length != _size))
             throw new BlockException(Errno.EINVAL, "Compressed writes must be whole clusters");
         var type = (Qcow2CompressionType)_header.CompressionType;
-        var cluster = ArrayPool<byte>.Shared.Rent(cs);
-        var compressed = ArrayPool<byte>.Shared.Rent(cs);
+        int count = (buffers.Length + cs - 1) / cs;
+        var compressed = new byte[count][];
+        var lengths = new int[count];
         try
         {
-            for (int done = 0; done < buffers.Length; done += cs)
+            void CompressOne(int i)
             {
+                int done = i * cs;
                 int n = Math.Min(cs, buffers.Length - done);
-                var part = buffers.Slice(done, n);
-                part.CopyTo(cluster);
-                cluster.AsSpan(n, cs - n).Clear();
-                int length = Qcow2Compression.Compress(type, cluster.AsSpan(0, cs), compressed.AsSpan(0, cs));
-                if (length < 0)
-                    await WriteSlowAsync(offset + done, part).ConfigureAwait(false);
+                var cluster = ArrayPool<byte>.Shared.Rent(cs);
+                try
+                {
+                    buffers.Slice(done, n).CopyTo(cluster);
+                    cluster.AsSpan(n, cs - n).Clear();
+                    compressed[i] = ArrayPool<byte>.Shared.Rent(cs);
+                    lengths[i] = Qcow2Compression.Compress(type, cluster.AsSpan(0, cs), compressed[i].AsSpan(0, cs));
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(cluster);
+                }
+            }
+            if (count == 1 || Environment.ProcessorCount == 1)
+            {
+                for (int i = 0; i < count; i++)
+                    CompressOne(i);
+            }
+            else
+            {
+                Parallel.For(0, count, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, CompressOne);
+            }
+            for (int i = 0; i < count; i++)
+            {
+                int done = i * cs;
+                int n = Math.Min(cs, buffers.Length - done);
+                if (lengths[i] < 0)
+                    await WriteSlowAsync(offset + done, buffers.Slice(done, n)).ConfigureAwait(false);
                 else
-                    await WriteCompressedClusterAsync(offset + done, compressed.AsMemory(0, length)).ConfigureAwait(false);
+                    await WriteCompressedClusterAsync(offset + done, compressed[i].AsMemory(0, lengths[i])).ConfigureAwait(false);
             }
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(cluster);
-            ArrayPool<byte>.Shared.Return(compressed);
+            foreach (var c in compressed)
+            {
+                if (c != null)
+                    ArrayPool<byte>.Shared.Return(c);
+            }
         }
     }
 

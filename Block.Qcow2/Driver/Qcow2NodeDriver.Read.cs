@@ -11,13 +11,13 @@ internal sealed partial class Qcow2NodeDriver
 {
     /// <inheritdoc />
     /// <remarks>A read inside one run of allocated clusters whose L2 slice is cached goes straight to the data file:
-    /// no lock, no allocation, no state machine.</remarks>
+    /// no lock, no allocation, no state machine (on an encrypted image too: it decrypts in the caller's buffers).</remarks>
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         if (_corrupt)
             return ValueTask.FromException(CorruptError());
         if (TryMapCached(offset, buffers.Length, out var run) && run.Bytes == buffers.Length && run.Type == SubclusterType.Normal)
-            return _data.ReadAsync(run.Host, buffers);
+            return ReadDataAsync(offset, run.Host, buffers);
         return ReadSlowAsync(offset, buffers);
     }
 
@@ -34,7 +34,7 @@ internal sealed partial class Qcow2NodeDriver
             switch (run.Type)
             {
                 case SubclusterType.Normal:
-                    await _data.ReadAsync(run.Host, part).ConfigureAwait(false);
+                    await ReadDataAsync(pos, run.Host, part).ConfigureAwait(false);
                     break;
                 case SubclusterType.ZeroPlain:
                 case SubclusterType.ZeroAlloc:
@@ -67,6 +67,7 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <summary>Decompresses the cluster <paramref name="entry"/> describes and copies the part at <paramref name="offset"/>.</summary>
+    /// <remarks>Compressed clusters are never encrypted, in encrypted images neither (QEMU stores them in the clear).</remarks>
     private async ValueTask ReadCompressedAsync(ulong entry, long offset, IoVector part)
     {
         int cs = _layout.ClusterSize;

@@ -21,8 +21,7 @@ internal sealed partial class Qcow2NodeDriver
             throw new BlockException(Errno.EINVAL, "The new size must be a multiple of 512");
         if (_snapshots.Count > 0 && _header.Version < 3)
             throw new BlockException(Errno.ENOTSUP, "Can't resize a v2 image which has snapshots");
-        if (_header.BitmapsExtension != null)
-            throw new BlockException(Errno.ENOTSUP, "Cannot resize qcow2 with persistent bitmaps");
+        CheckBitmapsAllowResize();
         long old = _size;
         if (length < old && preallocation != PreallocMode.Off)
             throw new BlockException(Errno.EINVAL, "Preallocation can't be used for shrinking an image");

@@ -225,9 +225,9 @@ internal sealed partial class Qcow2NodeDriver
             var snapshot = FindSnapshot(id, name, either: id is null || name is null)
                 ?? throw new BlockException(Errno.ENOENT, "Can't find snapshot");
             var l1 = await ReadSnapshotL1Async(snapshot).ConfigureAwait(false);
-            // A read-only view: the snapshot's L1 replaces the active one in memory only.
+            // A read-only view: the snapshot's L1 replaces the active one in memory only. The disk keeps its size, as
+            // in QEMU: past the snapshot's disk the image reads as unallocated, and what lies beyond this size is not seen.
             _l1 = l1;
-            _size = snapshot.DiskSize is { } d ? (long)d : _size;
             _activeL2.Clear();
             foreach (ulong e in l1)
             {
@@ -242,10 +242,16 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <inheritdoc />
-    public override ValueTask ReadVmStateAsync(long position, IoVector buffers) => ReadSlowAsync(VmStateOffset + position, buffers);
+    public override ValueTask ReadVmStateAsync(long position, IoVector buffers) =>
+        _encryption != null && !IsSectorAligned(position, buffers.Length)
+            ? ReadVmStateBouncedAsync(VmStateOffset + position, buffers)
+            : ReadSlowAsync(VmStateOffset + position, buffers);
 
     /// <inheritdoc />
-    public override ValueTask WriteVmStateAsync(long position, IoVector buffers) => WriteSlowAsync(VmStateOffset + position, buffers);
+    public override ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
+        _encryption != null && !IsSectorAligned(position, buffers.Length)
+            ? WriteVmStateBouncedAsync(VmStateOffset + position, buffers)
+            : WriteSlowAsync(VmStateOffset + position, buffers);
 
     /// <summary>
     /// The snapshot with <paramref name="id"/> and <paramref name="name"/> (both must match when both are given); with

@@ -10,10 +10,20 @@ internal sealed partial class Qcow2NodeDriver
     /// <inheritdoc />
     /// <remarks>Data clusters report their host offset in the data file; preallocated zero clusters and preallocated
     /// but unallocated subclusters too (as QEMU's map shows them). On images created with <c>preallocation=metadata</c> the file below is asked whether data clusters
-    /// are holes, so such images map as zeroes as QEMU shows them.</remarks>
+    /// are holes, so such images map as zeroes as QEMU shows them. Encrypted images report no host offsets: their host
+    /// bytes are not the guest's.</remarks>
     public override async ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long length, bool wantZero)
     {
         var run = await MapAsync(offset, length).ConfigureAwait(false);
+        if (_encryption != null)
+        {
+            return run.Type switch
+            {
+                SubclusterType.Normal or SubclusterType.Compressed => new BlockStatus(BlockStatusFlags.Data, run.Bytes),
+                SubclusterType.ZeroAlloc or SubclusterType.ZeroPlain => new BlockStatus(BlockStatusFlags.Zero, run.Bytes),
+                _ => new BlockStatus(BlockStatusFlags.None, run.Bytes),
+            };
+        }
         switch (run.Type)
         {
             case SubclusterType.Normal:

@@ -52,7 +52,8 @@ internal sealed partial class Qcow2NodeDriver
 
     /// <inheritdoc />
     /// <remarks>A write inside one cluster that is already data with refcount 1, with its L2 slice cached, goes straight
-    /// to the data file after an in-memory overlap check: no lock, no allocation.</remarks>
+    /// to the data file after an in-memory overlap check: no lock, no allocation (an encrypted image encrypts into a
+    /// pooled bounce buffer).</remarks>
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         if (_corrupt)
@@ -64,7 +65,7 @@ internal sealed partial class Qcow2NodeDriver
             && TryMapCached(offset, length, out var run) && run.Bytes == length && run.Type == SubclusterType.Normal
             && (run.Entry & Qcow2Layout.Copied) != 0 && DataWriteIsSafe(run.Host, length))
         {
-            return _data.WriteAsync(run.Host, buffers);
+            return WriteDataAsync(offset, run.Host, buffers);
         }
         return WriteSlowAsync(offset, buffers);
     }
@@ -190,9 +191,10 @@ internal sealed partial class Qcow2NodeDriver
             PlanCopy(step, data, index);
             step.WriteStart = step.CopyStart;
             step.WriteEnd = step.CopyEnd;
-            if (step.Kind == WriteKind.Allocate && !_hasDataFile && step.Host >= _file.Length)
+            if (step.Kind == WriteKind.Allocate && !_hasDataFile && step.Host >= _file.Length && _encryption is null)
             {
-                // New clusters past the end of the file were never written: they read as zeroes already.
+                // New clusters past the end of the file were never written: they read as zeroes already (unless
+                // encrypted: zero plaintext is not zero on disk, so the copy is always written).
                 if (step.HeadZero)
                     step.WriteStart = step.Offset;
                 if (step.TailZero)
@@ -294,12 +296,15 @@ internal sealed partial class Qcow2NodeDriver
         };
     }
 
-    /// <summary>Writes the step's data, with the copied head and tail around it in one vectored write.</summary>
+    /// <summary>
+    /// Writes the step's data, with the copied head and tail around it in one vectored write (encrypted as a whole on an
+    /// encrypted image: the old content copied is decrypted from where it was and encrypted for where it goes).
+    /// </summary>
     private async ValueTask WriteStepDataAsync(WriteStep step, IoVector data)
     {
         if (step.Kind == WriteKind.InPlace)
         {
-            await _data.WriteAsync(step.Host, data).ConfigureAwait(false);
+            await WriteDataAsync(step.Offset, step.Host, data).ConfigureAwait(false);
             return;
         }
         int head = (int)(step.Offset - step.WriteStart);
@@ -324,7 +329,7 @@ internal sealed partial class Qcow2NodeDriver
                     segments.Add(tailBuffer.AsMemory(0, tail));
                 vector = new IoVector(segments.ToArray());
             }
-            await _data.WriteAsync(step.Host + (step.WriteStart - step.First), vector).ConfigureAwait(false);
+            await WriteDataAsync(step.WriteStart, step.Host + (step.WriteStart - step.First), vector).ConfigureAwait(false);
             if (step.WriteEnd < step.CopyEnd)
             {
                 // The zero tail past the end of the file is not copied, but the file still grows to cover the new
@@ -334,10 +339,11 @@ internal sealed partial class Qcow2NodeDriver
         }
         finally
         {
+            // On an encrypted image the copied head and tail are plaintext.
             if (headBuffer != null)
-                ArrayPool<byte>.Shared.Return(headBuffer);
+                ArrayPool<byte>.Shared.Return(headBuffer, clearArray: _encryption != null);
             if (tailBuffer != null)
-                ArrayPool<byte>.Shared.Return(tailBuffer);
+                ArrayPool<byte>.Shared.Return(tailBuffer, clearArray: _encryption != null);
         }
     }
 

@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
+using System.Text.Json.Nodes;
 using Block.Drivers;
 using Block.Events;
 using Block.Graph;
 using Block.Qapi;
+using Block.Qcow2.Encryption;
 using Block.Qcow2.Format;
 using Block.Qcow2.Metadata;
 
@@ -22,12 +24,10 @@ namespace Block.Qcow2.Driver;
 internal sealed partial class Qcow2NodeDriver : NodeDriver
 {
     private readonly BlockNode _file;
-    private readonly Qcow2Layout _layout;
     private readonly Qcow2Header _header;
     private readonly SemaphoreSlim _lock = new(1, 1);
     private readonly List<InFlightAllocation> _inFlight = [];
     private readonly MetadataCache _l2Cache;
-    private readonly RefcountManager _refcounts;
     private readonly int _sliceEntries;
     private readonly int _sliceBytes;
     private readonly bool _readOnly;
@@ -37,6 +37,9 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private readonly bool _passDiscardSnapshot;
     private readonly bool _passDiscardOther;
     private readonly Timer? _cleanTimer;
+    private readonly Qcow2Encryption? _encryption;
+    private Qcow2Layout _layout;
+    private RefcountManager _refcounts;
     private BlockNode _data;
     private bool _hasDataFile;
     private ulong[] _l1;
@@ -46,13 +49,15 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private bool _lazyRefcounts;
     private bool _dirtyOnDisk;
     private volatile bool _corrupt;
+    private bool _corruptionSignaled;
     private long _cleanTick;
 
     private Qcow2NodeDriver(BlockNode node, BlockNode file, Qcow2Header header, Qcow2Layout layout, ulong[] l1, ulong[] refTable,
-        List<Qcow2Snapshot> snapshots, long snapshotTableLength, BlockdevOptionsQcow2 options, Qcow2CacheSizes cache)
+        List<Qcow2Snapshot> snapshots, long snapshotTableLength, BlockdevOptionsQcow2 options, Qcow2CacheSizes cache, Qcow2Encryption? encryption)
         : base(node)
     {
         _file = file;
+        _encryption = encryption;
         _data = file;
         _header = header;
         _layout = layout;
@@ -72,21 +77,8 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         _sliceEntries = _sliceBytes / layout.L2EntrySize;
         _l2Cache = new MetadataCache(file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
             (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2 | Qcow2OverlapFlags.InactiveL2));
-        var refcountCache = new MetadataCache(file, "refcount", layout.ClusterSize, (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize),
-            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
-        _refcounts = new RefcountManager(layout, file, refcountCache, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
-            CheckOverlapAsync, WriteRefcountTableHeaderAsync)
-        {
-            MetadataChanged = RefreshMetadataMap,
-            PassDiscard = reason => reason switch
-            {
-                DiscardReason.Always => true,
-                DiscardReason.Request => _passDiscardRequest,
-                DiscardReason.Snapshot => _passDiscardSnapshot,
-                DiscardReason.Other => _passDiscardOther,
-                _ => false,
-            },
-        };
+        _refcounts = NewRefcountManager(layout, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
+            (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize));
         foreach (var e in l1)
         {
             if ((e & Qcow2Layout.OffsetMask) != 0)
@@ -99,6 +91,25 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
     }
 
+    /// <summary>The refcount table and blocks of <paramref name="layout"/>'s width, with a block cache of <paramref name="cacheEntries"/> clusters.</summary>
+    private RefcountManager NewRefcountManager(Qcow2Layout layout, ulong[] table, long tableOffset, int tableClusters, int cacheEntries)
+    {
+        var blocks = new MetadataCache(_file, "refcount", layout.ClusterSize, cacheEntries,
+            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
+        return new RefcountManager(layout, _file, blocks, table, tableOffset, tableClusters, CheckOverlapAsync, WriteRefcountTableHeaderAsync)
+        {
+            MetadataChanged = RefreshMetadataMap,
+            PassDiscard = reason => reason switch
+            {
+                DiscardReason.Always => true,
+                DiscardReason.Request => _passDiscardRequest,
+                DiscardReason.Snapshot => _passDiscardSnapshot,
+                DiscardReason.Other => _passDiscardOther,
+                _ => false,
+            },
+        };
+    }
+
     /// <summary>The image's geometry.</summary>
     public Qcow2Layout Layout => _layout;
 
@@ -109,11 +120,38 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     public override long Length => _size;
 
     /// <inheritdoc />
+    /// <remarks>Encrypted images take whole 512-byte sectors, the unit of their IVs; the request path pads the rest.</remarks>
     public override BlockLimits Limits => new()
     {
-        RequestAlignment = 1,
+        RequestAlignment = _encryption is null ? 1 : Sector,
         DiscardAlignment = _layout.ClusterSize,
     };
+
+    /// <inheritdoc />
+    public override bool IsEncrypted => _encryption != null;
+
+    /// <inheritdoc />
+    /// <remarks>As QEMU answers: an image without preallocated L2 tables reads as zeroes wherever nothing was written
+    /// (encrypted or not); an encrypted preallocated one does not, its zeroed clusters decrypting to noise.</remarks>
+    public override bool HasZeroInit => _encryption is null || _l1.Length == 0 || _l1[0] == 0;
+
+    /// <summary>
+    /// The file's name, or with <c>encrypt.key-secret</c> QEMU's <c>json:{…}</c> form: the secret's id is an option the
+    /// file name alone cannot carry.
+    /// </summary>
+    public override string Filename
+    {
+        get
+        {
+            string fileName = _file.Filename;
+            if (((BlockdevOptionsQcow2)Node.Options).Encrypt?.KeySecret is not { } secret)
+                return fileName;
+            JsonNode file = fileName.StartsWith("json:", StringComparison.Ordinal)
+                ? JsonNode.Parse(fileName[5..])!
+                : new JsonObject { ["driver"] = _file.DriverName, ["filename"] = fileName };
+            return "json:" + QemuJson.Compact(new JsonObject { ["driver"] = "qcow2", ["file"] = file, ["encrypt.key-secret"] = secret });
+        }
+    }
 
     /// <inheritdoc />
     public override RequestFlags SupportedWriteFlags => RequestFlags.Compressed;
@@ -146,7 +184,9 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         LazyRefcounts = _header.Version >= 3 ? (_header.Compatible & CompatibleFeatures.LazyRefcounts) != 0 : null,
         Corrupt = _header.Version >= 3 ? (_header.Incompatible & IncompatibleFeatures.Corrupt) != 0 : null,
         RefcountBits = _layout.RefcountBits,
+        Encrypt = _encryption?.Info,
         CompressionType = _header.CompressionType == 1 ? "zstd" : "zlib",
+        Bitmaps = BitmapInfoList,
     };
 
     /// <summary>Opens the image behind <paramref name="context"/>'s node.</summary>
@@ -157,10 +197,8 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         var file = fileChild.Node;
 
         var header = await ReadHeaderAsync(file).ConfigureAwait(false);
-        if ((header.Incompatible & IncompatibleFeatures.Corrupt) != 0 && !node.ReadOnly)
+        if ((header.Incompatible & IncompatibleFeatures.Corrupt) != 0 && !node.ReadOnly && !options.ForCheck)
             throw new BlockException(Errno.EACCES, "qcow2: Image is corrupt; cannot be opened read/write");
-        if (header.CryptMethod != 0)
-            throw new BlockException(Errno.ENOTSUP, "qcow2: encrypted images are not supported by this build");
         var layout = new Qcow2Layout(header.ClusterBits, header.ExtendedL2, header.RefcountOrder);
 
         long fileLength = file.Length;
@@ -183,7 +221,25 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             (snapshots, snapshotLength) = await ReadSnapshotsAsync(file, header, fileLength).ConfigureAwait(false);
 
         var cache = Qcow2CacheSizes.Resolve(options, (long)header.Size, layout.ClusterSize, layout.L2EntrySize);
-        var driver = new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache);
+        var encryption = await Qcow2Encryption.OpenAsync(header, file, options.Encrypt, context.Graph.Secrets, options.NoIo, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await FinishOpenAsync(context, options, header, new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache, encryption),
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            encryption?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Opens the backing and data file children and prepares a writable image for its first write.</summary>
+    private static async ValueTask<Qcow2NodeDriver> FinishOpenAsync(NodeOpenContext context, BlockdevOptionsQcow2 options, Qcow2Header header,
+        Qcow2NodeDriver driver, CancellationToken cancellationToken)
+    {
+        var node = context.Node;
+        await driver.LoadBitmapsAsync().ConfigureAwait(false);
 
         if (!options.NoBacking)
         {
@@ -222,7 +278,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             // Arm the overlap checks before anything is written, the header rewrite below included.
             await driver.LoadInactiveL2Async().ConfigureAwait(false);
             driver.RefreshMetadataMap();
-            await driver.PrepareForWritingAsync().ConfigureAwait(false);
+            // Opened to be checked: the check sees (and repairs) a dirty image as it is, and writes no guest data
+            // that persistent bitmaps would miss.
+            if (!options.ForCheck)
+                await driver.PrepareForWritingAsync().ConfigureAwait(false);
         }
         return driver;
     }
@@ -272,15 +331,13 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     }
 
     /// <summary>
-    /// Before the first write: clear autoclear bits Block does not maintain, and repair refcounts left stale by
-    /// lazy refcounts (the dirty bit), as QEMU does on a read-write open.
+    /// Before the first write: clear autoclear bits Block does not maintain, repair refcounts left stale by lazy
+    /// refcounts (the dirty bit), and mark the stored bitmaps in use, as QEMU does on a read-write open.
     /// </summary>
     private async ValueTask PrepareForWritingAsync()
     {
-        bool rewrite = false;
-        // Block does not maintain persistent bitmaps yet: clearing their autoclear bit tells QEMU they are stale
-        // instead of letting it trust bitmaps that missed our writes.
-        var keep = AutoclearFeatures.DataFileRaw;
+        bool rewrite = PrepareBitmapsHeaderForWriting();
+        var keep = AutoclearFeatures.DataFileRaw | AutoclearFeatures.Bitmaps;
         if ((_header.Autoclear & ~keep) != 0)
         {
             _header.Autoclear &= keep;
@@ -295,6 +352,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
         if (rewrite)
             await WriteHeaderAsync().ConfigureAwait(false);
+        await MarkBitmapsInUseAsync().ConfigureAwait(false);
     }
 
     /// <summary>Writes the header cluster (header and extensions) and syncs it.</summary>
@@ -339,14 +397,19 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
 
     /// <summary>
     /// Marks the image corrupt: sets the corrupt bit (when writable), raises <c>BLOCK_IMAGE_CORRUPTED</c>, and makes
-    /// every later request fail.
+    /// every later request fail. On a read-only image the corruption is only reported.
     /// </summary>
+    /// <remarks>As QEMU, only the first report is printed and raised, except that a fatal one still follows
+    /// non-fatal ones.</remarks>
     internal async ValueTask<BlockException> SignalCorruptionAsync(string message, long? offset, long? size)
     {
         bool fatal = !_readOnly;
-        if (!_corrupt)
+        if (!_corruptionSignaled || (fatal && !_corrupt))
         {
-            Node.Graph.Warn($"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed");
+            _corruptionSignaled = true;
+            Node.Graph.Print(fatal
+                ? $"qcow2: Marking image as corrupt: {message}; further corruption events will be suppressed"
+                : $"qcow2: Image is corrupt: {message}; further non-fatal corruption events will be suppressed");
             Node.Graph.RaiseEvent(new BlockImageCorruptedEvent(string.Empty, Node.NodeName, message, offset, size, fatal));
             if (fatal)
             {
@@ -423,6 +486,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             try
             {
                 await FlushMetadataLockedAsync().ConfigureAwait(false);
+                await StoreBitmapsOnCloseAsync().ConfigureAwait(false);
                 if (_dirtyOnDisk)
                 {
                     // A clean close: refcounts are on disk, so the image is consistent again.
@@ -436,6 +500,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
                 _lock.Release();
             }
         }
+        _encryption?.Dispose();
         await base.DisposeAsync().ConfigureAwait(false);
     }
 

@@ -287,6 +287,15 @@ public sealed class Qcow2Header
             throw new ImageFormatException("Extended L2 entries are only supported with cluster sizes of at least 16384 bytes");
         if (CryptMethod > 2)
             throw new ImageFormatException($"Unsupported encryption method {CryptMethod}", Errno.ENOTSUP);
+        if (CryptMethod == 2 && CryptoHeader is null)
+            throw new ImageFormatException("Missing CRYPTO header for crypt method 2");
+        if (CryptoHeader is { } crypto)
+        {
+            if (CryptMethod != 2)
+                throw new ImageFormatException("CRYPTO header extension only expected with LUKS encryption method");
+            if ((crypto.Offset & (ulong)(ClusterSize - 1)) != 0)
+                throw new ImageFormatException($"Encryption header offset '{crypto.Offset}' is not a multiple of cluster size '{ClusterSize}'");
+        }
         if ((L1TableOffset & (ulong)(ClusterSize - 1)) != 0)
             throw new ImageFormatException($"Active L1 table offset invalid ({L1TableOffset:x}: not cluster aligned)");
         if ((RefcountTableOffset & (ulong)(ClusterSize - 1)) != 0)

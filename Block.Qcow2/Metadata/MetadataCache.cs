@@ -53,7 +53,11 @@ internal sealed class MetadataCache
     {
         if (_entries.TryGetValue(offset, out var e))
         {
-            e.LastUse = Volatile.Read(ref _tick);
+            // Written only when it changes (the tick moves on misses): readers on two cores hitting the same slice
+            // would otherwise bounce its cache line between them on every request.
+            long tick = Volatile.Read(ref _tick);
+            if (e.LastUse != tick)
+                e.LastUse = tick;
             return e;
         }
         return null;

@@ -71,6 +71,8 @@ internal sealed class RefcountManager
         ulong blockOffset = _table[b] & Qcow2Layout.OffsetMask;
         if (blockOffset == 0)
             return 0;
+        if ((blockOffset & (ulong)(_layout.ClusterSize - 1)) != 0)
+            throw UnalignedBlock(blockOffset, b);
         var entry = await Blocks.GetAsync((long)blockOffset).ConfigureAwait(false);
         return RefcountBlock.Get(entry.Data, clusterIndex % _layout.RefcountBlockEntries, _layout.RefcountBits);
     }
@@ -120,6 +122,23 @@ internal sealed class RefcountManager
 
     /// <summary>Drops the references taken by an allocation that was not used (its write failed).</summary>
     public ValueTask ReleaseAsync(long offset, long count) => UpdateAsync(offset >> _layout.ClusterBits, count, -1);
+
+    /// <summary>
+    /// Frees clusters that were allocated but never referenced from anything on disk: they may be handed out again at
+    /// once, without waiting for a flush (QEMU reuses freed clusters immediately; here it is safe because nothing on disk
+    /// can still point at them).
+    /// </summary>
+    public async ValueTask ReleaseUnreferencedAsync(long offset, long count)
+    {
+        long first = offset >> _layout.ClusterBits;
+        await UpdateAsync(first, count, -1).ConfigureAwait(false);
+        for (long c = first; c < first + count; c++)
+            _freedSinceFlush.Remove(c);
+        _freeClusterIndex = Math.Min(_freeClusterIndex, first);
+    }
+
+    /// <summary>The cache's capacity in blocks.</summary>
+    public int CacheEntries => Blocks.Capacity;
 
     /// <summary>
     /// Allocates <paramref name="bytes"/> (at most a cluster) for compressed data, packing several compressed clusters
@@ -285,7 +304,7 @@ internal sealed class RefcountManager
         if (b < _table.Length && (_table[b] & Qcow2Layout.OffsetMask) is var off && off != 0)
         {
             if ((off & (ulong)(_layout.ClusterSize - 1)) != 0)
-                throw Corruption($"Refblock offset {off:#x} unaligned (reftable index: {b:#x})", (long)off >> _layout.ClusterBits);
+                throw UnalignedBlock(off, b);
             return await Blocks.GetAsync((long)off).ConfigureAwait(false);
         }
         if (!create)
@@ -392,6 +411,9 @@ internal sealed class RefcountManager
         }
         await UpdateAsync(oldOffset >> _layout.ClusterBits, oldClusters, -1, DiscardReason.Other).ConfigureAwait(false);
     }
+
+    private static Qcow2CorruptionException UnalignedBlock(ulong offset, long tableIndex) =>
+        new($"Refblock offset {QemuText.AlternateHex(offset)} unaligned (reftable index: {QemuText.AlternateHex((ulong)tableIndex)})");
 
     private BlockException Corruption(string message, long cluster) =>
         new Qcow2CorruptionException(message, cluster << _layout.ClusterBits, _layout.ClusterSize);

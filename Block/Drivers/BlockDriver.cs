@@ -1,4 +1,6 @@
+using Block.Graph;
 using Block.Options;
+using Block.Qapi;
 
 namespace Block.Drivers;
 
@@ -57,4 +59,26 @@ public abstract class BlockDriver
     /// <summary>Creates a new image (<c>qemu-img create</c>).</summary>
     public virtual ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken) =>
         throw new BlockException(Errno.ENOTSUP, $"Driver '{Name}' does not support image creation");
+
+    /// <summary>
+    /// The options <c>qemu-img amend -o</c> may change in an image of this format (QEMU's <c>amend_opts</c>), in the
+    /// order <c>-o help</c> lists them; empty if the format cannot amend (<see cref="NodeDriver.AmendAsync"/>). Options
+    /// of <see cref="CreateOptions"/> that are not here exist only for image creation.
+    /// </summary>
+    public virtual IReadOnlyList<CreateOptionDescriptor> AmendOptions => [];
+
+    /// <summary>True if <see cref="MeasureAsync"/> is implemented.</summary>
+    public virtual bool CanMeasure => false;
+
+    /// <summary>
+    /// How large an image of this format created with <paramref name="options"/> would be (<c>qemu-img measure</c>,
+    /// QEMU's <c>bdrv_measure</c>): for a disk of the <c>size</c> option, or holding the contents of
+    /// <paramref name="input"/> (what <c>qemu-img convert</c> would copy: its allocated data through its backing chain).
+    /// </summary>
+    /// <param name="options">The <c>-o</c> options (format and protocol ones) and the size; its file name is unused.</param>
+    /// <param name="input">The image to measure for, or null to measure an empty disk of <c>size</c> bytes.</param>
+    /// <param name="cancellationToken">Cancels the scan of <paramref name="input"/>.</param>
+    /// <exception cref="BlockOptionsException">An option value the format refuses, with QEMU's message.</exception>
+    public virtual ValueTask<BlockMeasureInfo> MeasureAsync(ImageCreateRequest options, BlockNode? input, CancellationToken cancellationToken) =>
+        throw new BlockException(Errno.ENOTSUP, $"Block driver '{Name}' does not support size measurement");
 }

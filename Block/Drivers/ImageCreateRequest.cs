@@ -83,22 +83,23 @@ public sealed class ImageCreateRequest
     }
 
     /// <summary>Reads an <c>on</c>/<c>off</c> option.</summary>
-    public bool? GetBool(string name)
+    public bool? GetBool(string name) => ParseBool(name, GetString(name));
+
+    /// <summary>QemuOpts' booleans: on/off, yes/no, true/false, y/n.</summary>
+    internal static bool? ParseBool(string name, string? v) => v switch
     {
-        string? v = GetString(name);
-        return v switch
-        {
-            null => null,
-            "on" or "yes" or "true" or "y" => true,
-            "off" or "no" or "false" or "n" => false,
-            _ => throw new BlockOptionsException($"Parameter '{name}' expects 'on' or 'off'"),
-        };
-    }
+        null => null,
+        "on" or "yes" or "true" or "y" => true,
+        "off" or "no" or "false" or "n" => false,
+        _ => throw new BlockOptionsException($"Parameter '{name}' expects 'on' or 'off'"),
+    };
 
     /// <summary>Reads a size option (<c>64k</c>).</summary>
-    public ulong? GetSize(string name)
+    public ulong? GetSize(string name) => ParseSize(name, GetString(name));
+
+    /// <summary>A size with optional suffix (<c>64k</c>).</summary>
+    internal static ulong? ParseSize(string name, string? v)
     {
-        string? v = GetString(name);
         if (v is null)
             return null;
         if (SizeParser.TryParse(v, out ulong bytes))
@@ -108,9 +109,11 @@ public sealed class ImageCreateRequest
     }
 
     /// <summary>Reads an integer option.</summary>
-    public long? GetNumber(string name)
+    public long? GetNumber(string name) => ParseNumber(name, GetString(name));
+
+    /// <summary>A decimal integer.</summary>
+    internal static long? ParseNumber(string name, string? v)
     {
-        string? v = GetString(name);
         if (v is null)
             return null;
         if (long.TryParse(v, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long n))

@@ -93,6 +93,16 @@ public abstract class NodeDriver : IAsyncDisposable
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Operation not supported"));
 
     /// <summary>
+    /// Changes the image's format options in place (<c>qemu-img amend</c>, QMP <c>x-blockdev-amend</c>): the options of
+    /// <see cref="BlockDriver.AmendOptions"/> that <paramref name="request"/> gives. Called on a writable node that
+    /// nothing else is using. Formats that cannot amend decline with ENOTSUP.
+    /// </summary>
+    /// <exception cref="BlockException">An option the image cannot take, with QEMU's message. Changes that come
+    /// before the failing one in QEMU's order may have been made, as in QEMU.</exception>
+    public virtual ValueTask AmendAsync(ImageAmendRequest request, CancellationToken cancellationToken) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Format driver '{Node.DriverName}' does not support option amendment"));
+
+    /// <summary>
     /// Drops everything this layer holds, so that every read falls through to the backing file (<c>qemu-img commit</c>
     /// without <c>-d</c>). Formats that cannot do it decline with ENOTSUP.
     /// </summary>
@@ -129,6 +139,25 @@ public abstract class NodeDriver : IAsyncDisposable
     /// <summary>Writes VM state at <paramref name="position"/>, to be captured by the next <see cref="CreateSnapshotAsync"/>.</summary>
     public virtual ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "This image format cannot store VM state"));
+
+    /// <summary>True if the image can store persistent dirty bitmaps (QEMU's <c>bdrv_supports_persistent_dirty_bitmap</c>).</summary>
+    public virtual bool SupportsPersistentDirtyBitmaps => false;
+
+    /// <summary>
+    /// Checks that the image could store a new persistent dirty bitmap <paramref name="name"/> of
+    /// <paramref name="granularity"/> bytes per bit when the node closes (QEMU's
+    /// <c>bdrv_can_store_new_dirty_bitmap</c>). Formats without persistent bitmaps decline with ENOTSUP.
+    /// </summary>
+    /// <exception cref="BlockException">The image cannot store it; the message says why, in QEMU's words.</exception>
+    public virtual ValueTask CanStoreNewDirtyBitmapAsync(string name, long granularity) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't store persistent bitmaps to {Node.NodeName}: Operation not supported"));
+
+    /// <summary>
+    /// Removes the persistent dirty bitmap <paramref name="name"/> from the image now (a bitmap created since the open
+    /// and not stored yet needs nothing). The node detaches its in-memory bitmap afterwards.
+    /// </summary>
+    public virtual ValueTask RemovePersistentDirtyBitmapAsync(string name) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't remove persistent bitmaps from {Node.NodeName}: Operation not supported"));
 
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;

@@ -231,6 +231,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         Locked = false,
         Inserted = _rootNode?.GetDeviceInfo(),
         IoStatus = IoStatus,
+        DirtyBitmaps = _rootNode?.DirtyBitmaps is { Count: > 0 } bitmaps ? [.. bitmaps.Select(b => b.GetInfo())] : null,
     };
 
     /// <summary>The backend's statistics as <c>query-blockstats</c> shows them.</summary>

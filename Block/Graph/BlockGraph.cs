@@ -24,6 +24,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
     private readonly Dictionary<string, BlockNode> _nodes = new(StringComparer.Ordinal);
     private readonly List<BlockBackend> _backends = [];
     private readonly Lazy<ThreadsIoEngine> _threads;
+    private readonly Lazy<IIoEngine> _ioUring;
+    private readonly Func<IIoEngine> _ioUringFactory;
     private long _nodeCounter;
 
     /// <summary>Creates a graph.</summary>
@@ -37,6 +39,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
         Parser = new BlockdevOptionsParser(Drivers);
         int maxThreads = options.MaxIoThreads;
         _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
+        _ioUringFactory = options.IoUringFactory ?? (() => new IoUringIoEngine());
+        _ioUring = new Lazy<IIoEngine>(CreateIoUringEngine);
     }
 
     /// <summary>The drivers this graph opens nodes with.</summary>
@@ -63,6 +67,12 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Raised for warnings a QEMU tool would print to stderr (for example an O_DIRECT fallback).</summary>
     public event Action<string>? WarningRaised;
 
+    /// <summary>
+    /// Raised for diagnostics a QEMU tool prints to stderr as they are, with neither program name nor "warning:"
+    /// (for example qcow2's "qcow2: Marking image as corrupt: …").
+    /// </summary>
+    public event Action<string>? MessagePrinted;
+
     /// <summary>All open nodes.</summary>
     public IReadOnlyList<BlockNode> Nodes
     {
@@ -84,14 +94,30 @@ public sealed partial class BlockGraph : IAsyncDisposable
     }
 
     /// <summary>The I/O engine for <paramref name="aio"/>.</summary>
-    /// <exception cref="BlockException">ENOTSUP for <c>native</c>/<c>io_uring</c>, which this build does not have yet.</exception>
+    /// <remarks>
+    /// <c>native</c> and <c>io_uring</c> both give the io_uring engine (QEMU's <c>native</c> is Linux AIO, which Block
+    /// does not implement; io_uring does all it did). Where the kernel refuses io_uring (no such system call, a
+    /// seccomp filter, <c>kernel.io_uring_disabled</c>) the graph warns once, naming the errno, and uses <c>threads</c>.
+    /// </remarks>
     public IIoEngine GetEngine(BlockdevAioOptions aio) => aio switch
     {
         BlockdevAioOptions.Threads => _threads.Value,
         BlockdevAioOptions.Inline => InlineIoEngine.Instance,
-        _ => throw new BlockException(Errno.ENOTSUP,
-            $"aio={QapiEnum<BlockdevAioOptions>.ToWire(aio)} is not available: the io_uring engine is not part of this build; use aio=threads or aio=inline"),
+        _ => _ioUring.Value,
     };
+
+    private IIoEngine CreateIoUringEngine()
+    {
+        try
+        {
+            return _ioUringFactory();
+        }
+        catch (BlockException e)
+        {
+            Warn($"aio=io_uring is not available ({e.Message}); falling back to aio=threads");
+            return _threads.Value;
+        }
+    }
 
     /// <summary>The node named <paramref name="nodeName"/>, or null.</summary>
     public BlockNode? FindNode(string nodeName)
@@ -305,6 +331,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 formatOptions = raw with { Probed = true };
             if (options.NoIo)
                 formatOptions = formatOptions with { NoIo = true };
+            if (options.ForCheck)
+                formatOptions = formatOptions with { ForCheck = true };
             return await OpenNodeAsync(formatOptions, cancellationToken).ConfigureAwait(false);
         }
         catch
@@ -404,6 +432,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
             n.IsMonitorOwned = false;
             await ReleaseNodeAsync(n).ConfigureAwait(false);
         }
+        if (_ioUring.IsValueCreated && _ioUring.Value is IDisposable ioUring and not ThreadsIoEngine)
+            ioUring.Dispose();
         if (_threads.IsValueCreated)
             _threads.Value.Dispose();
     }
@@ -413,6 +443,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
 
     /// <summary>Reports a warning a QEMU tool would print to stderr.</summary>
     public void Warn(string message) => WarningRaised?.Invoke(message);
+
+    /// <summary>Reports a diagnostic a QEMU tool would print to stderr as it is (see <see cref="MessagePrinted"/>).</summary>
+    public void Print(string message) => MessagePrinted?.Invoke(message);
 
     internal void OnNodeResized(BlockNode node)
     {

@@ -18,6 +18,12 @@ public sealed record BlockGraphOptions
     /// <summary>Which files named inside images (backing, data, extent files) may be opened. Default: <see cref="ImageReferencePolicy.Allow"/>, as qemu-img.</summary>
     public ImageReferencePolicy ReferencePolicy { get; init; } = ImageReferencePolicy.Allow;
 
+    /// <summary>
+    /// Makes the engine for <c>aio=io_uring</c>/<c>native</c>; null for <see cref="IoUringIoEngine"/>. A factory that
+    /// throws a <see cref="BlockException"/> makes the graph fall back to <c>threads</c>, as a refusing kernel does.
+    /// </summary>
+    internal Func<IIoEngine>? IoUringFactory { get; init; }
+
     /// <summary>The engine file nodes use when their options do not name one.</summary>
     public Qapi.BlockdevAioOptions DefaultAio { get; init; } = Qapi.BlockdevAioOptions.Threads;
 }

@@ -119,7 +119,7 @@ public sealed partial class BlockNode
             return default;
         if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer || _tracker != null
             || Volatile.Read(ref _writeThreshold) != 0 || DetectZeroes != BlockdevDetectZeroesOptions.Off
-            || (flags & ~_supportedWriteFlags) != 0)
+            || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0)
             return WriteSlowAsync(offset, buffers, flags);
 
         NoteHighestOffset(offset + bytes);
@@ -363,6 +363,8 @@ public sealed partial class BlockNode
         }
         finally
         {
+            // As QEMU: after the request, whether or not it succeeded.
+            MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
                 _tracker!.End(tracked);
             EndRequest();
@@ -429,6 +431,7 @@ public sealed partial class BlockNode
         }
         finally
         {
+            MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
                 _tracker!.End(tracked);
             EndRequest();
@@ -539,6 +542,8 @@ public sealed partial class BlockNode
         }
         finally
         {
+            // The whole request, unaligned ends included, as QEMU marks it.
+            MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
                 _tracker!.End(tracked);
             EndRequest();
@@ -585,6 +590,7 @@ public sealed partial class BlockNode
                 tracked = await _tracker.BeginAsync(Math.Min(old, length) & ~_alignMask, MaxLength, serialising: true).ConfigureAwait(false);
             await impl.TruncateAsync(length, preallocation, exact).ConfigureAwait(false);
             _dirtySinceFlush = 1;
+            ResizeDirtyBitmaps();
         }
         finally
         {

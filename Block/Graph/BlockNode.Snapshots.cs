@@ -30,7 +30,10 @@ public sealed partial class BlockNode
         await using (drained.ConfigureAwait(false))
             await Impl.ApplySnapshotAsync(idOrName).ConfigureAwait(false);
         if (Length != before)
+        {
+            ResizeDirtyBitmaps();
             Graph.OnNodeResized(this);
+        }
     }
 
     /// <summary>Deletes the snapshot with <paramref name="id"/> and/or <paramref name="name"/> (at least one given).</summary>

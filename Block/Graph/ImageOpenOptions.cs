@@ -40,6 +40,12 @@ public sealed record ImageOpenOptions
     /// </summary>
     public bool NoIo { get; init; }
 
+    /// <summary>
+    /// Opened to be checked (QEMU's <c>BDRV_O_CHECK</c>, as <c>qemu-img check</c> opens): the format node is opened with
+    /// <see cref="Options.BlockdevOptions.ForCheck"/>, so a repair sees the image as it is.
+    /// </summary>
+    public bool ForCheck { get; init; }
+
     /// <summary>I/O engine of the protocol node.</summary>
     public BlockdevAioOptions? Aio { get; init; }
 

@@ -41,6 +41,15 @@ public abstract record BlockdevOptions
     /// </summary>
     public bool NoIo { get; init; }
 
+    /// <summary>
+    /// Not a QAPI member (never read from options): QEMU's <c>BDRV_O_CHECK</c> open flag. The image is opened to be
+    /// checked (<c>qemu-img check</c>): a format opens it as it is, so that a read-write open for a repair is allowed on
+    /// an image marked corrupt and does not repair a dirty image by itself first. Such a node is for the check only:
+    /// a format may skip what it does before guest writes (qcow2 keeps the autoclear bits of bitmaps it does not
+    /// maintain, since a repair writes no guest data).
+    /// </summary>
+    public bool ForCheck { get; init; }
+
     /// <summary>The child references this node's options name, by QAPI child name (<c>file</c>, <c>backing</c>…).</summary>
     public virtual IEnumerable<KeyValuePair<string, BlockdevRef>> ChildReferences => [];
 }

@@ -118,4 +118,16 @@ public sealed record BlockDirtyInfo
 
     /// <summary>Status.</summary>
     [JsonPropertyName("status")] public required DirtyBitmapStatus Status { get; init; }
+
+    /// <summary>True if the bitmap records writes (QEMU 4.0+).</summary>
+    [JsonPropertyName("recording")] public bool? Recording { get; init; }
+
+    /// <summary>True if an operation holds the bitmap (QEMU 4.0+).</summary>
+    [JsonPropertyName("busy")] public bool? Busy { get; init; }
+
+    /// <summary>True if the image stores the bitmap (QEMU 4.0+).</summary>
+    [JsonPropertyName("persistent")] public bool? Persistent { get; init; }
+
+    /// <summary>Present and true if the stored bitmap was found in use and cannot be trusted (QEMU 4.0+).</summary>
+    [JsonPropertyName("inconsistent")] public bool? Inconsistent { get; init; }
 }

@@ -8,6 +8,7 @@ namespace Block.Qapi;
 [JsonSerializable(typeof(ImageInfoSpecific))]
 [JsonSerializable(typeof(MapEntry))]
 [JsonSerializable(typeof(ImageCheck))]
+[JsonSerializable(typeof(BlockMeasureInfo))]
 [JsonSerializable(typeof(BlockDeviceInfo))]
 [JsonSerializable(typeof(BlockInfo))]
 [JsonSerializable(typeof(BlockStats))]

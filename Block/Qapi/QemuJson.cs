@@ -115,7 +115,8 @@ public static class QemuJson
             first = false;
             Write(sb, item, pretty, indent + 1);
         }
-        if (pretty && !first)
+        // QEMU breaks the line before the closing bracket even of an empty array ("flags": [\n    ]).
+        if (pretty)
             NewLine(sb, indent);
         sb.Append(']');
     }

@@ -52,6 +52,9 @@ public class ResizeAndBenchTests
     [InlineData("-c", "10", "-i", "bogus")]
     [InlineData("-c", "10", "-t", "bogus")]
     [InlineData("-c", "100", "-i", "threads")]
+    [InlineData("-c", "100", "-d", "8", "-i", "io_uring")]
+    [InlineData("-c", "100", "-w", "-d", "8", "-i", "io_uring", "--flush-interval=16")]
+    [InlineData("-c", "100", "-w", "-t", "none", "-n")]
     public void Bench_prints_qemu_img_lines_and_exit_codes(params string[] args)
     {
         using var dir = new TempDirectory();
@@ -72,6 +75,37 @@ public class ResizeAndBenchTests
         var b = BlkRunner.Run("bench", "-f", "raw", "-c", "5000", "-d", "1", "-i", "inline", path);
         Assert.Equal(0, b.ExitCode);
         Assert.Matches(@"^Sending 5000 read requests, 4096 bytes each, 1 in parallel \(starting at offset 0, step size 4096\)\nRun completed in \d+\.\d{3} seconds\.\n$", b.Stdout);
+    }
+
+    [Fact]
+    public void Bench_pattern_random_writes_request_aligned_blocks_in_the_same_places_for_the_same_seed()
+    {
+        using var dir = new TempDirectory();
+        string a = RawImages.Sparse(dir, "a.raw", 1 << 20), b = RawImages.Sparse(dir, "b.raw", 1 << 20), c = RawImages.Sparse(dir, "c.raw", 1 << 20);
+        string[] common = ["bench", "-f", "raw", "-w", "-c", "40", "-d", "4", "-s", "4k", "-o", "64k", "--pattern=0xcd", "--pattern-random"];
+        var run = BlkRunner.Run([.. common, "--seed=5", a]);
+        Assert.Equal(0, run.ExitCode);
+        Assert.Matches(@"^Sending 40 write requests, 4096 bytes each, 4 in parallel \(random offsets from 65536 aligned to 4096 bytes, seed 5\)\nRun completed in \d+\.\d{3} seconds\.\n$", run.Stdout);
+        Assert.Equal(0, BlkRunner.Run([.. common, "--seed=5", "-i", "io_uring", b]).ExitCode);
+        Assert.Equal(0, BlkRunner.Run([.. common, "--seed=6", c]).ExitCode);
+
+        var bytes = File.ReadAllBytes(a);
+        int written = 0;
+        for (int block = 0; block < bytes.Length / 4096; block++)
+        {
+            var span = bytes.AsSpan(block * 4096, 4096);
+            bool all = span.IndexOfAnyExcept((byte)0xcd) < 0, none = span.IndexOfAnyExcept((byte)0) < 0;
+            Assert.True(all || none, $"block {block} is partly written");
+            if (all)
+            {
+                Assert.True(block >= 16, "a request landed before -o");
+                written++;
+            }
+        }
+        // 40 draws from 240 slots: a few land twice, most do not.
+        Assert.InRange(written, 25, 40);
+        Assert.Equal(bytes, File.ReadAllBytes(b));
+        Assert.NotEqual(bytes, File.ReadAllBytes(c));
     }
 
     private static string Completion(string stdout) => Regex.Replace(stdout, @"Run completed in \d+\.\d{3} seconds\.", "Run completed in T seconds.");

@@ -128,8 +128,7 @@ public class DamagedMetadataTests
 
         Assert.Equal(Patterns.Fill(512, 0x2a), (await Qcow2Images.ReadWithLibraryAsync(path))[..512]);
         string log = await AssertCheckAgreesWithQemuAsync(path);
-        Assert.True(log.Contains("snapshot table entry corrupted", StringComparison.Ordinal) || log.Contains("snapshot 1", StringComparison.Ordinal),
-            $"{what}: the check does not name the snapshot:\n{log}");
+        Assert.True(QemuImg.Check(path, "qcow2").Stderr == log, $"{what}: the check's findings differ from qemu-img's:\n{log}");
     }
 
     [Fact]

@@ -42,6 +42,7 @@ public class HostileHeaderTests
         { "virtual size of 4 EiB", ImageFile.Size, "4000000000000000", "Image is too big" },
         { "virtual size of 32 PiB", ImageFile.Size, "0080000000000000", "L1 table is too small" },
         { "encryption method 3", ImageFile.CryptMethod, "00000003", "Unsupported encryption method 3" },
+        { "LUKS encryption without its header extension", ImageFile.CryptMethod, "00000002", "Missing CRYPTO header for crypt method 2" },
         { "backing file name of 2000 bytes", ImageFile.BackingFileOffset, "0000000000001000000007d0", "Backing file name too long" },
         { "backing file name running past the header cluster", ImageFile.BackingFileOffset, "000000000000fde8000003e8", "Backing file name too long" },
         { "backing file name outside the header cluster", ImageFile.BackingFileOffset, "000000000002000000000010", "Invalid backing file offset" },

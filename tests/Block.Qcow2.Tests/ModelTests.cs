@@ -252,8 +252,14 @@ public class ModelTests
             {
                 long start = c * clusterSize;
                 bool whole = start >= offset && (start + clusterSize <= offset + length || offset + length >= size);
-                if (fallsBackToWrites || (!whole && !extendedL2))
+                if (fallsBackToWrites)
                     _states[c] = State.Host;
+                else if (!whole && !extendedL2)
+                {
+                    // Part of a cluster: zero buffers are written, unless the rest of the cluster reads as zeroes
+                    // already, when the whole cluster is zeroed (or, with unmap or on version 2, freed) as in QEMU.
+                    _states[c] = State.Unknown;
+                }
                 else if (!whole)
                     _states[c] = Get(c) == State.None ? State.Unknown : Get(c) == State.Compressed ? State.Host : Get(c);
                 else if (unmap || deallocates || Get(c) == State.Compressed)

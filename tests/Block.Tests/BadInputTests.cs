@@ -115,14 +115,17 @@ public class BadInputTests
     }
 
     [Fact]
-    public async Task Aio_native_is_declined_until_the_io_uring_engine_exists()
+    public async Task Aio_native_opens_with_the_io_uring_engine()
     {
         using var dir = new TempDirectory();
         string path = dir.File("a.raw");
         TestImages.CreateZeroFile(path, 4096);
         await using var graph = new BlockGraph();
-        var e = await Assert.ThrowsAsync<BlockException>(async () =>
-            await graph.OpenBackendAsync(new BlockdevOptionsFile { Filename = path, Aio = Qapi.BlockdevAioOptions.Native }));
-        Assert.Equal(Errno.ENOTSUP, e.Errno);
+        var backend = await graph.OpenBackendAsync(new BlockdevOptionsFile { Filename = path, Aio = Qapi.BlockdevAioOptions.Native });
+        await backend.WriteAsync(0, Patterns.Fill(4096, 7));
+        var back = new byte[4096];
+        await backend.ReadAsync(0, back);
+        Assert.Equal(Patterns.Fill(4096, 7), back);
+        Assert.Equal("io_uring", graph.GetEngine(Qapi.BlockdevAioOptions.Native).Name);
     }
 }

@@ -41,7 +41,7 @@ public class RequestPathModelTests
     public static TheoryData<BlockdevAioOptions, bool, int> Configurations()
     {
         var data = new TheoryData<BlockdevAioOptions, bool, int>();
-        foreach (var aio in new[] { BlockdevAioOptions.Threads, BlockdevAioOptions.Inline })
+        foreach (var aio in new[] { BlockdevAioOptions.Threads, BlockdevAioOptions.Inline, BlockdevAioOptions.IoUring })
         {
             foreach (bool direct in new[] { false, true })
             {

@@ -1,5 +1,6 @@
 using Block.Graph;
 using Block.Options;
+using Block.Qapi;
 
 namespace Block.Drivers.Raw;
 
@@ -51,6 +52,19 @@ public sealed class RawDriver : BlockDriver
         if (offset > fileLength)
             throw new BlockOptionsException($"Offset ({offset}) cannot be greater than size of the containing file ({fileLength})");
         return new RawNodeDriver(context.Node, file.Node, offset, options.Size, options.Probed, context.Graph.Drivers);
+    }
+
+    /// <inheritdoc />
+    public override bool CanMeasure => true;
+
+    /// <inheritdoc />
+    /// <remarks>Every byte of the disk is in the file, allocated or not: both sizes are the disk's length in whole
+    /// sectors.</remarks>
+    public override ValueTask<BlockMeasureInfo> MeasureAsync(ImageCreateRequest options, BlockNode? input, CancellationToken cancellationToken)
+    {
+        ulong size = input != null ? (ulong)input.Length : (options.Size ?? 0);
+        long bytes = unchecked((long)((size + 511) & ~511UL));
+        return new(new BlockMeasureInfo { Required = bytes, FullyAllocated = bytes });
     }
 
     /// <inheritdoc />
