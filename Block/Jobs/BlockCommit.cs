@@ -144,7 +144,8 @@ public sealed class BlockCommit
             {
                 for (long pos = start; pos < end;)
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
+                    // As a job's rate limit: a piece starts once the pieces before it fit the rate (the first at once).
+                    await ThrottleAsync(BytesDone, clock, cancellationToken).ConfigureAwait(false);
                     // What the whole chain shows decides how the piece is written: data is copied, zeroes are written as
                     // zeroes, but only over whole granules (a smaller zero run is copied with its neighbours).
                     var (status, _) = await Top.GetBlockStatusAboveAsync(pos, Math.Min(end - pos, int.MaxValue)).ConfigureAwait(false);
@@ -170,7 +171,6 @@ public sealed class BlockCommit
                     pos += bytes;
                     long done = Interlocked.Add(ref _bytesDone, bytes);
                     _options.Progress?.Invoke(done, BytesTotal);
-                    await ThrottleAsync(done, clock, cancellationToken).ConfigureAwait(false);
                 }
             }
         }
@@ -183,6 +183,7 @@ public sealed class BlockCommit
     /// <summary>Sleeps until <paramref name="done"/> bytes are within the rate limit.</summary>
     private async ValueTask ThrottleAsync(long done, Stopwatch clock, CancellationToken cancellationToken)
     {
+        cancellationToken.ThrowIfCancellationRequested();
         if (_options.RateLimit <= 0)
             return;
         var due = TimeSpan.FromSeconds((double)done / _options.RateLimit);

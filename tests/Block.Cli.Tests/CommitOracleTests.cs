@@ -131,6 +131,21 @@ public class CommitOracleTests
         BackingChains.AssertSameImages(s, BackingChains.Qcow2Names);
     }
 
+    [Fact]
+    public void A_rate_limit_spreads_the_copy_over_time()
+    {
+        using var dir = new TempDirectory();
+        QemuImg.Create("qcow2", dir.File("base.qcow2"), "8M");
+        BackingChains.Overlay(dir, "top.qcow2", "base.qcow2", null);
+        QemuIo.RunChecked(dir.File("top.qcow2"), "qcow2", "write -P 1 0 3M");
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var r = BlkRunner.Run("commit", "-r", "1M", dir.File("top.qcow2"));
+        Assert.Equal((0, "Image committed.\n"), (r.ExitCode, r.Stdout));
+        // Three 1 MiB pieces at 1 MiB/s: the first goes at once, the third starts after two seconds.
+        Assert.InRange(clock.Elapsed.TotalSeconds, 1.8, 60);
+        QemuIo.RunChecked(dir.File("base.qcow2"), "qcow2", "read -P 1 0 3M");
+    }
+
     [Theory]
     [InlineData("@lone.qcow2")]
     [InlineData("-p", "@lone.qcow2")]
