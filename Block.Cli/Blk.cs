@@ -63,6 +63,8 @@ public static class Blk
                     return await RebaseCommand.RunAsync(cli, rest);
                 case "io":
                     return await QemuIo.RunAsync(cli, rest);
+                case "serve":
+                    return await Serve.ServeCommand.RunAsync(cli, rest);
                 default:
                     if (command.StartsWith('-'))
                         return Usage(cli, $"unrecognized option '{command}'");

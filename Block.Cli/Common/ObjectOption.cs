@@ -10,8 +10,10 @@ internal static class ObjectOption
     /// <exception cref="BlockOptionsException">An unknown type or bad properties.</exception>
     public static void Add(BlockGraph graph, string text)
     {
-        var tree = KeyValueParser.Parse(text, impliedKey: "qom-type");
-        var reader = new OptionsReader(tree, keyval: true);
+        // QSD takes JSON objects too ({"qom-type": "secret", "id": …}).
+        var reader = text.TrimStart().StartsWith('{')
+            ? new OptionsReader(BlockdevOptionsParser.JsonFilenameObject("json:" + text), keyval: false)
+            : new OptionsReader(KeyValueParser.Parse(text, impliedKey: "qom-type"), keyval: true);
         string type = reader.String("qom-type") ?? throw new BlockOptionsException("Parameter 'qom-type' is missing");
         if (type != "secret")
             throw new BlockOptionsException($"Parameter 'qom-type' does not accept value '{type}'");

@@ -97,7 +97,7 @@ public sealed class OptionsReader
         if (node is JsonValue v)
         {
             var kind = v.GetValueKind();
-            if (kind == JsonValueKind.Number && v.TryGetValue<long>(out long l))
+            if (JsonNumbers.TryGetInt64(v, out long l))
                 return l;
             if (kind == JsonValueKind.Number && v.TryGetValue<double>(out double d) && d == Math.Floor(d) && d >= long.MinValue && d <= long.MaxValue)
                 return (long)d;

@@ -141,8 +141,13 @@ public static class QemuJson
                 sb.Append("false");
                 break;
             case JsonValueKind.Number:
+                // A value built in code keeps its CLR type, and TryGetValue converts no integer type to another.
                 if (value.TryGetValue<long>(out long l))
                     sb.Append(l.ToString(CultureInfo.InvariantCulture));
+                else if (value.TryGetValue<int>(out int i))
+                    sb.Append(i.ToString(CultureInfo.InvariantCulture));
+                else if (value.TryGetValue<uint>(out uint ui))
+                    sb.Append(ui.ToString(CultureInfo.InvariantCulture));
                 else if (value.TryGetValue<ulong>(out ulong u))
                     sb.Append(u.ToString(CultureInfo.InvariantCulture));
                 else
