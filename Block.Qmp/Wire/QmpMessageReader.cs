@@ -112,8 +112,10 @@ public sealed class QmpMessageReader
                     _state = LexState.StringEscape;
                     AppendScalar(b, output);
                 }
-                else if (b < 0x20)
+                else if (b < 0x20 || b >= 0xFE)
                 {
+                    // Control characters and bytes that are never UTF-8 end a string in error, so that a client can
+                    // always get the stream back in step (QMP's specification suggests 0xFF).
                     LexError(Encoding.UTF8.GetString([_quote, .. _scalar, b]), output);
                 }
                 else
@@ -123,7 +125,7 @@ public sealed class QmpMessageReader
                 return true;
             case LexState.StringEscape:
                 _state = LexState.String;
-                if (b < 0x20)
+                if (b < 0x20 || b >= 0xFE)
                     LexError(Encoding.UTF8.GetString([_quote, .. _scalar, b]), output);
                 else
                     AppendScalar(b, output);

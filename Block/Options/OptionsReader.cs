@@ -129,7 +129,7 @@ public sealed class OptionsReader
         if (node is JsonValue v)
         {
             var kind = v.GetValueKind();
-            if (kind == JsonValueKind.Number && v.TryGetValue<ulong>(out ulong u))
+            if (JsonNumbers.TryGetUInt64(v, out ulong u))
                 return u;
             if (kind == JsonValueKind.String && Keyval)
             {
@@ -150,7 +150,7 @@ public sealed class OptionsReader
         if (node is JsonValue v)
         {
             var kind = v.GetValueKind();
-            if (kind == JsonValueKind.Number && v.TryGetValue<ulong>(out ulong u))
+            if (JsonNumbers.TryGetUInt64(v, out ulong u))
                 return u;
             if (kind == JsonValueKind.String && Keyval)
             {

@@ -35,9 +35,13 @@ public sealed class RawQmpConnection : IAsyncDisposable
     }
 
     /// <summary>Sends <paramref name="text"/> then a sentinel; returns the messages before the sentinel's reply.</summary>
-    public async Task<List<JsonObject>> ExchangeAsync(string text)
+    public Task<List<JsonObject>> ExchangeAsync(string text) => ExchangeBytesAsync(Encoding.UTF8.GetBytes(text));
+
+    /// <summary>Sends <paramref name="bytes"/> then a line end and a sentinel; returns the messages before the sentinel's reply.</summary>
+    public async Task<List<JsonObject>> ExchangeBytesAsync(byte[] bytes)
     {
-        await _stream.WriteAsync(Encoding.UTF8.GetBytes(text + "\n{\"execute\":\"query-version\",\"id\":\"sentinel\"}\n"));
+        await _stream.WriteAsync(bytes);
+        await _stream.WriteAsync("\n{\"execute\":\"query-version\",\"id\":\"sentinel\"}\n"u8.ToArray());
         var messages = new List<JsonObject>();
         while (true)
         {
