@@ -12,8 +12,8 @@ namespace Block.Cli.Serve;
 /// .NET cannot <c>fork()</c> safely (other threads exist before <c>Main</c>), so the child is a new process running
 /// the same command line without <c>--daemonize</c>. It learns it is the child from an environment variable, starts
 /// a new session (<c>setsid</c>), and reports readiness by writing a line on its stdout, a pipe the parent reads;
-/// then it points stdin, stdout and stderr at <c>/dev/null</c>. Startup errors reach the terminal, since the
-/// child's stderr is the parent's until then.
+/// then it points stdin, stdout and stderr at <c>/dev/null</c>. Startup errors reach the parent's stderr, which
+/// relays the child's until then.
 /// </remarks>
 internal static partial class Daemon
 {
@@ -31,7 +31,10 @@ internal static partial class Daemon
             FileName = Environment.ProcessPath ?? throw new CliException("cannot find this program's path to daemonize"),
             RedirectStandardOutput = true,
             RedirectStandardInput = false,
-            RedirectStandardError = false,
+            // The child's stderr comes through the parent until startup ends: the child's runtime keeps duplicates
+            // of its standard descriptors, so a stderr inherited from the parent would stay open in the daemon and
+            // whoever reads the parent's stderr would wait for its end as long as the daemon lives.
+            RedirectStandardError = true,
             UseShellExecute = false,
         };
         // Under `dotnet blk.dll` the process is the host; the child needs the assembly too.
@@ -45,10 +48,21 @@ internal static partial class Daemon
                 start.ArgumentList.Add(arg);
         }
         start.Environment[ChildVariable] = "1";
-        using var child = Process.Start(start) ?? throw new CliException("could not start the daemon");
+        using var child = new Process { StartInfo = start };
+        child.ErrorDataReceived += (_, e) =>
+        {
+            if (e.Data != null)
+                cli.Err.WriteLine(e.Data);
+        };
+        if (!child.Start())
+            throw new CliException("could not start the daemon");
+        child.BeginErrorReadLine();
         string? line = await child.StandardOutput.ReadLineAsync();
         if (line == ReadyLine)
+        {
+            child.CancelErrorRead();
             return 0;
+        }
         await child.WaitForExitAsync();
         return child.ExitCode == 0 ? 1 : child.ExitCode;
     }
