@@ -1,0 +1,68 @@
+using System.Runtime.ExceptionServices;
+using Block.Drivers;
+using Block.Drivers.Blkdebug;
+using Block.Drivers.Null;
+using Block.Drivers.Raw;
+using Block.Graph;
+using Block.Qmp;
+
+namespace Block.Fuzz.Targets;
+
+/// <summary>
+/// A whole QMP session: the input is what a client sends (greeting answered, texts split and parsed, commands
+/// dispatched over a graph). Only in-memory drivers are registered, so no command the fuzzer composes touches a
+/// file. A handler failing with anything but a <see cref="BlockException"/> is a finding, as is any exception out of
+/// the session.
+/// </summary>
+public sealed class QmpTarget : IFuzzTarget
+{
+    /// <inheritdoc />
+    public string Name => "qmp";
+
+    /// <inheritdoc />
+    public void Run(ReadOnlySpan<byte> input) => RunAsync(input.ToArray()).GetAwaiter().GetResult();
+
+    private static async Task RunAsync(byte[] input)
+    {
+        var drivers = new DriverRegistry()
+            .Add(new NullDriver("null-co"))
+            .Add(new NullDriver("null-aio"))
+            .Add(new RawDriver())
+            .Add(new BlkdebugDriver());
+        await using var graph = new BlockGraph(new BlockGraphOptions { Drivers = drivers });
+        await using var server = new QmpServer(graph);
+        Exception? failure = null;
+        server.HandlerFailed += e => failure ??= e;
+        using var output = new MemoryStream();
+        using var stream = new FuzzDuplexStream(new MemoryStream(input, writable: false), output);
+        await server.RunSessionAsync(stream);
+        if (failure != null)
+            ExceptionDispatchInfo.Throw(failure);
+    }
+
+    /// <summary>Reads the fuzz input, collects what the server writes.</summary>
+    private sealed class FuzzDuplexStream(Stream input, Stream output) : Stream
+    {
+        public override bool CanRead => true;
+
+        public override bool CanWrite => true;
+
+        public override bool CanSeek => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
+
+        public override int Read(byte[] buffer, int offset, int count) => input.Read(buffer, offset, count);
+
+        public override void Write(byte[] buffer, int offset, int count) => output.Write(buffer, offset, count);
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+    }
+}
