@@ -38,9 +38,9 @@ internal static partial class Daemon
             UseShellExecute = false,
         };
         // Under `dotnet blk.dll` the process is the host; the child needs the assembly too.
-        string? entry = System.Reflection.Assembly.GetEntryAssembly()?.Location;
-        if (!string.IsNullOrEmpty(entry) && Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
-            start.ArgumentList.Add(entry);
+        // (The runtime gives the assembly's path as the first command-line argument.)
+        if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
+            start.ArgumentList.Add(Environment.GetCommandLineArgs()[0]);
         start.ArgumentList.Add("serve");
         foreach (string arg in serveArgs)
         {
