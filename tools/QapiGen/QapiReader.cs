@@ -189,6 +189,8 @@ internal sealed class QapiReader
 
     private void Expect(char c)
     {
+        if (_pos >= _text.Length)
+            throw Error($"unexpected end of text, expected '{c}'");
         if (Peek() != c)
             throw Error($"expected '{c}'");
         _pos++;
