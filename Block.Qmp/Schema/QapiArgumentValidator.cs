@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
@@ -19,6 +20,12 @@ namespace Block.Qmp.Schema;
 /// </remarks>
 internal sealed class QapiArgumentValidator
 {
+    /// <summary>
+    /// The deepest value checked. QEMU's JSON parser refuses deeper nesting than this; a tree built in process could
+    /// be deeper, and checking it would recurse without bound (the thread's stack is checked too).
+    /// </summary>
+    internal const int MaxDepth = 1024;
+
     private static readonly JsonObject s_noArguments = new();
 
     // The path of the value being checked: a member name, or null with an index for an array element.
@@ -81,7 +88,7 @@ internal sealed class QapiArgumentValidator
                 throw new BlockOptionsException($"Parameter '{FullName(member.Name)}' is missing");
             return;
         }
-        _path.Add((member.Name, 0));
+        Push(member.Name, 0);
         CheckValue(member.Type, value, member.Name);
         _path.RemoveAt(_path.Count - 1);
     }
@@ -115,7 +122,7 @@ internal sealed class QapiArgumentValidator
                     throw TypeError("array");
                 for (int i = 0; i < array.Count; i++)
                 {
-                    _path.Add((null, i));
+                    Push(null, i);
                     CheckValue(arrayType.ElementType, array[i], null);
                     _path.RemoveAt(_path.Count - 1);
                 }
@@ -264,6 +271,13 @@ internal sealed class QapiArgumentValidator
         if (ulong.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out uint64))
             return NumberClass.UInt64;
         return NumberClass.Float;
+    }
+
+    private void Push(string? member, int index)
+    {
+        _path.Add((member, index));
+        if (_path.Count > MaxDepth || !RuntimeHelpers.TryEnsureSufficientExecutionStack())
+            throw new BlockOptionsException($"Parameter '{FullName()}' is nested too deeply");
     }
 
     private BlockOptionsException TypeError(string expected) =>

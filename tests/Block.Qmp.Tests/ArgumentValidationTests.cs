@@ -246,6 +246,18 @@ public sealed class ArgumentValidationTests
     }
 
     [Fact]
+    public void A_tree_nested_deeper_than_qemus_parser_allows_fails_cleanly()
+    {
+        // raw over raw over raw… built in process, beyond any parser's depth limit.
+        var root = new JsonObject { ["driver"] = "null-co" };
+        for (int i = 0; i < 5000; i++)
+            root = new JsonObject { ["driver"] = "raw", ["file"] = root };
+        var e = Assert.Throws<BlockOptionsException>(() => Schema.FindCommand("blockdev-add")!.ValidateArguments(root));
+        Assert.EndsWith("is nested too deeply", e.Message);
+        Assert.StartsWith("Parameter 'file.file.file.", e.Message);
+    }
+
+    [Fact]
     public void Commands_without_arguments_take_none()
     {
         Accepted("query-named-block-nodes", null);
