@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using Block.Events;
 using Block.Graph;
 using Block.Qmp.Commands;
+using Block.Qmp.Schema;
 using Block.Qmp.Wire;
 
 namespace Block.Qmp;
@@ -36,7 +37,7 @@ public sealed class QmpServer : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(graph);
         Graph = graph;
         Options = options ?? new QmpServerOptions();
-        Commands = new QmpCommandTable();
+        Commands = new QmpCommandTable { ArgumentChecker = CheckArguments };
         CoreCommands.Register(Commands);
         BlockCommands.Register(Commands);
         graph.EventRaised += OnBlockEvent;
@@ -177,6 +178,13 @@ public sealed class QmpServer : IAsyncDisposable
     internal void ReportHandlerFailure(Exception e) => HandlerFailed?.Invoke(e);
 
     private void OnBlockEvent(BlockEvent e) => Emit(e.Name, e.ToData(), e.Timestamp);
+
+    /// <summary>Checks arguments against the schema, except where the handler's own parser does (blockdev-add).</summary>
+    private static void CheckArguments(string command, JsonObject arguments)
+    {
+        if (QapiSchema.Instance.FindCommand(command) is { ArgumentsCheckedByHandler: false } schema)
+            schema.ValidateArguments(arguments);
+    }
 }
 
 /// <summary>Settings of a <see cref="QmpServer"/>.</summary>

@@ -238,8 +238,7 @@ public sealed class QmpSession
 
     private JsonObject NegotiateCapabilities(JsonObject arguments)
     {
-        if (_commandMode)
-            throw new QmpException(QmpErrorClass.CommandNotFound, "Capabilities negotiation is already complete, command ignored");
+        // Arguments are checked first, as for any command.
         // The seed's qmp_capabilities takes no arguments; QEMU 2.12 added 'enable', which lists capabilities from the
         // greeting. The greeting offers none, so only an empty list is accepted.
         foreach (var (key, value) in arguments)
@@ -256,6 +255,8 @@ public sealed class QmpSession
                 throw new BlockOptionsException($"Capability '{capability}' not available");
             }
         }
+        if (_commandMode)
+            throw new QmpException(QmpErrorClass.CommandNotFound, "Capabilities negotiation is already complete, command ignored");
         _commandMode = true;
         return [];
     }

@@ -14,7 +14,7 @@ internal static class BlockCommands
     {
         // blockdev-add's arguments are a BlockdevOptions union whose driver branches the library's parser knows
         // (with the drivers registered in this graph, QEMU 7.2's members included), so the parser checks them.
-        table.Add("blockdev-add", BlockdevAddAsync, checkArguments: false);
+        table.Add("blockdev-add", BlockdevAddAsync);
         table.Add("x-blockdev-del", BlockdevDelAsync);
         table.AddAlias("blockdev-del", "x-blockdev-del");
         table.Add("query-block", (c, _, _) => Result(c.Graph.QueryBlock(), QapiJsonContext.Default.IReadOnlyListBlockInfo));

@@ -32,6 +32,9 @@ public sealed class QmpCommandTable
     /// <summary>The names clients may send, aliases excluded, in registration order.</summary>
     public IReadOnlyCollection<string> Names => _commands.Keys;
 
+    /// <summary>The aliases, each mapped to the command it names.</summary>
+    public IReadOnlyDictionary<string, string> Aliases => _aliases;
+
     /// <summary>Adds (or replaces) a command.</summary>
     /// <param name="name">The schema's name.</param>
     /// <param name="handler">What runs it.</param>

@@ -24,6 +24,8 @@ public sealed class QmpWireOracleTests
         "{\"execute\":\"query-block\",\"id\":{\"a\":[1]},\"extra\":2}",
         "{\"execute\":\"nope\",\"id\":\"x\"}",
         "{\"execute\":\"qmp_capabilities\",\"id\":7}",
+        "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"x\":1}}",
+        "{\"execute\":\"query-blockstats\",\"arguments\":{\"query-nodes\":1}}",
         "{\"exec-oob\":\"query-version\"}",
         "{\"execute\":\"query-block\",\"arguments\":{},\"id\":9,\"control\":1}",
         // Quoting and several texts on a line.
