@@ -50,6 +50,31 @@ public sealed class QmpSessionTests
     }
 
     [Fact]
+    public async Task A_failed_guest_read_reaches_clients_as_BLOCK_IO_ERROR_with_the_schemas_members()
+    {
+        await using var fixture = QmpServerFixture.Start();
+        await using var client = await fixture.ConnectAsync();
+        await client.ExecuteOkAsync("blockdev-add", (JsonObject)JsonNode.Parse("""
+            {"driver": "raw", "node-name": "r0", "file": {"driver": "blkdebug", "image": {"driver": "null-co", "size": 1048576},
+             "inject-error": [{"event": "read_aio", "errno": 5, "once": true}]}}
+            """)!);
+        var backend = fixture.Graph.CreateBackend(fixture.Graph.FindNode("r0")!, new Graph.BlockBackendOptions { Name = "drive0" });
+        await Assert.ThrowsAsync<BlockException>(async () => await backend.ReadAsync(0, new byte[512]));
+
+        var e = await client.WaitEventAsync("BLOCK_IO_ERROR", TimeSpan.FromSeconds(20));
+        var data = e["data"]!;
+        Assert.Equal("drive0", (string)data["device"]!);
+        Assert.Equal("r0", (string)data["node-name"]!);
+        Assert.Equal("read", (string)data["operation"]!);
+        Assert.Equal("report", (string)data["action"]!);
+        Assert.False(string.IsNullOrEmpty((string?)data["reason"]));
+        Schema.QapiArgumentValidator.ValidateValue(Schema.QapiSchema.Instance.FindEvent("BLOCK_IO_ERROR")!.DataType!, data, "data");
+        var devices = (await client.ExecuteOkAsync("query-block"))!.AsArray();
+        Assert.Equal("drive0", (string)Assert.Single(devices)!["device"]!);
+        await backend.DisposeAsync();
+    }
+
+    [Fact]
     public async Task Events_are_not_sent_before_capabilities_negotiation()
     {
         await using var fixture = QmpServerFixture.Start();
