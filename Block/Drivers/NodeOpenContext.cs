@@ -26,12 +26,27 @@ public sealed class NodeOpenContext
     internal IReadOnlyList<BlockNode> OpenedChildren => _openedChildren;
 
     /// <summary>
+    /// While a node is reopened: the children it keeps, by child name. A driver asking for one of them gets the node
+    /// it had, not a new open of what its options or its image name.
+    /// </summary>
+    internal IReadOnlyDictionary<string, (BlockNode Node, ChildRole Role)>? KeptChildren { get; init; }
+
+    private BlockChild? AttachKept(string childName)
+    {
+        if (KeptChildren is null || !KeptChildren.TryGetValue(childName, out var kept))
+            return null;
+        return Graph.AttachChild(Node, childName, kept.Node, kept.Role);
+    }
+
+    /// <summary>
     /// Opens (or finds, for a node-name reference) the child <paramref name="childName"/> and attaches it with
     /// <paramref name="role"/>. New children inherit read-only, cache, discard and force-share options that they
     /// do not set themselves; backing children are always read-only.
     /// </summary>
     public async ValueTask<BlockChild> OpenChildAsync(string childName, BlockdevRef reference, ChildRole role, CancellationToken cancellationToken = default)
     {
+        if (AttachKept(childName) is { } keptEdge)
+            return keptEdge;
         BlockNode child;
         bool opened = false;
         if (reference.Reference is { } name)
@@ -77,6 +92,8 @@ public sealed class NodeOpenContext
     public async ValueTask<BlockChild> OpenReferencedImageAsync(string childName, string name, string? format, ChildRole role, bool readOnly,
         CancellationToken cancellationToken = default)
     {
+        if (AttachKept(childName) is { } keptEdge)
+            return keptEdge;
         string resolved = Node.ResolveReference(name);
         Graph.ReferencePolicy.Check(resolved, Node.ReferenceBaseFilename);
         if (format is null && !Graph.ReferencePolicy.AllowProbing)

@@ -76,6 +76,12 @@ public sealed partial class BlockGraph
     }
 
     /// <summary>Closes the driver of <paramref name="node"/> and opens it again with <paramref name="options"/>.</summary>
+    /// <remarks>
+    /// The node keeps its backing node, as a QEMU reopen does: the driver gets the node it had instead of opening the
+    /// file its image names again, and a backing node attached at run time (an external snapshot's) is attached again
+    /// after the driver opened. So a chain built live survives, and a backing file name just rewritten in the header
+    /// (<c>change-backing-file</c>) is not followed until the image is opened anew.
+    /// </remarks>
     private async ValueTask ReopenNodeAsync(BlockNode node, BlockdevOptions options, CancellationToken cancellationToken)
     {
         var oldOptions = node.Options;
@@ -92,19 +98,28 @@ public sealed partial class BlockGraph
                 pinned.Add(child);
             }
         }
+        var kept = new Dictionary<string, (BlockNode Node, ChildRole Role)>(StringComparer.Ordinal);
+        foreach (var edge in node.Children)
+        {
+            if ((edge.Role & ChildRole.Cow) == 0)
+                continue;
+            kept[edge.Name] = (edge.Node, edge.Role);
+            edge.Node.PinCount++;
+            pinned.Add(edge.Node);
+        }
         try
         {
             await CloseDriverAsync(node).ConfigureAwait(false);
             try
             {
-                await OpenDriverAsync(node, options, cancellationToken).ConfigureAwait(false);
+                await OpenDriverAsync(node, options, kept, cancellationToken).ConfigureAwait(false);
             }
             catch (BlockException)
             {
                 // Back to the mode the node had; if even that fails the node stays closed and its users see the error.
                 try
                 {
-                    await OpenDriverAsync(node, oldOptions, CancellationToken.None).ConfigureAwait(false);
+                    await OpenDriverAsync(node, oldOptions, kept, CancellationToken.None).ConfigureAwait(false);
                 }
                 catch (BlockException)
                 {
@@ -137,13 +152,29 @@ public sealed partial class BlockGraph
         }
     }
 
-    private async ValueTask OpenDriverAsync(BlockNode node, BlockdevOptions options, CancellationToken cancellationToken)
+    private async ValueTask OpenDriverAsync(BlockNode node, BlockdevOptions options,
+        IReadOnlyDictionary<string, (BlockNode Node, ChildRole Role)> kept, CancellationToken cancellationToken)
     {
         node.ApplyOptions(options);
+        // The driver stored its persistent bitmaps when it closed and attaches them again as it opens (read-only or
+        // not, as the new mode says); the bitmaps only in memory stay.
+        foreach (var bitmap in node.DirtyBitmaps)
+        {
+            if (bitmap.Persistent)
+                node.DetachDirtyBitmap(bitmap);
+        }
+        var context = new NodeOpenContext(this, node) { KeptChildren = kept };
         NodeDriver impl;
         try
         {
-            impl = await node.Driver.OpenAsync(new NodeOpenContext(this, node), cancellationToken).ConfigureAwait(false);
+            impl = await node.Driver.OpenAsync(context, cancellationToken).ConfigureAwait(false);
+            foreach (var (name, (child, role)) in kept)
+            {
+                // A backing node the driver did not ask for (the image was opened without its backing file, and the
+                // node got one at run time): drivers read the backing edge at each request, so it is attached again.
+                if (node.GetChild(name) is null)
+                    AttachChild(node, name, child, role);
+            }
         }
         catch
         {
