@@ -39,7 +39,7 @@ public sealed class NodeOpenContext
     }
 
     /// <summary>
-    /// Opens (or finds, for a node-name reference) the child <paramref name="childName"/> and attaches it with
+    /// Opens (or finds, for a reference: a node name, or a backend name for its root) the child <paramref name="childName"/> and attaches it with
     /// <paramref name="role"/>. New children inherit read-only, cache, discard and force-share options that they
     /// do not set themselves; backing children are always read-only.
     /// </summary>
@@ -51,8 +51,7 @@ public sealed class NodeOpenContext
         bool opened = false;
         if (reference.Reference is { } name)
         {
-            child = Graph.FindNode(name)
-                ?? throw new BlockNotFoundException($"Cannot find device='' nor node-name='{name}'");
+            child = Graph.LookupNode(name, name);
         }
         else
         {

@@ -109,7 +109,9 @@ public sealed partial class BlockGraph
         }
         try
         {
+            bool wasReadOnly = node.ReadOnly;
             await CloseDriverAsync(node).ConfigureAwait(false);
+            DetachStoredBitmaps(node, wasReadOnly);
             try
             {
                 await OpenDriverAsync(node, options, kept, cancellationToken).ConfigureAwait(false);
@@ -152,22 +154,20 @@ public sealed partial class BlockGraph
         }
     }
 
+    /// <summary>
+    /// Opens the driver of <paramref name="node"/> with <paramref name="options"/>, its kept children attached again;
+    /// on failure the node is left closed with no children and without the bitmaps the failed open loaded.
+    /// </summary>
     private async ValueTask OpenDriverAsync(BlockNode node, BlockdevOptions options,
         IReadOnlyDictionary<string, (BlockNode Node, ChildRole Role)> kept, CancellationToken cancellationToken)
     {
         node.ApplyOptions(options);
-        // The driver stored its persistent bitmaps when it closed and attaches them again as it opens (read-only or
-        // not, as the new mode says); the bitmaps only in memory stay.
-        foreach (var bitmap in node.DirtyBitmaps)
-        {
-            if (bitmap.Persistent)
-                node.DetachDirtyBitmap(bitmap);
-        }
+        var before = node.DirtyBitmaps;
         var context = new NodeOpenContext(this, node) { KeptChildren = kept };
-        NodeDriver impl;
         try
         {
-            impl = await node.Driver.OpenAsync(context, cancellationToken).ConfigureAwait(false);
+            var impl = await node.Driver.OpenAsync(context, cancellationToken).ConfigureAwait(false);
+            node.AttachDriver(impl);
             foreach (var (name, (child, role)) in kept)
             {
                 // A backing node the driver did not ask for (the image was opened without its backing file, and the
@@ -175,21 +175,40 @@ public sealed partial class BlockGraph
                 if (node.GetChild(name) is null)
                     AttachChild(node, name, child, role);
             }
-        }
-        catch
-        {
-            await DetachChildrenAsync(node).ConfigureAwait(false);
-            throw;
-        }
-        node.AttachDriver(impl);
-        try
-        {
             RefreshPermissions(node);
         }
         catch
         {
-            await CloseDriverAsync(node).ConfigureAwait(false);
+            if (node.IsOpen)
+            {
+                await CloseDriverAsync(node).ConfigureAwait(false);
+                DetachStoredBitmaps(node, closedReadOnly: node.ReadOnly);
+            }
+            else
+            {
+                await DetachChildrenAsync(node).ConfigureAwait(false);
+            }
+            foreach (var bitmap in node.DirtyBitmaps)
+            {
+                if (!before.Contains(bitmap))
+                    node.DetachDirtyBitmap(bitmap);
+            }
             throw;
+        }
+    }
+
+    /// <summary>
+    /// After a node's driver closed for a reopen: detaches the persistent bitmaps the image now holds, which the driver
+    /// attaches again as it opens (read-only or not, as the new mode says). A writable driver stored them all; a
+    /// read-only one holds those it loaded (read-only), and the persistent bitmaps created since stay in memory until a
+    /// writable driver stores them. Bitmaps that are not persistent stay as they are.
+    /// </summary>
+    private static void DetachStoredBitmaps(BlockNode node, bool closedReadOnly)
+    {
+        foreach (var bitmap in node.DirtyBitmaps)
+        {
+            if (bitmap.Persistent && (!closedReadOnly || bitmap.ReadOnly))
+                node.DetachDirtyBitmap(bitmap);
         }
     }
 }

@@ -304,7 +304,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
         if (protocolTree is JsonValue reference)
         {
             string name = reference.GetValue<string>();
-            protocol = FindNode(name) ?? throw new BlockNotFoundException($"Cannot find device='' nor node-name='{name}'");
+            protocol = LookupNode(name, name);
         }
         else
         {
