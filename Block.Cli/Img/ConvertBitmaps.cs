@@ -32,8 +32,8 @@ internal static class ConvertBitmaps
     /// <summary>Creates and fills the target's bitmaps; returns the exit code.</summary>
     public static async Task<int> CopyAsync(CliContext cli, BlockNode source, BlockNode target, bool skipBroken)
     {
-        // QEMU's walk decides what is copied before a name the target already has stops it; the copies are then made
-        // oldest first.
+        // QEMU walks the source's bitmaps newest first and creates each copy as it goes, until a name the target
+        // already has stops it; the target then stores them newest first, which is the source's order again.
         var copies = new List<DirtyBitmap>();
         string? conflict = null;
         foreach (var bitmap in NewestFirst(source))
@@ -48,7 +48,7 @@ internal static class ConvertBitmaps
                 conflict = bitmap.Name;
                 break;
             }
-            copies.Insert(0, bitmap);
+            copies.Add(bitmap);
         }
         int exit = await CreateAsync(cli, source, target, copies);
         if (exit != 0 || conflict is null)

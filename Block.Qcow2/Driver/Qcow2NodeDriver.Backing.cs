@@ -7,7 +7,8 @@ internal sealed partial class Qcow2NodeDriver
 {
     /// <inheritdoc />
     /// <remarks>The header cluster is rewritten in one write with the new name (after the extensions) and the backing
-    /// format extension; nothing else changes.</remarks>
+    /// format extension; nothing else changes. Null removes the backing file; an empty name is written as QEMU's
+    /// <c>change-backing-file</c> writes it, and reads as no backing file.</remarks>
     public override async ValueTask ChangeBackingFileAsync(string? backingFile, string? backingFormat)
     {
         if (backingFile != null && Encoding.UTF8.GetByteCount(backingFile) > Qcow2Header.MaxBackingNameLength)
@@ -21,8 +22,10 @@ internal sealed partial class Qcow2NodeDriver
         {
             ThrowIfCorrupt();
             string? oldFile = _header.BackingFile, oldFormat = _header.BackingFormat;
-            _header.BackingFile = string.IsNullOrEmpty(backingFile) ? null : backingFile;
-            _header.BackingFormat = _header.BackingFile is null ? null : backingFormat;
+            // An empty name is recorded as QEMU records it (an offset, length 0, and the format extension): no backing
+            // file to open, but not the same header as none at all.
+            _header.BackingFile = backingFile;
+            _header.BackingFormat = backingFile is null ? null : backingFormat;
             try
             {
                 await WriteHeaderAsync().ConfigureAwait(false);

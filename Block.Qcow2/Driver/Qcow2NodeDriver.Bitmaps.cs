@@ -200,8 +200,6 @@ internal sealed partial class Qcow2NodeDriver
     {
         if (_header.Version < 3)
             return "Cannot store dirty bitmaps in qcow2 v2 files";
-        if (_readOnly)
-            return "the image is opened read-only";
         int bits = System.Numerics.BitOperations.Log2((ulong)granularity);
         int nameBytes = Encoding.UTF8.GetByteCount(name);
         if (Qcow2BitmapDirectory.ConstraintViolation(bits, nameBytes, _size, _layout.ClusterSize) is { } violation)
@@ -288,7 +286,8 @@ internal sealed partial class Qcow2NodeDriver
             entries.Add(await WriteBitmapAsync(bitmap).ConfigureAwait(false));
             replaced.Add(entry);
         }
-        var added = persistent.Where(b => byName.ContainsKey(b.Name!)).ToList();
+        // QEMU keeps a node's bitmaps newest first and appends the ones the image lacks in that order.
+        var added = persistent.Where(b => byName.ContainsKey(b.Name!)).Reverse().ToList();
         foreach (var bitmap in added)
             entries.Add(await WriteBitmapAsync(bitmap).ConfigureAwait(false));
         if (replaced.Count == 0 && added.Count == 0)

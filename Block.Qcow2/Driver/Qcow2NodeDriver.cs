@@ -166,10 +166,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     public override bool? DirtyFlag => _dirtyOnDisk;
 
     /// <inheritdoc />
-    public override string? BackingFileName => _header.BackingFile;
+    public override string? BackingFileName => _header.BackingFile is { Length: > 0 } name ? name : null;
 
     /// <inheritdoc />
-    public override string? BackingFileFormat => _header.BackingFormat;
+    public override string? BackingFileFormat => _header.BackingFile is "" ? null : _header.BackingFormat;
 
     /// <inheritdoc />
     public override long VmStateOffset => (long)_layout.L1EntriesFor(_size) * _layout.L2Coverage;

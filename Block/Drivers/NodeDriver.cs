@@ -70,7 +70,7 @@ public abstract class NodeDriver : IAsyncDisposable
 
     /// <summary>Changes the length. <paramref name="exact"/> false lets a protocol node keep a larger size.</summary>
     public virtual ValueTask TruncateAsync(long length, PreallocMode preallocation, bool exact) =>
-        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Driver '{Node.DriverName}' does not support resizing"));
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, "Image format driver does not support resize"));
 
     /// <summary>
     /// Checks the image's metadata for consistency and, with <paramref name="repair"/>, repairs what it can
@@ -158,6 +158,23 @@ public abstract class NodeDriver : IAsyncDisposable
     /// </summary>
     public virtual ValueTask RemovePersistentDirtyBitmapAsync(string name) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't remove persistent bitmaps from {Node.NodeName}: Operation not supported"));
+
+    /// <summary>True if the node takes new children while open (QMP <c>x-blockdev-change</c> with <c>node</c>; quorum).</summary>
+    public virtual bool CanAddChild => false;
+
+    /// <summary>True if the node lets children go while open (QMP <c>x-blockdev-change</c> with <c>child</c>; quorum).</summary>
+    public virtual bool CanRemoveChild => false;
+
+    /// <summary>
+    /// Adds <paramref name="child"/>, a node without parents, as a new child (QEMU's <c>bdrv_add_child</c>). Only
+    /// called when <see cref="CanAddChild"/> is true; the caller guarantees that the child's content fits.
+    /// </summary>
+    public virtual ValueTask AddChildAsync(BlockNode child, CancellationToken cancellationToken) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"The node {Node.NodeName} does not support adding a child"));
+
+    /// <summary>Detaches <paramref name="child"/> (QEMU's <c>bdrv_del_child</c>). Only called when <see cref="CanRemoveChild"/> is true.</summary>
+    public virtual ValueTask RemoveChildAsync(BlockChild child, CancellationToken cancellationToken) =>
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"The node {Node.NodeName} does not support removing a child"));
 
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;

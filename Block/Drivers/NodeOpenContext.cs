@@ -26,18 +26,32 @@ public sealed class NodeOpenContext
     internal IReadOnlyList<BlockNode> OpenedChildren => _openedChildren;
 
     /// <summary>
-    /// Opens (or finds, for a node-name reference) the child <paramref name="childName"/> and attaches it with
+    /// While a node is reopened: the children it keeps, by child name. A driver asking for one of them gets the node
+    /// it had, not a new open of what its options or its image name.
+    /// </summary>
+    internal IReadOnlyDictionary<string, (BlockNode Node, ChildRole Role)>? KeptChildren { get; init; }
+
+    private BlockChild? AttachKept(string childName)
+    {
+        if (KeptChildren is null || !KeptChildren.TryGetValue(childName, out var kept))
+            return null;
+        return Graph.AttachChild(Node, childName, kept.Node, kept.Role);
+    }
+
+    /// <summary>
+    /// Opens (or finds, for a reference: a node name, or a backend name for its root) the child <paramref name="childName"/> and attaches it with
     /// <paramref name="role"/>. New children inherit read-only, cache, discard and force-share options that they
     /// do not set themselves; backing children are always read-only.
     /// </summary>
     public async ValueTask<BlockChild> OpenChildAsync(string childName, BlockdevRef reference, ChildRole role, CancellationToken cancellationToken = default)
     {
+        if (AttachKept(childName) is { } keptEdge)
+            return keptEdge;
         BlockNode child;
         bool opened = false;
         if (reference.Reference is { } name)
         {
-            child = Graph.FindNode(name)
-                ?? throw new BlockNotFoundException($"Cannot find device='' nor node-name='{name}'");
+            child = Graph.LookupNode(name, name);
         }
         else
         {
@@ -77,6 +91,8 @@ public sealed class NodeOpenContext
     public async ValueTask<BlockChild> OpenReferencedImageAsync(string childName, string name, string? format, ChildRole role, bool readOnly,
         CancellationToken cancellationToken = default)
     {
+        if (AttachKept(childName) is { } keptEdge)
+            return keptEdge;
         string resolved = Node.ResolveReference(name);
         Graph.ReferencePolicy.Check(resolved, Node.ReferenceBaseFilename);
         if (format is null && !Graph.ReferencePolicy.AllowProbing)

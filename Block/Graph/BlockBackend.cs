@@ -22,8 +22,14 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     private readonly BlockBackendOptions _options;
     private BlockChild? _root;
     private BlockNode? _rootNode;
+    /// <summary>No request counted (<see cref="InFlightCounter"/> tokens are positive).</summary>
+    private const int NoToken = -1;
+
+    private readonly InFlightCounter _inFlight = new();
+    private readonly object _quiesceLock = new();
     private int _quiesce;
     private TaskCompletionSource? _quiesceGate;
+    private TaskCompletionSource? _drainWaiter;
     private TaskCompletionSource? _resumeGate;
     private readonly RequestFlags _writeFlags;
 
@@ -67,7 +73,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     public bool IsStopped => Volatile.Read(ref _resumeGate) != null;
 
     /// <inheritdoc />
-    public string ParentDescription => Name.Length > 0 ? $"device '{Name}'" : "a block device";
+    public string ParentDescription => Name.Length > 0 ? $"block device '{Name}'" : "an unnamed block device";
 
     /// <summary>The device's length in bytes.</summary>
     public long Length => (_rootNode ?? throw NoMedium()).Length;
@@ -87,15 +93,25 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// <summary>Reads into <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
     public ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
     {
+        int token = _inFlight.Begin();
+        if (Volatile.Read(ref _quiesce) != 0)
+        {
+            EndRequest(token);
+            return RunAsync(Request.Read(offset, buffers, flags));
+        }
         var root = _rootNode;
         if (root is null)
+        {
+            EndRequest(token);
             return ValueTask.FromException(NoMedium());
+        }
         int bytes = buffers.Length;
         long length = root.Length;
         if (offset < 0 || offset > length || length - offset < bytes)
+        {
+            EndRequest(token);
             return Invalid(BlockAcctType.Read);
-        if (Volatile.Read(ref _quiesce) != 0)
-            return ReadSlowAsync(offset, buffers, flags);
+        }
 
         long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
@@ -110,11 +126,12 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         if (task.IsCompletedSuccessfully)
         {
             task.GetAwaiter().GetResult();
+            EndRequest(token);
             if (_options.Accounting)
                 Stats.Done(BlockAcctType.Read, bytes, start);
             return default;
         }
-        return CompleteAsync(task, Request.Read(offset, buffers, flags), start);
+        return CompleteAsync(task, Request.Read(offset, buffers, flags), start, token);
     }
 
     /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
@@ -129,14 +146,24 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     public ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
     {
         flags |= _writeFlags;
+        int token = _inFlight.Begin();
+        if (Volatile.Read(ref _quiesce) != 0)
+        {
+            EndRequest(token);
+            return RunAsync(Request.Write(offset, buffers, flags));
+        }
         var root = _rootNode;
         if (root is null)
+        {
+            EndRequest(token);
             return ValueTask.FromException(NoMedium());
+        }
         int bytes = buffers.Length;
         if (!CheckRange(root, offset, bytes))
+        {
+            EndRequest(token);
             return Invalid(BlockAcctType.Write);
-        if (Volatile.Read(ref _quiesce) != 0)
-            return WriteSlowAsync(offset, buffers, flags);
+        }
 
         long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
@@ -151,43 +178,23 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         if (task.IsCompletedSuccessfully)
         {
             task.GetAwaiter().GetResult();
+            EndRequest(token);
             if (_options.Accounting)
                 Stats.Done(BlockAcctType.Write, bytes, start);
             return default;
         }
-        return CompleteAsync(task, Request.Write(offset, buffers, flags), start);
+        return CompleteAsync(task, Request.Write(offset, buffers, flags), start, token);
     }
 
     /// <summary>Makes <c>[offset, offset + bytes)</c> read as zeroes.</summary>
-    public ValueTask WriteZeroesAsync(long offset, long bytes, RequestFlags flags = RequestFlags.None)
-    {
-        flags |= _writeFlags;
-        var root = _rootNode;
-        if (root is null)
-            return ValueTask.FromException(NoMedium());
-        if (!CheckRange(root, offset, bytes))
-            return Invalid(BlockAcctType.Write);
-        return RunAsync(Request.WriteZeroes(offset, bytes, flags));
-    }
+    public ValueTask WriteZeroesAsync(long offset, long bytes, RequestFlags flags = RequestFlags.None) =>
+        RunAsync(Request.WriteZeroes(offset, bytes, flags | _writeFlags));
 
     /// <summary>Discards <c>[offset, offset + bytes)</c> (when the root was opened with <c>discard=unmap</c>).</summary>
-    public ValueTask DiscardAsync(long offset, long bytes)
-    {
-        var root = _rootNode;
-        if (root is null)
-            return ValueTask.FromException(NoMedium());
-        if (!CheckRange(root, offset, bytes))
-            return ValueTask.FromException(new BlockException(Errno.EIO, "Discard request out of range"));
-        return RunAsync(Request.Discard(offset, bytes));
-    }
+    public ValueTask DiscardAsync(long offset, long bytes) => RunAsync(Request.Discard(offset, bytes));
 
     /// <summary>Flushes the root node and everything below it.</summary>
-    public ValueTask FlushAsync()
-    {
-        if (_rootNode is null)
-            return ValueTask.FromException(NoMedium());
-        return RunAsync(Request.Flush());
-    }
+    public ValueTask FlushAsync() => RunAsync(Request.Flush());
 
     /// <summary>The allocation status of a prefix of <c>[offset, offset + bytes)</c> of the root.</summary>
     public ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long bytes, bool wantZero = true) =>
@@ -254,16 +261,72 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// <summary>Detaches the root and closes nodes nobody else holds.</summary>
     public ValueTask DisposeAsync() => Graph.RemoveBackendAsync(this);
 
+    /// <summary>Holds new requests (they wait in <see cref="EnterAsync"/>) until the matching <see cref="EndQuiesce"/>.</summary>
     internal void BeginQuiesce()
     {
-        if (Interlocked.Increment(ref _quiesce) == 1)
-            Volatile.Write(ref _quiesceGate, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+        lock (_quiesceLock)
+        {
+            // The gate exists before the count says "quiesced", so a request that sees the count finds the gate.
+            if (_quiesce == 0)
+                Volatile.Write(ref _quiesceGate, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
+            Interlocked.Increment(ref _quiesce);
+        }
     }
 
     internal void EndQuiesce()
     {
-        if (Interlocked.Decrement(ref _quiesce) == 0)
-            Interlocked.Exchange(ref _quiesceGate, null)?.TrySetResult();
+        TaskCompletionSource? gate = null;
+        lock (_quiesceLock)
+        {
+            if (Interlocked.Decrement(ref _quiesce) == 0)
+                gate = Interlocked.Exchange(ref _quiesceGate, null);
+        }
+        gate?.TrySetResult();
+    }
+
+    /// <summary>
+    /// Completes when no request is in flight through this backend. Called while quiesced: requests that began before
+    /// the quiesce finish, and new ones wait, so the graph may change under the backend (its root included) afterwards.
+    /// </summary>
+    internal async Task WaitIdleAsync()
+    {
+        while (!_inFlight.IsZero)
+        {
+            var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var existing = Interlocked.CompareExchange(ref _drainWaiter, waiter, null) ?? waiter;
+            if (_inFlight.IsZero)
+                break;
+            await existing.Task.ConfigureAwait(false);
+            Interlocked.CompareExchange(ref _drainWaiter, null, existing);
+        }
+    }
+
+    private void EndRequest(int token)
+    {
+        _inFlight.End(token);
+        if (Volatile.Read(ref _drainWaiter) is { } waiter && _inFlight.IsZero)
+            waiter.TrySetResult();
+    }
+
+    /// <summary>
+    /// Counts a request in once the backend is not quiesced, and returns its token. The count is taken before the
+    /// quiesce flag is read (both are full fences), so a drain either sees the request or the request sees the drain:
+    /// a request never reaches a root that the graph is replacing or reopening.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> EnterAsync()
+    {
+        while (true)
+        {
+            int token = _inFlight.Begin();
+            if (Volatile.Read(ref _quiesce) == 0)
+                return token;
+            EndRequest(token);
+            if (Volatile.Read(ref _quiesceGate) is { } gate)
+                await gate.Task.ConfigureAwait(false);
+            else
+                await Task.Yield();
+        }
     }
 
     private bool CheckRange(BlockNode root, long offset, long bytes)
@@ -283,23 +346,32 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         return ValueTask.FromException(new BlockException(Errno.EIO, "Request out of range"));
     }
 
-    private ValueTask ReadSlowAsync(long offset, IoVector buffers, RequestFlags flags) =>
-        RunAsync(Request.Read(offset, buffers, flags));
-
-    private ValueTask WriteSlowAsync(long offset, IoVector buffers, RequestFlags flags) =>
-        RunAsync(Request.Write(offset, buffers, flags));
-
+    /// <summary>The path of requests that may wait: quiesced backends, write-zeroes, discards and flushes.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RunAsync(Request request)
     {
-        var gate = Volatile.Read(ref _quiesceGate);
-        while (gate != null)
+        int token = await EnterAsync().ConfigureAwait(false);
+        var root = _rootNode;
+        if (root is null)
         {
-            await gate.Task.ConfigureAwait(false);
-            gate = Volatile.Read(ref _quiesceGate);
+            EndRequest(token);
+            throw NoMedium();
+        }
+        if (request.Kind is RequestKind.Read or RequestKind.Write or RequestKind.WriteZeroes or RequestKind.Discard)
+        {
+            bool inRange = request.Kind == RequestKind.Read
+                ? request.Offset >= 0 && request.Offset <= root.Length && root.Length - request.Offset >= request.Bytes
+                : CheckRange(root, request.Offset, request.Bytes);
+            if (!inRange)
+            {
+                EndRequest(token);
+                if (request.Kind == RequestKind.Discard)
+                    throw new BlockException(Errno.EIO, "Discard request out of range");
+                await Invalid(request.AcctType).ConfigureAwait(false);
+            }
         }
         long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
-        await CompleteAsync(Issue(request), request, start).ConfigureAwait(false);
+        await CompleteAsync(Issue(request), request, start, token).ConfigureAwait(false);
     }
 
     private ValueTask Issue(Request r)
@@ -324,35 +396,51 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Waits for an issued request, accounts it and applies the error policy; ends the request's count
+    /// (<paramref name="token"/>). A request a <c>stop</c> policy holds is not in flight while it waits for
+    /// <see cref="Resume"/>, so a drain does not wait for it; its retry enters again like a new request.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CompleteAsync(ValueTask task, Request request, long start)
+    private async ValueTask CompleteAsync(ValueTask task, Request request, long start, int token)
     {
-        while (true)
+        try
         {
-            try
+            while (true)
             {
-                await task.ConfigureAwait(false);
-                if (_options.Accounting && request.Kind != RequestKind.Discard)
-                    Stats.Done(request.AcctType, request.AcctBytes, start);
-                return;
-            }
-            catch (BlockException e)
-            {
-                if (_options.Accounting && request.Kind != RequestKind.Discard)
-                    Stats.Failed(request.AcctType, start);
-                var action = DecideAction(request.Kind == RequestKind.Read, e.Errno);
-                Graph.RaiseEvent(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
-                    request.Kind == RequestKind.Read ? IoOperationType.Read : IoOperationType.Write,
-                    action, IoStatus != null ? e.Errno == Errno.ENOSPC : null, ErrnoText.Describe(e.Errno)));
-                if (action == BlockErrorAction.Report)
-                    throw;
-                if (action == BlockErrorAction.Ignore)
+                try
+                {
+                    await task.ConfigureAwait(false);
+                    if (_options.Accounting && request.Kind != RequestKind.Discard)
+                        Stats.Done(request.AcctType, request.AcctBytes, start);
                     return;
-                var resume = StopForError(e.Errno);
-                await resume.ConfigureAwait(false);
-                start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
-                task = Issue(request);
+                }
+                catch (BlockException e)
+                {
+                    if (_options.Accounting && request.Kind != RequestKind.Discard)
+                        Stats.Failed(request.AcctType, start);
+                    var action = DecideAction(request.Kind == RequestKind.Read, e.Errno);
+                    Graph.RaiseEvent(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
+                        request.Kind == RequestKind.Read ? IoOperationType.Read : IoOperationType.Write,
+                        action, IoStatus != null ? e.Errno == Errno.ENOSPC : null, ErrnoText.Describe(e.Errno)));
+                    if (action == BlockErrorAction.Report)
+                        throw;
+                    if (action == BlockErrorAction.Ignore)
+                        return;
+                    var resume = StopForError(e.Errno);
+                    EndRequest(token);
+                    token = NoToken;
+                    await resume.ConfigureAwait(false);
+                    token = await EnterAsync().ConfigureAwait(false);
+                    start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+                    task = Issue(request);
+                }
             }
+        }
+        finally
+        {
+            if (token != NoToken)
+                EndRequest(token);
         }
     }
 

@@ -76,6 +76,12 @@ public sealed partial class BlockGraph
     }
 
     /// <summary>Closes the driver of <paramref name="node"/> and opens it again with <paramref name="options"/>.</summary>
+    /// <remarks>
+    /// The node keeps its backing node, as a QEMU reopen does: the driver gets the node it had instead of opening the
+    /// file its image names again, and a backing node attached at run time (an external snapshot's) is attached again
+    /// after the driver opened. So a chain built live survives, and a backing file name just rewritten in the header
+    /// (<c>change-backing-file</c>) is not followed until the image is opened anew.
+    /// </remarks>
     private async ValueTask ReopenNodeAsync(BlockNode node, BlockdevOptions options, CancellationToken cancellationToken)
     {
         var oldOptions = node.Options;
@@ -92,19 +98,30 @@ public sealed partial class BlockGraph
                 pinned.Add(child);
             }
         }
+        var kept = new Dictionary<string, (BlockNode Node, ChildRole Role)>(StringComparer.Ordinal);
+        foreach (var edge in node.Children)
+        {
+            if ((edge.Role & ChildRole.Cow) == 0)
+                continue;
+            kept[edge.Name] = (edge.Node, edge.Role);
+            edge.Node.PinCount++;
+            pinned.Add(edge.Node);
+        }
         try
         {
+            bool wasReadOnly = node.ReadOnly;
             await CloseDriverAsync(node).ConfigureAwait(false);
+            DetachStoredBitmaps(node, wasReadOnly);
             try
             {
-                await OpenDriverAsync(node, options, cancellationToken).ConfigureAwait(false);
+                await OpenDriverAsync(node, options, kept, cancellationToken).ConfigureAwait(false);
             }
             catch (BlockException)
             {
                 // Back to the mode the node had; if even that fails the node stays closed and its users see the error.
                 try
                 {
-                    await OpenDriverAsync(node, oldOptions, CancellationToken.None).ConfigureAwait(false);
+                    await OpenDriverAsync(node, oldOptions, kept, CancellationToken.None).ConfigureAwait(false);
                 }
                 catch (BlockException)
                 {
@@ -137,28 +154,61 @@ public sealed partial class BlockGraph
         }
     }
 
-    private async ValueTask OpenDriverAsync(BlockNode node, BlockdevOptions options, CancellationToken cancellationToken)
+    /// <summary>
+    /// Opens the driver of <paramref name="node"/> with <paramref name="options"/>, its kept children attached again;
+    /// on failure the node is left closed with no children and without the bitmaps the failed open loaded.
+    /// </summary>
+    private async ValueTask OpenDriverAsync(BlockNode node, BlockdevOptions options,
+        IReadOnlyDictionary<string, (BlockNode Node, ChildRole Role)> kept, CancellationToken cancellationToken)
     {
         node.ApplyOptions(options);
-        NodeDriver impl;
+        var before = node.DirtyBitmaps;
+        var context = new NodeOpenContext(this, node) { KeptChildren = kept };
         try
         {
-            impl = await node.Driver.OpenAsync(new NodeOpenContext(this, node), cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            await DetachChildrenAsync(node).ConfigureAwait(false);
-            throw;
-        }
-        node.AttachDriver(impl);
-        try
-        {
+            var impl = await node.Driver.OpenAsync(context, cancellationToken).ConfigureAwait(false);
+            node.AttachDriver(impl);
+            foreach (var (name, (child, role)) in kept)
+            {
+                // A backing node the driver did not ask for (the image was opened without its backing file, and the
+                // node got one at run time): drivers read the backing edge at each request, so it is attached again.
+                if (node.GetChild(name) is null)
+                    AttachChild(node, name, child, role);
+            }
             RefreshPermissions(node);
         }
         catch
         {
-            await CloseDriverAsync(node).ConfigureAwait(false);
+            if (node.IsOpen)
+            {
+                await CloseDriverAsync(node).ConfigureAwait(false);
+                DetachStoredBitmaps(node, closedReadOnly: node.ReadOnly);
+            }
+            else
+            {
+                await DetachChildrenAsync(node).ConfigureAwait(false);
+            }
+            foreach (var bitmap in node.DirtyBitmaps)
+            {
+                if (!before.Contains(bitmap))
+                    node.DetachDirtyBitmap(bitmap);
+            }
             throw;
+        }
+    }
+
+    /// <summary>
+    /// After a node's driver closed for a reopen: detaches the persistent bitmaps the image now holds, which the driver
+    /// attaches again as it opens (read-only or not, as the new mode says). A writable driver stored them all; a
+    /// read-only one holds those it loaded (read-only), and the persistent bitmaps created since stay in memory until a
+    /// writable driver stores them. Bitmaps that are not persistent stay as they are.
+    /// </summary>
+    private static void DetachStoredBitmaps(BlockNode node, bool closedReadOnly)
+    {
+        foreach (var bitmap in node.DirtyBitmaps)
+        {
+            if (bitmap.Persistent && (!closedReadOnly || bitmap.ReadOnly))
+                node.DetachDirtyBitmap(bitmap);
         }
     }
 }

@@ -152,14 +152,24 @@ public sealed partial class BlockGraph : IAsyncDisposable
         return node;
     }
 
-    /// <summary>Closes a node added with <see cref="AddNodeAsync"/> (QMP <c>blockdev-del</c>).</summary>
+    /// <summary>
+    /// Closes a node added with <see cref="AddNodeAsync"/> (QMP <c>x-blockdev-del</c>, QEMU 2.9's <c>blockdev-del</c>),
+    /// with QEMU 7.2's checks and messages, in its order.
+    /// </summary>
+    /// <exception cref="BlockNotFoundException">No such node.</exception>
+    /// <exception cref="BlockException">A device uses the node ("Node x is in use"), an overlay uses it as its backing
+    /// node, it was not added with <see cref="AddNodeAsync"/>, or another node uses it ("Block device x is in use").</exception>
     public async ValueTask DeleteNodeAsync(string nodeName)
     {
+        ArgumentNullException.ThrowIfNull(nodeName);
         var node = FindNode(nodeName) ?? throw new BlockNotFoundException($"Failed to find node with node-name='{nodeName}'");
+        if (node.Parents.Any(p => p.Parent is BlockBackend))
+            throw new BlockException(Errno.EBUSY, $"Node {nodeName} is in use");
+        ThrowIfUsedAsBacking(node);
         if (!node.IsMonitorOwned)
-            throw new BlockException(Errno.EINVAL, $"Node '{nodeName}' is not owned by the monitor");
-        if (node.ParentCount != 0)
-            throw new BlockException(Errno.EBUSY, $"Node '{nodeName}' is busy: node is used as a child or by a device");
+            throw new BlockException(Errno.EINVAL, $"Node {nodeName} is not owned by the monitor");
+        if (node.ParentCount != 0 || node.PinCount != 0)
+            throw new BlockException(Errno.EBUSY, $"Block device {nodeName} is in use");
         node.IsMonitorOwned = false;
         await ReleaseNodeAsync(node).ConfigureAwait(false);
     }
@@ -294,7 +304,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
         if (protocolTree is JsonValue reference)
         {
             string name = reference.GetValue<string>();
-            protocol = FindNode(name) ?? throw new BlockNotFoundException($"Cannot find device='' nor node-name='{name}'");
+            protocol = LookupNode(name, name);
         }
         else
         {
@@ -404,11 +414,14 @@ public sealed partial class BlockGraph : IAsyncDisposable
     }
 
     /// <summary>Quiesces every backend and waits until no request is in flight; disposing the result resumes them.</summary>
+    /// <remarks>Drained sections nest: backends resume when the outermost one ends.</remarks>
     public async ValueTask<IAsyncDisposable> BeginDrainAsync()
     {
         var backends = Backends;
         foreach (var b in backends)
             b.BeginQuiesce();
+        foreach (var b in backends)
+            await b.WaitIdleAsync().ConfigureAwait(false);
         foreach (var n in Nodes)
             await n.WaitIdleAsync().ConfigureAwait(false);
         return new DrainedSection(backends);
@@ -424,10 +437,6 @@ public sealed partial class BlockGraph : IAsyncDisposable
 
     /// <summary>QMP <c>query-named-block-nodes</c>: every node.</summary>
     public IReadOnlyList<BlockDeviceInfo> QueryNamedBlockNodes() => [.. Nodes.Select(n => n.GetDeviceInfo())];
-
-    /// <summary>Sets a node's write threshold (QMP <c>block-set-write-threshold</c>).</summary>
-    public void SetWriteThreshold(string nodeName, long threshold) =>
-        (FindNode(nodeName) ?? throw new BlockNotFoundException($"Device '{nodeName}' not found")).WriteThreshold = threshold;
 
     /// <summary>Closes every backend and node.</summary>
     public async ValueTask DisposeAsync()
@@ -475,10 +484,10 @@ public sealed partial class BlockGraph : IAsyncDisposable
         lock (_lock)
         {
             name = options.NodeName ?? GenerateNodeName();
-            if (_nodes.ContainsKey(name))
-                throw new BlockException(Errno.EEXIST, $"Duplicate nodes with node-name='{name}'");
             if (!generated && _backends.Any(b => b.Name == name))
                 throw new BlockException(Errno.EEXIST, $"node-name={name} is conflicting with a device id");
+            if (_nodes.ContainsKey(name))
+                throw new BlockException(Errno.EEXIST, $"Duplicate nodes with node-name='{name}'");
         }
         var node = new BlockNode(this, driver, options, name, generated);
         var context = new NodeOpenContext(this, node);
@@ -602,22 +611,27 @@ public sealed partial class BlockGraph : IAsyncDisposable
             perm |= p.Permissions;
             shared &= p.SharedPermissions;
         }
-        foreach (var a in parents)
+        // QEMU keeps the newest parent first and reports the first pair that conflicts in that order.
+        for (int i = parents.Count - 1; i >= 0; i--)
         {
-            foreach (var b in parents)
+            var a = parents[i];
+            for (int j = parents.Count - 1; j >= 0; j--)
             {
-                if (ReferenceEquals(a, b))
+                var b = parents[j];
+                if (i == j)
                     continue;
-                var denied = a.Permissions & ~b.SharedPermissions;
+                var denied = b.Permissions & ~a.SharedPermissions;
                 if (denied != 0)
                 {
-                    var bit = BlockPermissionNames.Bits.First(x => (denied & x) != 0);
                     throw new BlockException(Errno.EPERM,
-                        $"Conflicts with use by {b.Parent.ParentDescription} as '{b.Name}', which does not allow '{BlockPermissionNames.Name(bit)}' on {node.NodeName}");
+                        $"Permission conflict on node '{node.NodeName}': permissions '{BlockPermissionNames.Describe(denied)}' are both required by " +
+                        $"{b.Parent.ParentDescription} (uses node '{node.NodeName}' as '{b.Name}' child) and unshared by " +
+                        $"{a.Parent.ParentDescription} (uses node '{node.NodeName}' as '{a.Name}' child).");
                 }
             }
         }
-        if (node.ReadOnly && (perm & (BlockPermissions.Write | BlockPermissions.WriteUnchanged | BlockPermissions.Resize)) != 0)
+        // As in QEMU, only writes need a writable node: a read-only node may be resized (the driver then refuses).
+        if (node.ReadOnly && (perm & (BlockPermissions.Write | BlockPermissions.WriteUnchanged)) != 0)
             throw new BlockException(Errno.EPERM, "Block node is read-only");
 
         if (!node.IsOpen)

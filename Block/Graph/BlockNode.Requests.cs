@@ -37,14 +37,13 @@ public sealed partial class BlockNode
     /// Write threshold in bytes: the first write, write-zeroes or discard reaching beyond it raises
     /// <see cref="BlockWriteThresholdEvent"/> and resets it to 0 (one-shot). 0 disables it.
     /// </summary>
+    /// <remarks>QEMU keeps the threshold as an unsigned 64-bit number and shows it signed (a threshold of 2^64 - 1
+    /// reads -1); a negative value here is such a threshold, at or above 2^63, which no request crosses. See
+    /// <see cref="BlockGraph.SetWriteThreshold"/>.</remarks>
     public long WriteThreshold
     {
         get => Volatile.Read(ref _writeThreshold);
-        set
-        {
-            ArgumentOutOfRangeException.ThrowIfNegative(value);
-            Volatile.Write(ref _writeThreshold, value);
-        }
+        set => Volatile.Write(ref _writeThreshold, value);
     }
 
     /// <summary>Reads into <paramref name="buffer"/> from <paramref name="offset"/>.</summary>
@@ -607,7 +606,8 @@ public sealed partial class BlockNode
     private void CheckWriteThreshold(long offset, long bytes)
     {
         long threshold = Volatile.Read(ref _writeThreshold);
-        if (threshold == 0 || offset + bytes <= threshold)
+        // QEMU's threshold is unsigned: one set at or above 2^63 (-1 read as signed) is never crossed.
+        if (threshold == 0 || (ulong)(offset + bytes) <= (ulong)threshold)
             return;
         if (Interlocked.CompareExchange(ref _writeThreshold, 0, threshold) != threshold)
             return;

@@ -3,13 +3,24 @@ namespace Block.Options;
 /// <summary>The rules for node names (and job ids): a letter, then letters, digits, '-', '.' or '_'.</summary>
 public static class NodeNames
 {
-    /// <summary>QEMU truncates names to 31 characters; longer names are refused here instead of silently cut.</summary>
+    /// <summary>The longest node name: QEMU keeps names in 32 bytes with the terminating zero and refuses longer ones.</summary>
     public const int MaxLength = 31;
 
     /// <summary>True if <paramref name="name"/> is a valid user-given name.</summary>
-    public static bool IsValid(string name)
+    public static bool IsValid(string name) => name.Length > 0 && name.Length <= MaxLength && IsWellFormed(name);
+
+    /// <summary>Throws QEMU 7.2's "Invalid node-name: 'x'" or "Node name too long" unless <paramref name="name"/> is valid.</summary>
+    public static void Validate(string name)
     {
-        if (name.Length == 0 || name.Length > MaxLength || !char.IsAsciiLetter(name[0]))
+        if (name.Length == 0 || !IsWellFormed(name))
+            throw new BlockOptionsException($"Invalid node-name: '{name}'");
+        if (name.Length > MaxLength)
+            throw new BlockOptionsException("Node name too long");
+    }
+
+    private static bool IsWellFormed(string name)
+    {
+        if (!char.IsAsciiLetter(name[0]))
             return false;
         foreach (char c in name)
         {
@@ -17,12 +28,5 @@ public static class NodeNames
                 return false;
         }
         return true;
-    }
-
-    /// <summary>Throws "Invalid node name" unless <paramref name="name"/> is valid.</summary>
-    public static void Validate(string name)
-    {
-        if (!IsValid(name))
-            throw new BlockOptionsException("Invalid node name");
     }
 }

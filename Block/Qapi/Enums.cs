@@ -123,3 +123,13 @@ public enum DirtyBitmapStatus
     /// <summary>A successor holds new writes while a job uses this bitmap.</summary>
     [JsonStringEnumMemberName("frozen")] Frozen,
 }
+
+/// <summary>QAPI <c>NewImageMode</c>: whether an external snapshot creates its overlay file or opens one.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<NewImageMode>))]
+public enum NewImageMode
+{
+    /// <summary>Open the file as it is; its header (backing file included) is left alone.</summary>
+    [JsonStringEnumMemberName("existing")] Existing,
+    /// <summary>Create the file, with the old image's file name as its backing file (the default).</summary>
+    [JsonStringEnumMemberName("absolute-paths")] AbsolutePaths,
+}

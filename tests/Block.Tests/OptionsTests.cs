@@ -66,7 +66,8 @@ public class OptionsTests
     [InlineData("driver=file,filename=x,read-only=maybe", "Parameter 'read-only' expects 'on' or 'off'")]
     [InlineData("driver=raw,file.driver=file,file.filename=x,offset=12z", "Parameter 'offset' expects integer")]
     [InlineData("filename=x", "Parameter 'driver' is missing")]
-    [InlineData("driver=file,filename=x,node-name=1bad", "Invalid node name")]
+    [InlineData("driver=file,filename=x,node-name=1bad", "Invalid node-name: '1bad'")]
+    [InlineData("driver=file,filename=x,node-name=a234567890123456789012345678901x", "Node name too long")]
     [InlineData("0.errno=", "Parameter '0' is unexpected: options must be named, not a list")]
     public void Bad_options_are_errors_that_name_the_option(string text, string message)
     {

@@ -195,7 +195,8 @@ public class ServicesTests
             SharedPermissions = BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged,
         });
         var e = Assert.Throws<BlockException>(() => graph.CreateBackend(node));
-        Assert.Equal("Conflicts with use by a block device as 'root', which does not allow 'write' on disk", e.Message);
+        Assert.Equal("Permission conflict on node 'disk': permissions 'write' are both required by an unnamed block device (uses node 'disk' " +
+            "as 'root' child) and unshared by an unnamed block device (uses node 'disk' as 'root' child).", e.Message);
         await reader.DisposeAsync();
         var writer = graph.CreateBackend(node);
         await writer.WriteAsync(0, new byte[512]);

@@ -1,0 +1,138 @@
+using System.Text.Json.Nodes;
+using Block.Graph;
+using Block.TestSupport;
+
+namespace Block.Qcow2.Tests.Graph;
+
+/// <summary>
+/// Runs one QMP session on qemu-storage-daemon 7.2 and the same commands on a library graph, over the same files at
+/// the same paths (so that file names recorded in headers are equal): the images as they are before the run are kept,
+/// QSD runs, its results are moved to <c>name.qsd</c>, the originals come back, and the library runs.
+/// </summary>
+internal sealed class QsdScenario
+{
+    private readonly TempDirectory _dir;
+    private readonly List<string> _blockdevs = [];
+    private readonly List<string> _qsdArguments = [];
+    private readonly List<Step> _steps = [];
+    private readonly List<string> _files = [];
+    private Func<BlockGraph, Task>? _ourSetup;
+
+    public QsdScenario(TempDirectory dir) => _dir = dir;
+
+    /// <summary>A <c>--blockdev</c> in JSON, given to QSD on its command line and to the graph with AddNodeAsync.</summary>
+    public QsdScenario Blockdev(string json)
+    {
+        _blockdevs.Add(json);
+        return this;
+    }
+
+    /// <summary>
+    /// What stands for a device on each side: more QSD arguments (an NBD export on a node, say) and what the graph
+    /// does after its nodes are added (a backend on that node).
+    /// </summary>
+    public QsdScenario Device(IEnumerable<string> qsdArguments, Func<BlockGraph, Task> ourSetup)
+    {
+        _qsdArguments.AddRange(qsdArguments);
+        _ourSetup = ourSetup;
+        return this;
+    }
+
+    /// <summary>A command of the session.</summary>
+    public QsdScenario Command(string command, JsonObject? args = null)
+    {
+        _steps.Add(new Step(command, args, null, null));
+        return this;
+    }
+
+    /// <summary>Guest I/O (or anything else) between commands: <paramref name="onQsd"/> while QSD runs, <paramref name="onOurs"/> on the graph.</summary>
+    public QsdScenario Do(Func<Task> onQsd, Func<BlockGraph, Task> onOurs)
+    {
+        _steps.Add(new Step(null, null, onQsd, onOurs));
+        return this;
+    }
+
+    private sealed record Step(string? Command, JsonObject? Args, Func<Task>? OnQsd, Func<BlockGraph, Task>? OnOurs);
+
+    private IEnumerable<Step> Commands => _steps.Where(s => s.Command != null);
+
+    /// <summary>A file (by name in the directory) whose result is compared; it may not exist before the run.</summary>
+    public QsdScenario File(string name)
+    {
+        _files.Add(name);
+        return this;
+    }
+
+    /// <summary>QSD's replies and ours, command by command.</summary>
+    public List<JsonObject> QsdReplies { get; } = [];
+
+    /// <summary>The library's replies.</summary>
+    public List<JsonObject> OurReplies { get; } = [];
+
+    /// <summary>What QSD left in <paramref name="name"/>.</summary>
+    public string QsdFile(string name) => _dir.File(name) + ".qsd";
+
+    public async Task RunAsync(Func<BlockGraph, Task>? afterCommands = null)
+    {
+        foreach (var f in _files)
+        {
+            if (System.IO.File.Exists(_dir.File(f)))
+                System.IO.File.Copy(_dir.File(f), _dir.File(f) + ".orig", overwrite: true);
+        }
+
+        var args = _blockdevs.SelectMany(b => new[] { "--blockdev", b }).Concat(_qsdArguments).ToArray();
+        await using (var qsd = await QemuStorageDaemon.StartAsync(args))
+        {
+            foreach (var step in _steps)
+            {
+                if (step.Command != null)
+                    QsdReplies.Add(await qsd.ExecuteAsync(step.Command, step.Args));
+                else
+                    await step.OnQsd!();
+            }
+            Assert.True(await qsd.QuitAsync(), $"QSD did not quit: {qsd.Stderr}");
+        }
+
+        foreach (var f in _files)
+        {
+            string path = _dir.File(f);
+            if (System.IO.File.Exists(path))
+                System.IO.File.Move(path, path + ".qsd", overwrite: true);
+            if (System.IO.File.Exists(path + ".orig"))
+                System.IO.File.Move(path + ".orig", path);
+        }
+
+        await using (var graph = Qcow2Images.NewGraph())
+        {
+            foreach (var b in _blockdevs)
+                await graph.AddNodeAsync(graph.Parser.ParseJson(b));
+            if (_ourSetup != null)
+                await _ourSetup(graph);
+            foreach (var step in _steps)
+            {
+                if (step.Command != null)
+                    OurReplies.Add(await LibraryCommands.ExecuteAsync(graph, step.Command, step.Args));
+                else
+                    await step.OnOurs!(graph);
+            }
+            if (afterCommands != null)
+                await afterCommands(graph);
+        }
+    }
+
+    /// <summary>Asserts that every reply is the same, command by command (error class and text included).</summary>
+    public void AssertSameReplies()
+    {
+        var commands = Commands.ToList();
+        Assert.Equal(QsdReplies.Count, OurReplies.Count);
+        var mismatches = new List<string>();
+        for (int i = 0; i < QsdReplies.Count; i++)
+        {
+            var expected = QsdReplies[i].DeepClone().AsObject();
+            expected.Remove("id");
+            if (!JsonNode.DeepEquals(expected, OurReplies[i]))
+                mismatches.Add($"{commands[i].Command} {commands[i].Args?.ToJsonString()}\n  QSD:  {expected.ToJsonString()}\n  ours: {OurReplies[i].ToJsonString()}");
+        }
+        Assert.True(mismatches.Count == 0, string.Join("\n", mismatches));
+    }
+}
