@@ -26,6 +26,11 @@ public sealed class QmpWireOracleTests
         "{\"execute\":\"qmp_capabilities\",\"id\":7}",
         "{\"execute\":\"qmp_capabilities\",\"arguments\":{\"x\":1}}",
         "{\"execute\":\"query-blockstats\",\"arguments\":{\"query-nodes\":1}}",
+        "{\"execute\":\"block_resize\",\"arguments\":{\"node-name\":\"q0\",\"size\":\"x\"}}",
+        "{\"execute\":\"block_resize\",\"arguments\":{\"node-name\":\"q0\",\"size\":-1}}",
+        "{\"execute\":\"block_resize\",\"arguments\":{\"device\":\"q0\",\"size\":1024}}",
+        "{\"execute\":\"block-dirty-bitmap-add\",\"arguments\":{\"node\":\"nope\",\"name\":\"b\"}}",
+        "{\"execute\":\"blockdev-snapshot\",\"arguments\":{\"node\":\"a\",\"overlay\":\"b\"}}",
         "{\"exec-oob\":\"query-version\"}",
         "{\"execute\":\"query-block\",\"arguments\":{},\"id\":9,\"control\":1}",
         // Quoting and several texts on a line.
