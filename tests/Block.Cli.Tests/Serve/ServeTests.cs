@@ -62,6 +62,43 @@ public sealed class ServeTests
         Assert.Equal(0, QemuImg.Run("info", image).ExitCode);
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Persistent_bitmaps_added_over_qmp_are_stored_at_exit_as_qemu_storage_daemon_stores_them(bool bySignal)
+    {
+        using var dir = new TempDirectory();
+        string theirs = dir.File("theirs.qcow2"), ours = dir.File("ours.qcow2");
+        QemuImg.Create("qcow2", theirs, "64M");
+        File.Copy(theirs, ours);
+        foreach (var (start, image) in new (Func<string[], Task<QemuStorageDaemon>>, string)[]
+            { (QemuStorageDaemon.StartAsync, theirs), (BlkServe.StartAsync, ours) })
+        {
+            await using var daemon = await start(Blockdevs(image));
+            await daemon.ExecuteOkAsync("block-dirty-bitmap-add", new JsonObject { ["node"] = "fmt0", ["name"] = "b0", ["persistent"] = true });
+            await daemon.ExecuteOkAsync("block-dirty-bitmap-add", new JsonObject { ["node"] = "fmt0", ["name"] = "b1", ["persistent"] = true, ["granularity"] = 131072 });
+            await daemon.ExecuteOkAsync("block-dirty-bitmap-add", new JsonObject { ["node"] = "fmt0", ["name"] = "transient" });
+            if (bySignal)
+            {
+                using (var kill = Process.Start("kill", ["-TERM", daemon.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                    await kill.WaitForExitAsync();
+                for (int i = 0; i < 600 && !daemon.HasExited; i++)
+                    await Task.Delay(50);
+            }
+            else
+            {
+                Assert.True(await daemon.QuitAsync());
+            }
+            Assert.True(daemon.HasExited);
+        }
+        Assert.Equal(0, QemuImg.Check(ours, "qcow2").ExitCode);
+        Assert.Equal(Bitmaps(theirs), Bitmaps(ours));
+        Assert.Contains("\"b1\"", Bitmaps(ours));
+    }
+
+    private static string Bitmaps(string image) =>
+        QemuImg.Info(image, "qcow2")["format-specific"]!["data"]!["bitmaps"]!.ToJsonString();
+
     public static TheoryData<string[]> BadCommandLines => new()
     {
         new[] { "--blockdev", "driver=file,node-name=f0,filename=/nonexistent/x.qcow2" },
