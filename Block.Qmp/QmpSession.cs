@@ -35,6 +35,7 @@ public sealed class QmpSession
     private readonly CancellationTokenSource _closed = new();
     private readonly bool _pretty;
     private volatile bool _commandMode;
+    private Action? _afterReply;
 
     internal QmpSession(QmpServer server, Stream stream, bool pretty)
     {
@@ -56,8 +57,10 @@ public sealed class QmpSession
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closed.Token);
         var token = linked.Token;
-        // The writer outlives the reader: what is queued when reading stops (the reply to quit) still goes out.
-        var writer = WriteLoopAsync(cancellationToken);
+        // The writer outlives the reader and ignores cancellation: what is queued when reading stops (the reply to
+        // quit) still goes out. It ends when the queue is completed and empty, or when DrainAsync gives up on a client
+        // that does not read and closes its stream.
+        var writer = WriteLoopAsync(CancellationToken.None);
         _server.AddSession(this);
         try
         {
@@ -167,9 +170,17 @@ public sealed class QmpSession
         {
             var reply = await HandleAsync(input, token).ConfigureAwait(false);
             await SendAsync(reply, token).ConfigureAwait(false);
+            if (_afterReply is { } action)
+            {
+                _afterReply = null;
+                action();
+            }
         }
         inputs.Clear();
     }
+
+    /// <summary>Runs <paramref name="action"/> once the reply to the command being handled is queued.</summary>
+    internal void RunAfterReply(Action action) => _afterReply = action;
 
     private async ValueTask<JsonObject> HandleAsync(QmpInput input, CancellationToken token)
     {

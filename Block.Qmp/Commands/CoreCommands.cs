@@ -24,7 +24,7 @@ internal static class CoreCommands
 
     private static ValueTask<JsonNode?> Quit(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
     {
-        context.Server.RequestQuit();
+        context.AfterReply(context.Server.RequestQuit);
         return ValueTask.FromResult<JsonNode?>(new JsonObject());
     }
 }

@@ -17,6 +17,19 @@ public sealed class QmpCommandContext
     /// <summary>The graph commands act on.</summary>
     public BlockGraph Graph => Server.Graph;
 
+    /// <summary>
+    /// Runs <paramref name="action"/> once the command's reply is queued for its client (at once without a session):
+    /// <c>quit</c> stops the server only after its reply is on its way.
+    /// </summary>
+    public void AfterReply(Action action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        if (Session is { } session)
+            session.RunAfterReply(action);
+        else
+            action();
+    }
+
     /// <summary>The session that sent the command, or null when code calls <see cref="QmpServer.ExecuteAsync(string, System.Text.Json.Nodes.JsonObject?, CancellationToken)"/> directly.</summary>
     public QmpSession? Session { get; }
 }

@@ -144,6 +144,19 @@ public sealed class QmpSessionTests
     }
 
     [Fact]
+    public async Task Quit_is_answered_even_when_the_server_stops_the_moment_quit_is_requested()
+    {
+        for (int i = 0; i < 20; i++)
+        {
+            await using var fixture = QmpServerFixture.Start();
+            await using var client = await fixture.ConnectAsync();
+            _ = fixture.Server.QuitRequested.ContinueWith(_ => fixture.Server.DisposeAsync().AsTask(), TaskScheduler.Default);
+            var reply = await client.ExecuteAsync("quit", timeout: TimeSpan.FromSeconds(20));
+            Assert.Empty(reply["return"]!.AsObject());
+        }
+    }
+
+    [Fact]
     public async Task Quit_replies_and_then_completes_QuitRequested()
     {
         await using var fixture = QmpServerFixture.Start();
