@@ -66,8 +66,8 @@ public class AmendOracleTests
         // The guest sees what it saw before (a new size or a renamed data file aside).
         if (!options.Contains("size=", StringComparison.Ordinal) && !options.Contains("data_file=", StringComparison.Ordinal))
         {
-            var compare = ProcessRunner.Run(QemuImg.Path, ["compare", "-f", "qcow2", "-F", "qcow2", "original.qcow2", "x.qcow2"],
-                workingDirectory: Path.GetDirectoryName(s.Blk("x.qcow2")));
+            var compare = QemuImg.Run(["compare", "-f", "qcow2", "-F", "qcow2", "original.qcow2", "x.qcow2"],
+                Path.GetDirectoryName(s.Blk("x.qcow2")));
             Assert.True(compare.ExitCode == 0, compare.Stdout + compare.Stderr);
         }
     }
@@ -343,8 +343,8 @@ public class AmendOracleTests
             case "datafile":
             case "datafile-raw":
                 // The data file is created relative to the working directory, and found relative to the image.
-                ProcessRunner.Run(QemuImg.Path, ["create", "-q", "-f", "qcow2", "-o", $"data_file=x.raw,data_file_raw={(kind == "datafile" ? "off" : "on")}", x, "64M"],
-                    workingDirectory: source.Path).EnsureSuccess("qemu-img create");
+                QemuImg.Run(["create", "-q", "-f", "qcow2", "-o", $"data_file=x.raw,data_file_raw={(kind == "datafile" ? "off" : "on")}", x, "64M"],
+                    source.Path).EnsureSuccess("qemu-img create");
                 ProcessRunner.Run(QemuIo.Path, ["-f", "qcow2", "-c", "write -P 1 0 1M", x], workingDirectory: source.Path).EnsureSuccess("qemu-io");
                 File.Copy(source.File("x.raw"), source.File("other.raw"));
                 break;

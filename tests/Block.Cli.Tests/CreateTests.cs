@@ -60,7 +60,7 @@ public class CreateTests
     {
         using var dir = new TempDirectory();
         using var dir2 = new TempDirectory();
-        var q = ProcessRunner.Run(QemuImg.Path, ["create", .. args], workingDirectory: dir2.Path);
+        var q = QemuImg.Run(["create", .. args], dir2.Path);
         var b = InfoAndMapOracleTests.RunIn(dir, ["create", .. args]);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(q.Stdout, b.Stdout);

@@ -88,7 +88,7 @@ public class InfoAndMapOracleTests
     public void Errors_match_qemu_img(params string[] args)
     {
         using var dir = new TempDirectory();
-        var q = ProcessRunner.Run(QemuImg.Path, args, workingDirectory: dir.Path);
+        var q = QemuImg.Run(args, dir.Path);
         var b = RunIn(dir, args);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(BlkRunner.Normalize(q.Stderr), b.Stderr);

@@ -27,7 +27,7 @@ internal sealed class SideBySide : IDisposable
 
     /// <summary>Runs <c>qemu-img ARGS</c> and <c>blk ARGS</c>.</summary>
     public (ProcessResult Qemu, ProcessResult Blk) Img(params string[] args) =>
-        (Normalize(ProcessRunner.Run(QemuImg.Path, Expand(args, _qemu), workingDirectory: _qemu.Path), _qemu),
+        (Normalize(QemuImg.Run(Expand(args, _qemu), _qemu.Path), _qemu),
          Normalize(BlkRunner.Run(Expand(args, _blk)), _blk));
 
     /// <summary>Runs <c>qemu-io ARGS</c> and <c>blk io ARGS</c>.</summary>
@@ -37,8 +37,8 @@ internal sealed class SideBySide : IDisposable
 
     /// <summary>Runs <c>qemu-img ARGS</c> on each side's files (the oracle looking at both results).</summary>
     public (ProcessResult Qemu, ProcessResult Blk) Oracle(params string[] args) =>
-        (Normalize(ProcessRunner.Run(QemuImg.Path, Expand(args, _qemu), workingDirectory: _qemu.Path), _qemu),
-         Normalize(ProcessRunner.Run(QemuImg.Path, Expand(args, _blk), workingDirectory: _blk.Path), _blk));
+        (Normalize(QemuImg.Run(Expand(args, _qemu), _qemu.Path), _qemu),
+         Normalize(QemuImg.Run(Expand(args, _blk), _blk.Path), _blk));
 
     /// <summary>Asserts that both sides printed the same and exited the same.</summary>
     public static void AssertSame((ProcessResult Qemu, ProcessResult Blk) r)

@@ -19,7 +19,7 @@ internal static class Luks
     public static string CreateOptions(string suite) => "key-secret=s0,iter-time=10" + (suite.Length > 0 ? "," + suite : "");
 
     public static void QemuCreate(string path, string suite, string size = "16M") =>
-        QemuImg.Run("create", "-q", "-f", "luks", "--object", SecretObject, "-o", CreateOptions(suite), path, size).EnsureSuccess("qemu-img create");
+        QemuImg.Create("luks", path, size, CreateOptions(suite), SecretObject);
 
     public static void BlkCreate(string path, string suite, string size = "16M") =>
         Blk.Run("create", "-q", "-f", "luks", "--object", SecretObject, "-o", CreateOptions(suite), path, size).EnsureSuccess("blk create");

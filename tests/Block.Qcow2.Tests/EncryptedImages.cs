@@ -29,10 +29,8 @@ internal static class EncryptedImages
     public static string AesOptions(string more = "") =>
         $"encrypt.format=aes,encrypt.key-secret={SecretId}" + (more.Length > 0 ? "," + more : "");
 
-    public static ProcessResult QemuImgRun(params string[] args) => ProcessRunner.Run(QemuImg.Path, args);
-
     public static void QemuCreate(string path, string size, string options, string passphrase = Passphrase) =>
-        QemuImgRun("create", "-q", "-f", "qcow2", "--object", SecretObject(passphrase), "-o", options, path, size).EnsureSuccess("qemu-img create");
+        QemuImg.Create("qcow2", path, size, options, SecretObject(passphrase));
 
     /// <summary>qemu-io on the image with the secret; fails the test on any failure qemu-io reports.</summary>
     public static string QemuIo(string path, string[] commands, string passphrase = Passphrase)
@@ -53,7 +51,7 @@ internal static class EncryptedImages
     public static byte[] QemuReadAll(string path, string passphrase = Passphrase)
     {
         string raw = path + ".oracle.raw";
-        QemuImgRun("convert", "--object", SecretObject(passphrase), "--image-opts", Opts(path), "-O", "raw", raw).EnsureSuccess("qemu-img convert");
+        QemuImg.Run("convert", "--object", SecretObject(passphrase), "--image-opts", Opts(path), "-O", "raw", raw).EnsureSuccess("qemu-img convert");
         try
         {
             return File.ReadAllBytes(raw);
@@ -67,7 +65,7 @@ internal static class EncryptedImages
     /// <summary>Asserts <c>qemu-img check</c> (which needs the secret, as QEMU opens the image for I/O) finds nothing.</summary>
     public static void AssertQemuCheckClean(string path)
     {
-        var r = QemuImgRun("check", "--object", SecretObject(), "--image-opts", Opts(path));
+        var r = QemuImg.Run("check", "--object", SecretObject(), "--image-opts", Opts(path));
         Assert.True(r.ExitCode == 0 && r.Stdout.Contains("No errors were found", StringComparison.Ordinal),
             $"qemu-img check {path} exited {r.ExitCode}:\n{r.Stdout}\n{r.Stderr}");
     }

@@ -214,7 +214,7 @@ public class Qcow2EncryptionTests
             var backend = await OpenAsync(graph, path);
             await backend.WriteAsync(0, Patterns.Fill(65536, 0x77), RequestFlags.Compressed);
         }
-        var check = EncryptedImages.QemuImgRun("check", "--output=json", "--object", SecretObject(), "--image-opts", Opts(path));
+        var check = QemuImg.Run("check", "--output=json", "--object", SecretObject(), "--image-opts", Opts(path));
         Assert.Contains("\"compressed-clusters\": 1", check.Stdout);
         Qcow2Images.AssertSameBytes(Patterns.Fill(65536, 0x77), QemuReadAll(path).AsMemory(0, 65536), "qemu read");
 

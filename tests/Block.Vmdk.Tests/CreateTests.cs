@@ -76,7 +76,7 @@ public partial class CreateTests
     {
         using var dir = new TempDirectory();
         Vmdk.QemuCreate(dir.File("base.vmdk"), "1M");
-        var q = ProcessRunner.Run(QemuImg.Path, ["create", "-f", "vmdk", "-o", options, "x.vmdk", "1M"], workingDirectory: dir.Path);
+        var q = QemuImg.Run(["create", "-f", "vmdk", "-o", options, "x.vmdk", "1M"], dir.Path);
         var b = InDirectory(dir, ["create", "-f", "vmdk", "-o", options, "x.vmdk", "1M"]);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(q.Stdout, b.Stdout);
@@ -100,7 +100,7 @@ public partial class CreateTests
             Vmdk.QemuCreate(d.File("base.vmdk"), "1M");
             Vmdk.QemuIo(d.File("base.vmdk"), "write -P 0x11 0 1M");
         }
-        var q = ProcessRunner.Run(QemuImg.Path, ["create", "-f", "vmdk", .. args], workingDirectory: theirs.Path);
+        var q = QemuImg.Run(["create", "-f", "vmdk", .. args], theirs.Path);
         var b = InDirectory(ours, ["create", "-f", "vmdk", .. args]);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(q.Stdout, b.Stdout);
