@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 using Block.Bitmaps;
+using Block.Graph;
 using Block.Qcow2.Bitmaps;
 using Block.Qcow2.Format;
 using Block.Qcow2.Metadata;
@@ -193,7 +194,7 @@ internal sealed partial class Qcow2NodeDriver
             _lock.Release();
         }
         if (reason != null)
-            throw new BlockException(Errno.EINVAL, $"Can't make bitmap '{name}' persistent in '{Node.NodeName}': {reason}");
+            throw new BlockException(Errno.EINVAL, $"Can't make bitmap '{name}' persistent in '{BlockGraph.DeviceOrNodeName(Node)}': {reason}");
     }
 
     private string? NewBitmapProblem(string name, long granularity)
@@ -258,7 +259,7 @@ internal sealed partial class Qcow2NodeDriver
         }
         catch (BlockException e)
         {
-            Node.Graph.Warn($"Lost persistent bitmaps during inactivation of node '{Node.NodeName}': {e.Message}");
+            Node.Graph.Warn($"Lost persistent bitmaps during inactivation of node '{BlockGraph.DeviceOrNodeName(Node)}': {e.Message}");
         }
     }
 

@@ -150,14 +150,14 @@ public abstract class NodeDriver : IAsyncDisposable
     /// </summary>
     /// <exception cref="BlockException">The image cannot store it; the message says why, in QEMU's words.</exception>
     public virtual ValueTask CanStoreNewDirtyBitmapAsync(string name, long granularity) =>
-        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't store persistent bitmaps to {Node.NodeName}: Operation not supported"));
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't store persistent bitmaps to {BlockGraph.DeviceOrNodeName(Node)}: Operation not supported"));
 
     /// <summary>
     /// Removes the persistent dirty bitmap <paramref name="name"/> from the image now (a bitmap created since the open
     /// and not stored yet needs nothing). The node detaches its in-memory bitmap afterwards.
     /// </summary>
     public virtual ValueTask RemovePersistentDirtyBitmapAsync(string name) =>
-        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't remove persistent bitmaps from {Node.NodeName}: Operation not supported"));
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Can't remove persistent bitmaps from {BlockGraph.DeviceOrNodeName(Node)}: Operation not supported"));
 
     /// <summary>True if the node takes new children while open (QMP <c>x-blockdev-change</c> with <c>node</c>; quorum).</summary>
     public virtual bool CanAddChild => false;
@@ -170,11 +170,11 @@ public abstract class NodeDriver : IAsyncDisposable
     /// called when <see cref="CanAddChild"/> is true; the caller guarantees that the child's content fits.
     /// </summary>
     public virtual ValueTask AddChildAsync(BlockNode child, CancellationToken cancellationToken) =>
-        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"The node {Node.NodeName} does not support adding a child"));
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"The node {BlockGraph.DeviceOrNodeName(Node)} does not support adding a child"));
 
     /// <summary>Detaches <paramref name="child"/> (QEMU's <c>bdrv_del_child</c>). Only called when <see cref="CanRemoveChild"/> is true.</summary>
     public virtual ValueTask RemoveChildAsync(BlockChild child, CancellationToken cancellationToken) =>
-        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"The node {Node.NodeName} does not support removing a child"));
+        ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"The node {BlockGraph.DeviceOrNodeName(Node)} does not support removing a child"));
 
     /// <summary>Format-specific information for <see cref="ImageInfo"/>.</summary>
     public virtual ImageInfoSpecific? SpecificInfo => null;
