@@ -34,35 +34,9 @@ public sealed class QmpTarget : IFuzzTarget
         Exception? failure = null;
         server.HandlerFailed += e => failure ??= e;
         using var output = new MemoryStream();
-        using var stream = new FuzzDuplexStream(new MemoryStream(input, writable: false), output);
+        using var stream = new DuplexStream(new MemoryStream(input, writable: false), output);
         await server.RunSessionAsync(stream);
         if (failure != null)
             ExceptionDispatchInfo.Throw(failure);
-    }
-
-    /// <summary>Reads the fuzz input, collects what the server writes.</summary>
-    private sealed class FuzzDuplexStream(Stream input, Stream output) : Stream
-    {
-        public override bool CanRead => true;
-
-        public override bool CanWrite => true;
-
-        public override bool CanSeek => false;
-
-        public override long Length => throw new NotSupportedException();
-
-        public override long Position { get => throw new NotSupportedException(); set => throw new NotSupportedException(); }
-
-        public override int Read(byte[] buffer, int offset, int count) => input.Read(buffer, offset, count);
-
-        public override void Write(byte[] buffer, int offset, int count) => output.Write(buffer, offset, count);
-
-        public override void Flush()
-        {
-        }
-
-        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-        public override void SetLength(long value) => throw new NotSupportedException();
     }
 }

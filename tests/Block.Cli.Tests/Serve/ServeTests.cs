@@ -99,6 +99,39 @@ public sealed class ServeTests
     private static string Bitmaps(string image) =>
         QemuImg.Info(image, "qcow2")["format-specific"]!["data"]!["bitmaps"]!.ToJsonString();
 
+    [Fact]
+    public async Task A_stdio_monitor_talks_qmp_on_stdin_and_stdout_as_qemu_storage_daemons_does()
+    {
+        string[] session =
+        [
+            "{\"execute\":\"qmp_capabilities\"}",
+            "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"null-co\",\"node-name\":\"n0\"},\"id\":1}",
+            "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"null-co\",\"node-name\":\"n0\"},\"id\":2}",
+            "{\"execute\":\"quit\",\"id\":3}",
+        ];
+        var theirs = await RunStdioAsync(QemuStorageDaemon.Path, [], session);
+        var ours = await RunStdioAsync("dotnet", [BlkServe.Assembly, "serve"], session);
+        Assert.Equal(theirs.Skip(1), ours.Skip(1));
+        Assert.StartsWith("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 9, \"major\": 2}", ours[0], StringComparison.Ordinal);
+    }
+
+    private static async Task<List<string>> RunStdioAsync(string program, string[] leading, string[] session)
+    {
+        var psi = new ProcessStartInfo(program) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in leading.Concat(["--chardev", "stdio,id=s0", "--monitor", "chardev=s0"]))
+            psi.ArgumentList.Add(a);
+        using var process = Process.Start(psi)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        foreach (string line in session)
+            await process.StandardInput.WriteLineAsync(line);
+        await process.StandardInput.FlushAsync();
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        string output = await process.StandardOutput.ReadToEndAsync(cts.Token);
+        await process.WaitForExitAsync(cts.Token);
+        Assert.True(process.ExitCode == 0, $"{program} exited with {process.ExitCode}: {await stderr}");
+        return [.. output.Split("\r\n", StringSplitOptions.RemoveEmptyEntries)];
+    }
+
     public static TheoryData<string[]> BadCommandLines => new()
     {
         new[] { "--blockdev", "driver=file,node-name=f0,filename=/nonexistent/x.qcow2" },
