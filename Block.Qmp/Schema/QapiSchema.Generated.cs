@@ -106,7 +106,7 @@ public sealed partial class QapiSchema
             "*on-target-error", "BlockdevOnError", "*unmap", "bool"]);
         b.Struct("BlockDirtyBitmap", null, ["node", "str", "name", "str"]);
         b.Struct("BlockDirtyBitmapAdd", null, ["node", "str", "name", "str", "*granularity", "uint32",
-            "*persistent", "bool"]);
+            "*persistent", "bool", "*disabled", "bool"]);
         b.Command("block-dirty-bitmap-add", "BlockDirtyBitmapAdd", null);
         b.Command("block-dirty-bitmap-remove", "BlockDirtyBitmap", null);
         b.Command("block-dirty-bitmap-clear", "BlockDirtyBitmap", null);

@@ -123,10 +123,10 @@ public sealed class SchemaTableTests
     }
 
     [Fact]
-    public void The_supplement_replaces_block_dirty_bitmap_add_in_place_with_persistent()
+    public void The_supplement_replaces_block_dirty_bitmap_add_in_place_with_persistent_and_disabled()
     {
         var add = (QapiObjectType)Schema.FindType("BlockDirtyBitmapAdd")!;
-        Assert.Equal(["node", "name", "granularity", "persistent"], add.Members.Select(m => m.Name));
+        Assert.Equal(["node", "name", "granularity", "persistent", "disabled"], add.Members.Select(m => m.Name));
         // Where block-core defines it: right after BlockDirtyBitmap, not at the end with the supplement's own types.
         var types = Schema.Types.ToList();
         Assert.Equal(types.IndexOf(Schema.FindType("BlockDirtyBitmap")!) + 1, types.IndexOf(add));

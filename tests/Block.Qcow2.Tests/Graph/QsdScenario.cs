@@ -103,6 +103,7 @@ internal sealed class QsdScenario
         }
 
         await using (var graph = Qcow2Images.NewGraph())
+        await using (var server = new Block.Qmp.QmpServer(graph))
         {
             foreach (var b in _blockdevs)
                 await graph.AddNodeAsync(graph.Parser.ParseJson(b));
@@ -111,12 +112,29 @@ internal sealed class QsdScenario
             foreach (var step in _steps)
             {
                 if (step.Command != null)
-                    OurReplies.Add(await LibraryCommands.ExecuteAsync(graph, step.Command, step.Args));
+                    OurReplies.Add(await ExecuteAsync(server, step.Command, step.Args));
                 else
                     await step.OnOurs!(graph);
             }
             if (afterCommands != null)
                 await afterCommands(graph);
+        }
+    }
+
+    /// <summary>
+    /// A command through the QMP adapter's command table, as a client would send it (arguments checked against the
+    /// schema, 7.2's names as aliases), with the outcome in QMP's reply shape.
+    /// </summary>
+    private static async Task<JsonObject> ExecuteAsync(Block.Qmp.QmpServer server, string command, JsonObject? args)
+    {
+        try
+        {
+            var result = await server.ExecuteAsync(command, (JsonObject?)args?.DeepClone());
+            return new JsonObject { ["return"] = result ?? new JsonObject() };
+        }
+        catch (BlockException e)
+        {
+            return new JsonObject { ["error"] = new JsonObject { ["class"] = e.ErrorClass.ToString(), ["desc"] = e.Message } };
         }
     }
 
