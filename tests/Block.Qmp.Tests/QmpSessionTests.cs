@@ -75,6 +75,36 @@ public sealed class QmpSessionTests
     }
 
     [Fact]
+    public async Task A_write_the_overlap_check_stops_reaches_clients_as_BLOCK_IMAGE_CORRUPTED()
+    {
+        await using var fixture = QmpServerFixture.Start();
+        string image = fixture.Directory.File("c.qcow2");
+        QemuImg.Create("qcow2", image, "64M");
+        QemuIo.RunChecked(image, "qcow2", "write -P 0x11 0 64k");
+        // L2[0] (the first write put the L2 table at 0x40000) now points at the refcount table's cluster (0x10000).
+        using (var f = File.OpenWrite(image))
+        {
+            f.Position = 0x40000;
+            f.Write([0x80, 0, 0, 0, 0, 0x01, 0, 0]);
+        }
+        await using var client = await fixture.ConnectAsync();
+        await client.ExecuteOkAsync("blockdev-add", new JsonObject
+        {
+            ["driver"] = "qcow2",
+            ["node-name"] = "q0",
+            ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = image },
+        });
+        await Assert.ThrowsAsync<BlockException>(async () => await fixture.Graph.FindNode("q0")!.WriteAsync(0, new byte[4096]));
+
+        var e = await client.WaitEventAsync("BLOCK_IMAGE_CORRUPTED", TimeSpan.FromSeconds(20));
+        var data = e["data"]!;
+        Assert.Equal("q0", (string)data["node-name"]!);
+        Assert.True((bool)data["fatal"]!);
+        Assert.Equal(0x10000, (long)data["offset"]!);
+        Schema.QapiArgumentValidator.ValidateValue(Schema.QapiSchema.Instance.FindEvent("BLOCK_IMAGE_CORRUPTED")!.DataType!, data, "data");
+    }
+
+    [Fact]
     public async Task Events_are_not_sent_before_capabilities_negotiation()
     {
         await using var fixture = QmpServerFixture.Start();

@@ -115,6 +115,44 @@ public sealed class ServeTests
         Assert.StartsWith("{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 9, \"major\": 2}", ours[0], StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Socat_a_client_we_did_not_write_gets_what_it_gets_from_qemu_storage_daemon()
+    {
+        using var dir = new TempDirectory();
+        string[] session =
+        [
+            "{\"execute\":\"qmp_capabilities\"}",
+            "{\"execute\":\"blockdev-add\",\"arguments\":{\"driver\":\"null-co\",\"node-name\":\"n0\",\"size\":4096},\"id\":1}",
+            "{\"execute\":\"block_resize\",\"arguments\":{\"node-name\":\"n0\",\"size\":-1},\"id\":2}",
+            "{\"execute\":\"blockdev-del\",\"arguments\":{\"node-name\":\"n0\"},\"id\":3}",
+            "{\"execute\":\"quit\",\"id\":4}",
+        ];
+        var results = new List<List<string>>();
+        foreach (var (program, leading) in new[] { (QemuStorageDaemon.Path, Array.Empty<string>()), ("dotnet", new[] { BlkServe.Assembly, "serve" }) })
+        {
+            string socket = dir.File(results.Count + ".sock");
+            var daemon = new ProcessStartInfo(program) { RedirectStandardError = true, RedirectStandardOutput = true, UseShellExecute = false };
+            foreach (string a in leading.Concat(["--chardev", $"socket,id=m0,path={socket},server=on,wait=on", "--monitor", "chardev=m0"]))
+                daemon.ArgumentList.Add(a);
+            using var process = Process.Start(daemon)!;
+            for (int i = 0; i < 600 && !File.Exists(socket); i++)
+                await Task.Delay(50);
+            var socat = new ProcessStartInfo("socat") { RedirectStandardInput = true, RedirectStandardOutput = true, UseShellExecute = false };
+            socat.ArgumentList.Add("-");
+            socat.ArgumentList.Add($"UNIX-CONNECT:{socket}");
+            using var client = Process.Start(socat)!;
+            foreach (string line in session)
+                await client.StandardInput.WriteLineAsync(line);
+            await client.StandardInput.FlushAsync();
+            using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+            string output = await client.StandardOutput.ReadToEndAsync(cts.Token);
+            await process.WaitForExitAsync(cts.Token);
+            Assert.Equal(0, process.ExitCode);
+            results.Add([.. output.Split("\r\n", StringSplitOptions.RemoveEmptyEntries).Skip(1)]);
+        }
+        Assert.Equal(results[0], results[1]);
+    }
+
     private static async Task<List<string>> RunStdioAsync(string program, string[] leading, string[] session)
     {
         var psi = new ProcessStartInfo(program) { RedirectStandardInput = true, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
