@@ -29,7 +29,6 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     private readonly object _quiesceLock = new();
     private int _quiesce;
     private TaskCompletionSource? _quiesceGate;
-    private TaskCompletionSource? _drainWaiter;
     private TaskCompletionSource? _resumeGate;
     private readonly RequestFlags _writeFlags;
 
@@ -288,25 +287,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// Completes when no request is in flight through this backend. Called while quiesced: requests that began before
     /// the quiesce finish, and new ones wait, so the graph may change under the backend (its root included) afterwards.
     /// </summary>
-    internal async Task WaitIdleAsync()
-    {
-        while (!_inFlight.IsZero)
-        {
-            var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            var existing = Interlocked.CompareExchange(ref _drainWaiter, waiter, null) ?? waiter;
-            if (_inFlight.IsZero)
-                break;
-            await existing.Task.ConfigureAwait(false);
-            Interlocked.CompareExchange(ref _drainWaiter, null, existing);
-        }
-    }
+    internal Task WaitIdleAsync() => _inFlight.WaitIdleAsync();
 
-    private void EndRequest(int token)
-    {
-        _inFlight.End(token);
-        if (Volatile.Read(ref _drainWaiter) is { } waiter && _inFlight.IsZero)
-            waiter.TrySetResult();
-    }
+    private void EndRequest(int token) => _inFlight.End(token);
 
     /// <summary>
     /// Counts a request in once the backend is not quiesced, and returns its token. The count is taken before the

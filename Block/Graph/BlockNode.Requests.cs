@@ -25,7 +25,6 @@ public sealed partial class BlockNode
     private long _writeThreshold;
     private long _wrHighestOffset;
     private int _dirtySinceFlush;
-    private TaskCompletionSource? _drainWaiter;
 
     /// <summary>Requests in flight on this node now.</summary>
     public int InFlight => (int)_inFlight.Count;
@@ -629,14 +628,7 @@ public sealed partial class BlockNode
     /// <summary>Counts a request in; returns the token for <see cref="EndRequest"/>.</summary>
     internal int BeginRequest() => _inFlight.Begin();
 
-    internal void EndRequest(int token)
-    {
-        _inFlight.End(token);
-        // Only while someone drains: the count is then summed over the stripes (the decrement above is a full fence,
-        // and so is the waiter's publication, so either this sees the waiter or the waiter sees the decrement).
-        if (Volatile.Read(ref _drainWaiter) is { } waiter && _inFlight.IsZero)
-            waiter.TrySetResult();
-    }
+    internal void EndRequest(int token) => _inFlight.End(token);
 
     /// <summary>Records that something was written since the last flush, writing the field only when it changes.</summary>
     private void MarkDirtySinceFlush()
@@ -646,18 +638,7 @@ public sealed partial class BlockNode
     }
 
     /// <summary>Completes when no request is in flight on this node.</summary>
-    internal async Task WaitIdleAsync()
-    {
-        while (!_inFlight.IsZero)
-        {
-            var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            var existing = Interlocked.CompareExchange(ref _drainWaiter, waiter, null) ?? waiter;
-            if (_inFlight.IsZero)
-                break;
-            await existing.Task.ConfigureAwait(false);
-            Interlocked.CompareExchange(ref _drainWaiter, null, existing);
-        }
-    }
+    internal Task WaitIdleAsync() => _inFlight.WaitIdleAsync();
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     private static ValueTask InvalidRequest(long offset, long bytes) =>

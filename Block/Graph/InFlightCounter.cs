@@ -1,7 +1,7 @@
 namespace Block.Graph;
 
 /// <summary>
-/// The requests in flight on one node, counted in per-core stripes, each on its own cache line: threads on different
+/// The requests in flight on one node or backend, counted in per-core stripes, each on its own cache line: threads on different
 /// cores begin and end requests without writing a shared line, so a read hit path on two cores scales.
 /// </summary>
 /// <remarks>
@@ -17,6 +17,7 @@ internal sealed class InFlightCounter
 
     private readonly long[] _stripes;
     private readonly int _mask;
+    private TaskCompletionSource? _drainWaiter;
 
     public InFlightCounter()
     {
@@ -35,7 +36,28 @@ internal sealed class InFlightCounter
     }
 
     /// <summary>Counts the request that <see cref="Begin"/> returned <paramref name="token"/> for out.</summary>
-    public void End(int token) => Interlocked.Decrement(ref _stripes[token]);
+    public void End(int token)
+    {
+        Interlocked.Decrement(ref _stripes[token]);
+        // Only while someone drains: the count is then summed over the stripes (the decrement above is a full fence,
+        // and so is the waiter's publication, so either this sees the waiter or the waiter sees the decrement).
+        if (Volatile.Read(ref _drainWaiter) is { } waiter && IsZero)
+            waiter.TrySetResult();
+    }
+
+    /// <summary>Completes when no request is in flight (requests that begin meanwhile count as well).</summary>
+    public async Task WaitIdleAsync()
+    {
+        while (!IsZero)
+        {
+            var waiter = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            var existing = Interlocked.CompareExchange(ref _drainWaiter, waiter, null) ?? waiter;
+            if (IsZero)
+                break;
+            await existing.Task.ConfigureAwait(false);
+            Interlocked.CompareExchange(ref _drainWaiter, null, existing);
+        }
+    }
 
     /// <summary>The number of requests in flight (see the remarks for what a concurrent read sees).</summary>
     public long Count

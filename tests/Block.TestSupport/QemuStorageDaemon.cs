@@ -88,23 +88,8 @@ public sealed class QemuStorageDaemon : IAsyncDisposable
         string directory = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "qsd-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(directory);
         string socket = System.IO.Path.Combine(directory, "qmp.sock");
-        var psi = new ProcessStartInfo(program)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            RedirectStandardInput = true,
-            UseShellExecute = false,
-        };
-        foreach (var a in leadingArguments)
-            psi.ArgumentList.Add(a);
-        foreach (var a in arguments)
-            psi.ArgumentList.Add(a);
-        psi.ArgumentList.Add("--chardev");
-        psi.ArgumentList.Add($"socket,id=testmon,path={socket},server=on,wait=off");
-        psi.ArgumentList.Add("--monitor");
-        psi.ArgumentList.Add("chardev=testmon");
-
-        var process = Process.Start(psi) ?? throw new InvalidOperationException($"could not start {program}");
+        var process = ProcessRunner.Start(program, leadingArguments.Concat(arguments)
+            .Concat(["--chardev", $"socket,id=testmon,path={socket},server=on,wait=off", "--monitor", "chardev=testmon"]));
         var daemon = new QemuStorageDaemon(process, socket, directory);
         process.ErrorDataReceived += (_, e) =>
         {
