@@ -51,7 +51,7 @@ public sealed class NbdExport
         ArgumentNullException.ThrowIfNull(graph);
         var node = graph.FindNode(nodeName)
             ?? graph.FindBackend(nodeName)?.Root
-            ?? throw new BlockNotFoundException($"Cannot find device={nodeName} nor node-name={nodeName}");
+            ?? throw new BlockNotFoundException($"Cannot find device='{nodeName}' nor node-name='{nodeName}'");
         if (writable && node.ReadOnly)
             throw new BlockException(Errno.EPERM, "Cannot export read-only node as writable");
         var permissions = writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead;

@@ -102,7 +102,7 @@ public sealed class NbdService : IAsyncDisposable
         if (server.Exports.Any(e => e.Id == id))
             throw new BlockException(Errno.EEXIST, $"Block export id '{id}' is already in use");
         if (_graph.FindNode(node) is null && _graph.FindBackend(node)?.Root is null)
-            throw new BlockNotFoundException($"Cannot find device={node} nor node-name={node}");
+            throw new BlockNotFoundException($"Cannot find device='{node}' nor node-name='{node}'");
         if (server.FindExport(name) != null)
             throw new BlockException(Errno.EEXIST, $"NBD server already has export named '{name}'");
         var export = NbdExport.Create(_graph, node, name, writable, description, id);
