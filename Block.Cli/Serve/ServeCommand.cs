@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Block.Cli.Common;
 using Block.Graph;
+using Block.Nbd.Server;
 using Block.Options;
 using Block.Qmp;
 
@@ -45,6 +46,8 @@ internal static class ServeCommand
         await using var graph = cli.CreateGraph();
         await using var server = new QmpServer(graph);
         server.HandlerFailed += e => cli.Error($"internal error in a QMP command: {e}");
+        await using var nbd = new NbdService(graph);
+        NbdCommands.Register(server.Commands, nbd);
         var chardevs = new Dictionary<string, Chardev>(StringComparer.Ordinal);
         var listeners = new List<QmpListener>();
         var sessions = new List<Task>();
@@ -55,7 +58,7 @@ internal static class ServeCommand
             {
                 try
                 {
-                    await ApplyAsync(option, graph, server, chardevs, listeners, sessions, stop.Token);
+                    await ApplyAsync(option, graph, nbd, server, chardevs, listeners, sessions, stop.Token);
                 }
                 catch (Exception e) when (e is BlockException or CliException)
                 {
@@ -90,7 +93,7 @@ internal static class ServeCommand
         }
     }
 
-    private static async Task ApplyAsync(ServeOption option, BlockGraph graph, QmpServer server, Dictionary<string, Chardev> chardevs,
+    private static async Task ApplyAsync(ServeOption option, BlockGraph graph, NbdService nbd, QmpServer server, Dictionary<string, Chardev> chardevs,
         List<QmpListener> listeners, List<Task> sessions, CancellationToken stop)
     {
         switch (option.Name)
@@ -116,11 +119,28 @@ internal static class ServeCommand
                 await StartMonitorAsync(option.Value, server, chardevs, listeners, sessions, stop);
                 break;
             case "nbd-server":
+                nbd.Start(new OptionsReader(KeyValueParser.Parse(option.Value), keyval: true));
+                break;
             case "export":
-                throw new CliException("NBD exports are not available yet (issue 15)");
+                AddExport(nbd, option.Value);
+                break;
             default:
                 throw new CliException($"unrecognized option '--{option.Name}'");
         }
+    }
+
+    /// <summary><c>--export type=nbd,id=…,node-name=…[,name=…][,writable=on|off][,description=…]</c>, as QSD 7.2 takes it.</summary>
+    private static void AddExport(NbdService nbd, string text)
+    {
+        var reader = new OptionsReader(KeyValueParser.Parse(text, impliedKey: "type"), keyval: true);
+        string type = reader.String("type") ?? throw new BlockOptionsException("Parameter 'type' is missing");
+        if (type != "nbd")
+            throw new BlockOptionsException($"Parameter 'type' does not accept value '{type}'");
+        if (!reader.Has("id"))
+            throw reader.Missing("id");
+        if (!reader.Has("node-name"))
+            throw reader.Missing("node-name");
+        nbd.AddExport(reader);
     }
 
     private static async Task StartMonitorAsync(string text, QmpServer server, Dictionary<string, Chardev> chardevs,

@@ -318,5 +318,15 @@ public sealed partial class QapiSchema
             "enum", "SchemaInfoEnum", "array", "SchemaInfoArray", "object", "SchemaInfoObject",
             "alternate", "SchemaInfoAlternate", "command", "SchemaInfoCommand", "event", "SchemaInfoEvent"]);
         b.Command("query-qmp-schema", null, "[SchemaInfo]", QapiCommandFlags.NoGen);
+        b.ImplicitStruct("q_obj_nbd-server-start-arg", null, ["addr", "SocketAddress", "*tls-creds", "str",
+            "*tls-authz", "str", "*max-connections", "uint32"]);
+        b.Command("nbd-server-start", "q_obj_nbd-server-start-arg", null);
+        b.ImplicitStruct("q_obj_nbd-server-add-arg", null, ["device", "str", "*name", "str", "*description", "str",
+            "*writable", "bool", "*bitmap", "str"]);
+        b.Command("nbd-server-add", "q_obj_nbd-server-add-arg", null);
+        b.Enum("BlockExportRemoveMode", ["safe", "hard"]);
+        b.ImplicitStruct("q_obj_nbd-server-remove-arg", null, ["name", "str", "*mode", "BlockExportRemoveMode"]);
+        b.Command("nbd-server-remove", "q_obj_nbd-server-remove-arg", null);
+        b.Command("nbd-server-stop", null, null);
     }
 }

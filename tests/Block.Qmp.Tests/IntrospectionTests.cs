@@ -113,8 +113,8 @@ public sealed class IntrospectionTests
     [Fact]
     public void A_served_name_the_schema_does_not_know_is_a_programming_error()
     {
-        var e = Assert.Throws<ArgumentException>(() => Schema.Introspect(["query-block", "nbd-server-start"]));
-        Assert.Contains("nbd-server-start", e.Message);
+        var e = Assert.Throws<ArgumentException>(() => Schema.Introspect(["query-block", "x-no-such-command"]));
+        Assert.Contains("x-no-such-command", e.Message);
         Assert.Throws<ArgumentException>(() => Schema.QueryCommands(["blockdev-del"]));
     }
 

@@ -1,0 +1,112 @@
+using Block.Graph;
+
+namespace Block.Nbd.Server;
+
+/// <summary>
+/// One export of an <see cref="NbdServer"/>: a name clients ask for, and the <see cref="BlockBackend"/> their
+/// requests go through, so the backend's statistics, error policy, throttling and write threshold apply to them.
+/// </summary>
+public sealed class NbdExport
+{
+    private readonly bool _ownsBackend;
+    private readonly List<NbdConnection> _connections = [];
+
+    /// <summary>Exports an existing backend; the caller keeps it and closes it after the export is removed.</summary>
+    /// <param name="name">The export name clients ask for (at most 4096 bytes of UTF-8).</param>
+    /// <param name="backend">The backend requests go through.</param>
+    /// <param name="writable">Whether clients may write; a read-only export answers writes with EPERM.</param>
+    /// <param name="description">The free-form text <c>NBD_OPT_LIST</c> and <c>NBD_INFO_DESCRIPTION</c> show.</param>
+    /// <param name="id">The block export id (QEMU's <c>--export id=…</c>); the name when omitted.</param>
+    public NbdExport(string name, BlockBackend backend, bool writable, string? description = null, string? id = null)
+        : this(name, backend, writable, description, id, ownsBackend: false)
+    {
+    }
+
+    private NbdExport(string name, BlockBackend backend, bool writable, string? description, string? id, bool ownsBackend)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(backend);
+        if (System.Text.Encoding.UTF8.GetByteCount(name) > Protocol.NbdProtocol.MaxString)
+            throw new BlockException(Errno.EINVAL, $"export name '{name[..32]}…' too long");
+        if (description != null && System.Text.Encoding.UTF8.GetByteCount(description) > Protocol.NbdProtocol.MaxString)
+            throw new BlockException(Errno.EINVAL, "export description too long");
+        if (writable && !backend.CanWrite)
+            throw new BlockException(Errno.EPERM, "Cannot export a read-only backend as writable");
+        Name = name;
+        Id = id ?? name;
+        Backend = backend;
+        Writable = writable;
+        Description = description;
+        _ownsBackend = ownsBackend;
+    }
+
+    /// <summary>
+    /// Exports node <paramref name="nodeName"/> of <paramref name="graph"/> through a new anonymous backend that takes
+    /// consistent read (and write when <paramref name="writable"/>) and shares everything, as QEMU's block exports
+    /// do; the export closes that backend when it is removed.
+    /// </summary>
+    /// <exception cref="BlockException">The node does not exist, or is read-only and a writable export was asked for.</exception>
+    public static NbdExport Create(BlockGraph graph, string nodeName, string? name, bool writable, string? description = null, string? id = null)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        var node = graph.FindNode(nodeName)
+            ?? graph.FindBackend(nodeName)?.Root
+            ?? throw new BlockNotFoundException($"Cannot find device='{nodeName}' nor node-name='{nodeName}'");
+        if (writable && node.ReadOnly)
+            throw new BlockException(Errno.EPERM, "Cannot export read-only node as writable");
+        var permissions = writable ? BlockPermissions.ConsistentRead | BlockPermissions.Write : BlockPermissions.ConsistentRead;
+        var backend = graph.CreateBackend(node, new BlockBackendOptions { Permissions = permissions });
+        return new NbdExport(name ?? nodeName, backend, writable, description, id, ownsBackend: true);
+    }
+
+    /// <summary>The name clients ask for.</summary>
+    public string Name { get; }
+
+    /// <summary>The block export id.</summary>
+    public string Id { get; }
+
+    /// <summary>The backend requests go through.</summary>
+    public BlockBackend Backend { get; }
+
+    /// <summary>Whether clients may write.</summary>
+    public bool Writable { get; }
+
+    /// <summary>The description clients see, if any.</summary>
+    public string? Description { get; }
+
+    /// <summary>How many clients are connected to this export now.</summary>
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (_connections)
+                return _connections.Count;
+        }
+    }
+
+    internal void Attach(NbdConnection connection)
+    {
+        lock (_connections)
+            _connections.Add(connection);
+    }
+
+    internal void Detach(NbdConnection connection)
+    {
+        lock (_connections)
+            _connections.Remove(connection);
+    }
+
+    /// <summary>Disconnects every client and closes the backend if the export created it.</summary>
+    internal async ValueTask CloseAsync()
+    {
+        NbdConnection[] connections;
+        lock (_connections)
+            connections = [.. _connections];
+        foreach (var c in connections)
+            c.Abort();
+        foreach (var c in connections)
+            await c.Completion.ConfigureAwait(false);
+        if (_ownsBackend)
+            await Backend.DisposeAsync().ConfigureAwait(false);
+    }
+}

@@ -1,0 +1,19 @@
+namespace Block.Nbd.Server;
+
+/// <summary>Settings of an <see cref="NbdServer"/>.</summary>
+public sealed record NbdServerOptions
+{
+    /// <summary>The most clients served at once; 0 for no limit (QEMU's <c>max-connections</c>).</summary>
+    /// <remarks>At the limit the server stops accepting, so a further client waits in the listen backlog.</remarks>
+    public int MaxConnections { get; init; }
+
+    /// <summary>How long a client may take to finish the handshake before it is disconnected.</summary>
+    /// <remarks>10 s, QEMU 7.2's <c>handshake-max-seconds</c> default: a client that connects and says nothing
+    /// must not hold a connection slot forever.</remarks>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The most requests of one client processed at once; further requests wait unread in the socket.</summary>
+    /// <remarks>16, as QEMU's server: with 32 MiB at most per request, one client holds at most 512 MiB of
+    /// buffers, and in practice what its requests ask for.</remarks>
+    public int MaxRequestsInFlight { get; init; } = 16;
+}

@@ -1,0 +1,144 @@
+using System.Net.Sockets;
+using Block.Graph;
+using Block.Options;
+
+namespace Block.Nbd.Server;
+
+/// <summary>
+/// A graph's NBD server as QEMU's monitor sees it: at most one running <see cref="NbdServer"/> and its exports,
+/// started, filled and stopped by <c>blk serve</c>'s <c>--nbd-server</c> and <c>--export</c> and by the QMP
+/// commands <c>nbd-server-start</c>, <c>nbd-server-add</c>, <c>nbd-server-remove</c> and <c>nbd-server-stop</c>, with
+/// QEMU 7.2's arguments and error messages.
+/// </summary>
+public sealed class NbdService : IAsyncDisposable
+{
+    private readonly BlockGraph _graph;
+    private NbdServer? _server;
+
+    /// <summary>A service over <paramref name="graph"/>, with no server running.</summary>
+    public NbdService(BlockGraph graph)
+    {
+        ArgumentNullException.ThrowIfNull(graph);
+        _graph = graph;
+    }
+
+    /// <summary>The running server, or null.</summary>
+    public NbdServer? Server => _server;
+
+    /// <summary>
+    /// Starts the server (<c>nbd-server-start</c>): <paramref name="arguments"/> holds <c>addr</c> (a flat
+    /// SocketAddress with <c>--nbd-server</c>'s dotted keys, or 2.9's <c>{"type", "data"}</c> form over QMP),
+    /// <c>max-connections</c> and <c>tls-creds</c>.
+    /// </summary>
+    /// <exception cref="BlockException">A server runs already, an argument is wrong, or the socket cannot be bound.</exception>
+    public void Start(OptionsReader arguments)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        var addr = arguments.Object("addr") ?? throw arguments.Missing("addr");
+        long maxConnections = arguments.Int("max-connections", 0, uint.MaxValue) ?? 0;
+        if (arguments.String("tls-creds") != null || arguments.String("tls-authz") != null)
+            throw new BlockException(Errno.ENOTSUP, "TLS is not available for NBD exports yet (issue 15)");
+        arguments.Finish();
+
+        string type = addr.RequiredString("type");
+        var data = addr.Keyval ? addr : addr.Object("data") ?? throw addr.Missing("data");
+        Socket socket;
+        string? unixPath = null;
+        switch (type)
+        {
+            case "unix":
+                unixPath = data.RequiredString("path");
+                if (!addr.Keyval)
+                    data.Finish();
+                addr.Finish();
+                ThrowIfRunning();
+                socket = NbdServer.BindUnix(unixPath);
+                break;
+            case "inet":
+                string host = data.RequiredString("host");
+                string port = data.RequiredString("port");
+                if (!addr.Keyval)
+                    data.Finish();
+                addr.Finish();
+                if (!int.TryParse(port, out int portNumber) || portNumber is < 0 or > 65535)
+                    throw new BlockException(Errno.EINVAL, $"address resolution failed for {host}:{port}: Servname not supported for ai_socktype");
+                ThrowIfRunning();
+                socket = NbdServer.BindTcp(host, portNumber);
+                break;
+            default:
+                throw new BlockOptionsException($"Parameter '{addr.FullName("type")}' does not accept value '{type}'");
+        }
+        var server = new NbdServer(new NbdServerOptions { MaxConnections = (int)Math.Min(maxConnections, int.MaxValue) });
+        server.Listen(socket, unixPath);
+        _server = server;
+    }
+
+    private void ThrowIfRunning()
+    {
+        if (_server != null)
+            throw new BlockException(Errno.EBUSY, "NBD server already running");
+    }
+
+    /// <summary>
+    /// Adds an export (<c>nbd-server-add</c>: <c>device</c>, <c>name</c>, <c>description</c>, <c>writable</c>; or
+    /// <c>--export type=nbd</c>: <c>id</c>, <c>node-name</c>, <c>name</c>, <c>description</c>, <c>writable</c>).
+    /// </summary>
+    /// <exception cref="BlockException">No server runs, the node is missing, or the name is taken.</exception>
+    public NbdExport AddExport(OptionsReader arguments)
+    {
+        ArgumentNullException.ThrowIfNull(arguments);
+        string? id = arguments.String("id");
+        string node = arguments.Has("node-name") ? arguments.RequiredString("node-name") : arguments.RequiredString("device");
+        string? name = arguments.String("name");
+        string? description = arguments.String("description");
+        bool writable = arguments.Bool("writable") ?? false;
+        if (arguments.Has("bitmap") || arguments.Has("bitmaps"))
+            throw new BlockException(Errno.ENOTSUP, "Exporting dirty bitmaps over NBD is not available yet (issue 15)");
+        arguments.Finish();
+        var server = _server ?? throw new BlockException(Errno.EINVAL, "NBD server not running");
+        name ??= node;
+        id ??= name; // nbd-server-add names the block export after the NBD export, as QEMU does
+        // QEMU's order of checks: export id, then node, then the NBD name.
+        if (server.Exports.Any(e => e.Id == id))
+            throw new BlockException(Errno.EEXIST, $"Block export id '{id}' is already in use");
+        if (_graph.FindNode(node) is null && _graph.FindBackend(node)?.Root is null)
+            throw new BlockNotFoundException($"Cannot find device='{node}' nor node-name='{node}'");
+        if (server.FindExport(name) != null)
+            throw new BlockException(Errno.EEXIST, $"NBD server already has export named '{name}'");
+        var export = NbdExport.Create(_graph, node, name, writable, description, id);
+        try
+        {
+            server.AddExport(export);
+        }
+        catch
+        {
+            _ = export.CloseAsync().AsTask();
+            throw;
+        }
+        return export;
+    }
+
+    /// <summary>Removes export <paramref name="name"/> (<c>nbd-server-remove</c>; <c>mode=hard</c> disconnects its clients).</summary>
+    /// <exception cref="BlockException">No server runs, no such export, or it is in use and <paramref name="hard"/> is false.</exception>
+    public ValueTask RemoveExportAsync(string name, bool hard)
+    {
+        var server = _server ?? throw new BlockException(Errno.EINVAL, "NBD server not running");
+        return server.RemoveExportAsync(name, hard);
+    }
+
+    /// <summary>Stops the server, disconnecting every client and removing every export (<c>nbd-server-stop</c>).</summary>
+    /// <exception cref="BlockException">No server runs.</exception>
+    public async ValueTask StopAsync()
+    {
+        var server = Interlocked.Exchange(ref _server, null) ?? throw new BlockException(Errno.EINVAL, "NBD server not running");
+        await server.DisposeAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Stops the server if one runs.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        var server = Interlocked.Exchange(ref _server, null);
+        if (server != null)
+            await server.DisposeAsync().ConfigureAwait(false);
+    }
+}

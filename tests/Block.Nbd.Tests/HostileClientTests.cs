@@ -1,0 +1,243 @@
+using System.Buffers.Binary;
+using Block.Nbd.Protocol;
+using Block.Nbd.Server;
+using Block.TestSupport;
+
+namespace Block.Nbd.Tests;
+
+/// <summary>Clients that break the protocol lose their own connection, or get an error; the server serves on.</summary>
+public sealed class HostileClientTests
+{
+    private const string Export = "disk";
+
+    private static async Task<(TempDirectory Dir, NbdTestServer Server)> StartAsync(NbdServerOptions? options = null)
+    {
+        var dir = new TempDirectory();
+        string image = dir.File("disk.raw");
+        QemuImg.Create("raw", image, "4M");
+        QemuIo.RunChecked(image, "raw", "write -q -P 0x5a 0 1M");
+        return (dir, await NbdTestServer.StartAsync(dir.File("nbd.sock"), image, "raw", Export, options: options));
+    }
+
+    /// <summary>After the hostile client, a well-behaved one still reads the image.</summary>
+    private static void AssertStillServes(NbdTestServer server)
+    {
+        using var client = RawNbdClient.Connect(server.Socket);
+        client.Negotiate(Export);
+        client.SendRequest(NbdProtocol.CmdRead, 7, 0, 4096);
+        var reply = client.ReceiveReply();
+        Assert.Equal(7ul, reply.Cookie);
+        Assert.Equal(NbdProtocol.ReplyTypeOffsetData, reply.ChunkType);
+        Assert.All(reply.Payload.AsSpan(8).ToArray(), b => Assert.Equal(0x5a, b));
+    }
+
+    [Fact]
+    public async Task Bad_option_magic_closes_the_connection()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+            {
+                client.ReadGreeting();
+                client.Send([0, 0, 0, 3]);
+                client.Send(new byte[16]);
+                Assert.True(client.IsClosedByServer());
+            }
+            AssertStillServes(server);
+        }
+    }
+
+    [Fact]
+    public async Task Huge_option_length_closes_the_connection_without_allocating_it()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+            {
+                client.ReadGreeting();
+                client.Send([0, 0, 0, 3]);
+                var header = new byte[16];
+                BinaryPrimitives.WriteUInt64BigEndian(header, NbdProtocol.OptionMagic);
+                BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(8), NbdProtocol.OptGo);
+                BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(12), uint.MaxValue);
+                client.Send(header);
+                Assert.True(client.IsClosedByServer());
+            }
+            AssertStillServes(server);
+        }
+    }
+
+    [Fact]
+    public async Task Go_for_a_missing_export_is_refused_and_negotiation_goes_on()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using var client = RawNbdClient.Connect(server.Socket);
+            client.ReadGreeting();
+            client.Send([0, 0, 0, 3]);
+            var go = new byte[4 + 4 + 2];
+            BinaryPrimitives.WriteUInt32BigEndian(go, 4);
+            "nope"u8.CopyTo(go.AsSpan(4));
+            client.SendOption(NbdProtocol.OptGo, go);
+            var (type, message) = client.ReceiveOptionReply();
+            Assert.Equal(NbdProtocol.RepErrUnknown, type);
+            Assert.Equal("export 'nope' not present", System.Text.Encoding.UTF8.GetString(message));
+            client.SendOption(NbdProtocol.OptGo, [0, 0, 0, 200, 0]); // name length past the payload
+            Assert.Equal(NbdProtocol.RepErrInvalid, client.ReceiveOptionReply().Type);
+            client.SendOption(99, []);
+            Assert.Equal(NbdProtocol.RepErrUnsup, client.ReceiveOptionReply().Type);
+        }
+    }
+
+    [Fact]
+    public async Task A_client_that_never_finishes_the_handshake_is_disconnected()
+    {
+        var (dir, server) = await StartAsync(new NbdServerOptions { HandshakeTimeout = TimeSpan.FromMilliseconds(200) });
+        using (dir)
+        await using (server)
+        {
+            using var client = RawNbdClient.Connect(server.Socket);
+            client.ReadGreeting();
+            Assert.True(client.IsClosedByServer());
+        }
+    }
+
+    [Fact]
+    public async Task Bad_request_magic_closes_the_connection()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+            {
+                client.Negotiate(Export);
+                client.Send(new byte[NbdProtocol.RequestHeaderSize]);
+                Assert.True(client.IsClosedByServer());
+            }
+            AssertStillServes(server);
+        }
+    }
+
+    [Fact]
+    public async Task Oversized_write_gets_EINVAL_then_the_connection_closes()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+            {
+                client.Negotiate(Export);
+                client.SendRequest(NbdProtocol.CmdWrite, 1, 0, uint.MaxValue);
+                var reply = client.ReceiveReply();
+                Assert.Equal(NbdProtocol.EINVAL, reply.Error);
+                Assert.True(client.IsClosedByServer());
+            }
+            AssertStillServes(server);
+        }
+    }
+
+    [Fact]
+    public async Task Out_of_range_and_malformed_requests_get_errors_and_the_connection_serves_on()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using var client = RawNbdClient.Connect(server.Socket);
+            client.Negotiate(Export);
+            client.SendRequest(NbdProtocol.CmdRead, 1, 4 << 20, 512);
+            Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
+            client.SendRequest(NbdProtocol.CmdRead, 2, ulong.MaxValue - 100, 512);
+            Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
+            client.SendRequest(NbdProtocol.CmdRead, 3, 0, 64 << 20);
+            Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
+            client.SendRequest(NbdProtocol.CmdWrite, 4, (4 << 20) - 512, 1024, payload: new byte[1024]);
+            Assert.Equal(NbdProtocol.ENOSPC, client.ReceiveReply().Error);
+            client.SendRequest(NbdProtocol.CmdWriteZeroes, 5, 0, 512, flags: 0x80);
+            Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
+            client.SendRequest(42, 6, 0, 512);
+            Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
+            client.SendRequest(NbdProtocol.CmdRead, 7, 0, 512);
+            var good = client.ReceiveReply();
+            Assert.Equal((7ul, 0u), (good.Cookie, good.Error));
+        }
+    }
+
+    [Fact]
+    public async Task A_write_cut_short_by_a_disconnect_writes_nothing()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+            {
+                client.Negotiate(Export);
+                client.SendRequest(NbdProtocol.CmdWrite, 1, 0, 65536, payload: new byte[1000]);
+            }
+            AssertStillServes(server);
+        }
+    }
+
+    [Fact]
+    public async Task Many_requests_in_flight_are_each_answered_under_their_own_cookie()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using var client = RawNbdClient.Connect(server.Socket);
+            client.Negotiate(Export);
+            const int Count = 64;
+            for (int i = 0; i < Count; i++)
+            {
+                if (i % 2 == 0)
+                    client.SendRequest(NbdProtocol.CmdRead, (ulong)i, (ulong)i * 4096, 4096);
+                else
+                    client.SendRequest(NbdProtocol.CmdWrite, (ulong)i, (1 << 20) + (ulong)i * 4096, 4096, payload: Patterns.Fill(4096, (byte)i));
+            }
+            var seen = new HashSet<ulong>();
+            for (int i = 0; i < Count; i++)
+            {
+                var reply = client.ReceiveReply();
+                Assert.Equal(0u, reply.Error);
+                Assert.True(seen.Add(reply.Cookie));
+                if (reply.Cookie % 2 == 0)
+                    Assert.Equal(4096 + 8, reply.Payload.Length);
+            }
+            for (int i = 1; i < Count; i += 2)
+            {
+                client.SendRequest(NbdProtocol.CmdRead, 1000, (1 << 20) + (ulong)i * 4096, 4096);
+                var reply = client.ReceiveReply();
+                Assert.All(reply.Payload.AsSpan(8).ToArray(), b => Assert.Equal((byte)i, b));
+            }
+        }
+    }
+
+    [Fact]
+    public async Task Block_status_reports_data_and_holes_with_base_allocation()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using var client = RawNbdClient.Connect(server.Socket);
+            client.Negotiate(Export);
+            client.SendRequest(NbdProtocol.CmdBlockStatus, 9, 0, 4 << 20);
+            var reply = client.ReceiveReply();
+            Assert.Equal(NbdProtocol.ReplyTypeBlockStatus, reply.ChunkType);
+            Assert.Equal(0u, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload));
+            Assert.Equal(1u << 20, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload.AsSpan(4)));
+            Assert.Equal(0u, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload.AsSpan(8)));
+            Assert.Equal(NbdProtocol.StateHole | NbdProtocol.StateZero, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload.AsSpan(16)));
+        }
+    }
+}
