@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Block.Accounting;
 using Block.Events;
 using Block.Io;
+using Block.Metrics;
 using Block.Qapi;
 
 namespace Block.Graph;
@@ -74,6 +75,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
 
     internal BlockBackendOptions Options => _options;
 
+    /// <summary>The backend's <see cref="BlockMetrics.DeviceTag"/>: its name, or its root node's for an unnamed backend.</summary>
+    internal string MetricsName => Name.Length > 0 ? Name : _rootNode?.NodeName ?? string.Empty;
+
     internal void SetRoot(BlockChild? root)
     {
         _root = root;
@@ -97,7 +101,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         if (Volatile.Read(ref _quiesce) != 0)
             return ReadSlowAsync(offset, buffers, flags);
 
-        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -112,6 +116,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             task.GetAwaiter().GetResult();
             if (_options.Accounting)
                 Stats.Done(BlockAcctType.Read, bytes, start);
+            if (BlockMetrics.MeasuresRequests)
+                BlockMetrics.RecordRequest(this, "read", bytes, start);
             return default;
         }
         return CompleteAsync(task, Request.Read(offset, buffers, flags), start);
@@ -138,7 +144,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         if (Volatile.Read(ref _quiesce) != 0)
             return WriteSlowAsync(offset, buffers, flags);
 
-        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -153,6 +159,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             task.GetAwaiter().GetResult();
             if (_options.Accounting)
                 Stats.Done(BlockAcctType.Write, bytes, start);
+            if (BlockMetrics.MeasuresRequests)
+                BlockMetrics.RecordRequest(this, "write", bytes, start);
             return default;
         }
         return CompleteAsync(task, Request.Write(offset, buffers, flags), start);
@@ -298,7 +306,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             await gate.Task.ConfigureAwait(false);
             gate = Volatile.Read(ref _quiesceGate);
         }
-        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         await CompleteAsync(Issue(request), request, start).ConfigureAwait(false);
     }
 
@@ -334,6 +342,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 await task.ConfigureAwait(false);
                 if (_options.Accounting && request.Kind != RequestKind.Discard)
                     Stats.Done(request.AcctType, request.AcctBytes, start);
+                if (BlockMetrics.MeasuresRequests)
+                    BlockMetrics.RecordRequest(this, request.MetricsOperation, request.Bytes, start);
                 return;
             }
             catch (BlockException e)
@@ -350,7 +360,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                     return;
                 var resume = StopForError(e.Errno);
                 await resume.ConfigureAwait(false);
-                start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+                start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
                 task = Issue(request);
             }
         }
@@ -408,5 +418,14 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         };
 
         public long AcctBytes => Kind is RequestKind.Read or RequestKind.Write ? Bytes : 0;
+
+        public string MetricsOperation => Kind switch
+        {
+            RequestKind.Read => "read",
+            RequestKind.Write => "write",
+            RequestKind.WriteZeroes => "write_zeroes",
+            RequestKind.Discard => "discard",
+            _ => "flush",
+        };
     }
 }

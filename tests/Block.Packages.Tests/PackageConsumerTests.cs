@@ -25,6 +25,22 @@ public class PackageConsumerTests(PackageFeed feed) : IClassFixture<PackageFeed>
             "luks: made with a secret, unlocked, written and read back encrypted\n", r.Stdout);
     }
 
+    /// <summary>The C# example of the README's "Using the library", as it is written there, built against the packages and run.</summary>
+    [Fact]
+    public void The_readme_example_builds_against_the_packages_and_does_what_it_says()
+    {
+        string readme = File.ReadAllText(Path.Combine(feed.RepositoryRoot, "README.md"));
+        const string Marker = "<!-- example: readme-quick-start -->\n```csharp\n";
+        int start = readme.IndexOf(Marker, StringComparison.Ordinal);
+        Assert.True(start >= 0, "README.md has no example marked readme-quick-start");
+        start += Marker.Length;
+        string code = readme[start..readme.IndexOf("```", start, StringComparison.Ordinal)];
+        string project = File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "Consumer", "Consumer.csproj"));
+        var r = feed.BuildAndRun("ReadmeExample", new Dictionary<string, string> { ["ReadmeExample.csproj"] = project, ["Program.cs"] = code });
+        Assert.True(r.ExitCode == 0, $"the README example failed ({r.ExitCode}):\n{r.Stdout}\n{r.Stderr}");
+        Assert.Equal("qcow2: read back what was written\nraw: 65536 bytes copied, same data\n", r.Stdout);
+    }
+
     [Fact]
     public void Every_library_package_has_its_id_version_metadata_readme_xml_docs_and_symbols()
     {
