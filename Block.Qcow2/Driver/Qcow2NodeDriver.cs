@@ -75,7 +75,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
 
         _sliceBytes = (int)cache.L2EntryBytes;
         _sliceEntries = _sliceBytes / layout.L2EntrySize;
-        _l2Cache = new MetadataCache(file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
+        _l2Cache = new MetadataCache(node, file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
             (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2 | Qcow2OverlapFlags.InactiveL2));
         _refcounts = NewRefcountManager(layout, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
             (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize));
@@ -94,7 +94,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     /// <summary>The refcount table and blocks of <paramref name="layout"/>'s width, with a block cache of <paramref name="cacheEntries"/> clusters.</summary>
     private RefcountManager NewRefcountManager(Qcow2Layout layout, ulong[] table, long tableOffset, int tableClusters, int cacheEntries)
     {
-        var blocks = new MetadataCache(_file, "refcount", layout.ClusterSize, cacheEntries,
+        var blocks = new MetadataCache(Node, _file, "refcount", layout.ClusterSize, cacheEntries,
             (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
         return new RefcountManager(layout, _file, blocks, table, tableOffset, tableClusters, CheckOverlapAsync, WriteRefcountTableHeaderAsync)
         {

@@ -20,21 +20,26 @@ namespace Block.Qcow2.Metadata;
 internal sealed class MetadataCache
 {
     private readonly ConcurrentDictionary<long, CacheEntry> _entries = new();
+    private readonly BlockNode _owner;
     private readonly BlockNode _file;
+    private readonly string _metricsName;
     private readonly Func<long, int, ValueTask> _beforeWrite;
     private long _tick;
     private MetadataCache? _dependency;
     private bool _dependsOnFlush;
 
+    /// <param name="owner">The qcow2 node whose tables these are (for the cache metrics' node tag).</param>
     /// <param name="file">The node the tables live in.</param>
     /// <param name="name">For messages ("L2", "refcount").</param>
     /// <param name="entrySize">Bytes per entry (a slice or a block).</param>
     /// <param name="capacity">Entries kept at most.</param>
     /// <param name="beforeWrite">Called with (offset, length) before an entry is written: the overlap check.</param>
-    public MetadataCache(BlockNode file, string name, int entrySize, int capacity, Func<long, int, ValueTask> beforeWrite)
+    public MetadataCache(BlockNode owner, BlockNode file, string name, int entrySize, int capacity, Func<long, int, ValueTask> beforeWrite)
     {
+        _owner = owner;
         _file = file;
         Name = name;
+        _metricsName = name.ToLowerInvariant();
         EntrySize = entrySize;
         Capacity = Math.Max(2, capacity);
         _beforeWrite = beforeWrite;
@@ -58,6 +63,7 @@ internal sealed class MetadataCache
             long tick = Volatile.Read(ref _tick);
             if (e.LastUse != tick)
                 e.LastUse = tick;
+            Qcow2CacheMetrics.Hit(_owner.NodeName, _metricsName);
             return e;
         }
         return null;
@@ -69,8 +75,10 @@ internal sealed class MetadataCache
         if (_entries.TryGetValue(offset, out var e))
         {
             e.LastUse = ++_tick;
+            Qcow2CacheMetrics.Hit(_owner.NodeName, _metricsName);
             return e;
         }
+        Qcow2CacheMetrics.Miss(_owner.NodeName, _metricsName);
         await MakeRoomAsync().ConfigureAwait(false);
         var data = new byte[EntrySize];
         await _file.ReadAsync(offset, data.AsMemory()).ConfigureAwait(false);

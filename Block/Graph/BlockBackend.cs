@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using Block.Accounting;
 using Block.Events;
 using Block.Io;
+using Block.Metrics;
 using Block.Qapi;
 
 namespace Block.Graph;
@@ -79,6 +80,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
 
     internal BlockBackendOptions Options => _options;
 
+    /// <summary>The backend's <see cref="BlockMetrics.DeviceTag"/>: its name, or its root node's for an unnamed backend.</summary>
+    internal string MetricsName => Name.Length > 0 ? Name : _rootNode?.NodeName ?? string.Empty;
+
     internal void SetRoot(BlockChild? root)
     {
         _root = root;
@@ -112,7 +116,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return Invalid(BlockAcctType.Read);
         }
 
-        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -128,6 +132,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             EndRequest(token);
             if (_options.Accounting)
                 Stats.Done(BlockAcctType.Read, bytes, start);
+            if (BlockMetrics.MeasuresRequests)
+                BlockMetrics.RecordRequest(this, "read", bytes, start);
             return default;
         }
         return CompleteAsync(task, Request.Read(offset, buffers, flags), start, token);
@@ -164,7 +170,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return Invalid(BlockAcctType.Write);
         }
 
-        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -180,6 +186,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             EndRequest(token);
             if (_options.Accounting)
                 Stats.Done(BlockAcctType.Write, bytes, start);
+            if (BlockMetrics.MeasuresRequests)
+                BlockMetrics.RecordRequest(this, "write", bytes, start);
             return default;
         }
         return CompleteAsync(task, Request.Write(offset, buffers, flags), start, token);
@@ -353,7 +361,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 await Invalid(request.AcctType).ConfigureAwait(false);
             }
         }
-        long start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         await CompleteAsync(Issue(request), request, start, token).ConfigureAwait(false);
     }
 
@@ -396,6 +404,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                     await task.ConfigureAwait(false);
                     if (_options.Accounting && request.Kind != RequestKind.Discard)
                         Stats.Done(request.AcctType, request.AcctBytes, start);
+                    if (BlockMetrics.MeasuresRequests)
+                        BlockMetrics.RecordRequest(this, request.MetricsOperation, request.Bytes, start);
                     return;
                 }
                 catch (BlockException e)
@@ -415,7 +425,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                     token = NoToken;
                     await resume.ConfigureAwait(false);
                     token = await EnterAsync().ConfigureAwait(false);
-                    start = _options.Accounting ? Stopwatch.GetTimestamp() : 0;
+                    start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
                     task = Issue(request);
                 }
             }
@@ -479,5 +489,14 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         };
 
         public long AcctBytes => Kind is RequestKind.Read or RequestKind.Write ? Bytes : 0;
+
+        public string MetricsOperation => Kind switch
+        {
+            RequestKind.Read => "read",
+            RequestKind.Write => "write",
+            RequestKind.WriteZeroes => "write_zeroes",
+            RequestKind.Discard => "discard",
+            _ => "flush",
+        };
     }
 }

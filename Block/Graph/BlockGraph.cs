@@ -41,6 +41,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
         _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
         _ioUringFactory = options.IoUringFactory ?? (() => new IoUringIoEngine());
         _ioUring = new Lazy<IIoEngine>(CreateIoUringEngine);
+        Metrics.BlockMetrics.Track(this);
     }
 
     /// <summary>The drivers this graph opens nodes with.</summary>
@@ -441,6 +442,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Closes every backend and node.</summary>
     public async ValueTask DisposeAsync()
     {
+        Metrics.BlockMetrics.Untrack(this);
         foreach (var b in Backends)
             await RemoveBackendAsync(b).ConfigureAwait(false);
         foreach (var n in Nodes.Where(n => n.IsMonitorOwned))

@@ -22,6 +22,72 @@ public class KdfAndSplitterTests
         Assert.Equal(expected, Hex.Of(output));
     }
 
+    /// <summary>
+    /// The derivation on reused HMAC states gives the platform's bytes for every hash, outputs of one block, several
+    /// blocks and a part of one, passwords longer than a block (hashed first), long salts, and iteration counts
+    /// around the point where blocks go to separate cores.
+    /// </summary>
+    [Theory]
+    [InlineData(CryptoHashAlgorithm.Md5)]
+    [InlineData(CryptoHashAlgorithm.Sha1)]
+    [InlineData(CryptoHashAlgorithm.Sha256)]
+    [InlineData(CryptoHashAlgorithm.Sha384)]
+    [InlineData(CryptoHashAlgorithm.Sha512)]
+    public void Pbkdf2_on_reused_hmac_states_derives_what_the_platform_derives(CryptoHashAlgorithm hash)
+    {
+        Assert.True(Pbkdf2.UsesPadStates(hash), "libcrypto's compression functions were not found: the fast PBKDF2 is not in use");
+        var random = new Random((int)hash);
+        foreach (int passwordLength in new[] { 0, 6, 64, 129, 300 })
+        {
+            foreach (int saltLength in new[] { 0, 32, 55, 56, 119, 200 })
+            {
+                foreach (int outputLength in new[] { 1, 20, 32, 64, 100 })
+                {
+                    foreach (uint iterations in new uint[] { 1, 2, 3, 9_999, 10_000 })
+                    {
+                        if (iterations > 3 && (passwordLength != 6 || saltLength != 32))
+                            continue;
+                        var password = new byte[passwordLength];
+                        var salt = new byte[saltLength];
+                        random.NextBytes(password);
+                        random.NextBytes(salt);
+                        var expected = new byte[outputLength];
+                        var actual = new byte[outputLength];
+                        var oneCore = new byte[outputLength];
+                        Pbkdf2.DeriveWithPlatform(hash, password, salt, iterations, expected);
+                        Pbkdf2.Derive(hash, password, salt, iterations, actual);
+                        Pbkdf2.DeriveOnOneCore(hash, password, salt, iterations, oneCore);
+                        Assert.True(expected.AsSpan().SequenceEqual(actual) && expected.AsSpan().SequenceEqual(oneCore),
+                            $"{hash}: password {passwordLength} B, salt {saltLength} B, {outputLength} B after {iterations} iterations");
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>The digests read out of the compression function equal the platform's, for messages across block boundaries.</summary>
+    [Theory]
+    [InlineData(CryptoHashAlgorithm.Md5)]
+    [InlineData(CryptoHashAlgorithm.Sha1)]
+    [InlineData(CryptoHashAlgorithm.Sha256)]
+    [InlineData(CryptoHashAlgorithm.Sha384)]
+    [InlineData(CryptoHashAlgorithm.Sha512)]
+    public void Digests_over_the_compression_function_equal_the_platforms(CryptoHashAlgorithm hash)
+    {
+        var compression = Hashing.DigestCompression.For(hash)!;
+        var random = new Random(7);
+        for (int length = 0; length <= 300; length++)
+        {
+            var message = new byte[length];
+            random.NextBytes(message);
+            var expected = new byte[Hashing.CryptoHash.DigestSize(hash)];
+            var actual = new byte[expected.Length];
+            Hashing.CryptoHash.Hash(hash, message, expected);
+            compression.Hash(message, actual);
+            Assert.True(expected.AsSpan().SequenceEqual(actual), $"{hash} of {length} bytes");
+        }
+    }
+
     [Theory]
     [InlineData(0u)]
     [InlineData(0x80000000u)]
