@@ -268,8 +268,17 @@ internal static class ServeCommand
           --daemonize            daemonize the process, and have the parent exit
                                  once startup is complete
 
+          --export [type=]nbd,id=<id>,node-name=<node-name>[,name=<export-name>]
+                   [,writable=on|off][,description=<text>]
+                                 export the specified block node over NBD
+                                 (requires --nbd-server)
+
           --monitor [chardev=]<id>[,mode=control][,pretty=on|off]
                                  serve QMP on a character device
+
+          --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>[,max-connections=<n>]
+          --nbd-server addr.type=unix,addr.path=<path>[,max-connections=<n>]
+                                 start an NBD server for exporting block nodes
 
           --object secret,id=<id>,data=<data>|file=<file>[,format=raw|base64]
                                  create a secret
