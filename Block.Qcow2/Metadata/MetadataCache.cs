@@ -63,7 +63,7 @@ internal sealed class MetadataCache
             long tick = Volatile.Read(ref _tick);
             if (e.LastUse != tick)
                 e.LastUse = tick;
-            Qcow2CacheMetrics.Hit(_owner.NodeName, _metricsName);
+            Qcow2CacheMetrics.Hit(_owner, _metricsName);
             return e;
         }
         return null;
@@ -75,10 +75,10 @@ internal sealed class MetadataCache
         if (_entries.TryGetValue(offset, out var e))
         {
             e.LastUse = ++_tick;
-            Qcow2CacheMetrics.Hit(_owner.NodeName, _metricsName);
+            Qcow2CacheMetrics.Hit(_owner, _metricsName);
             return e;
         }
-        Qcow2CacheMetrics.Miss(_owner.NodeName, _metricsName);
+        Qcow2CacheMetrics.Miss(_owner, _metricsName);
         await MakeRoomAsync().ConfigureAwait(false);
         var data = new byte[EntrySize];
         await _file.ReadAsync(offset, data.AsMemory()).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
+using Block.Graph;
 using Block.Metrics;
 
 namespace Block.Qcow2.Metadata;
@@ -17,7 +18,7 @@ internal static class Qcow2CacheMetrics
 
     /// <summary>Counts a hit of <paramref name="cache"/> (<c>l2</c> or <c>refcount</c>) of the qcow2 node <paramref name="node"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Hit(string node, string cache)
+    public static void Hit(BlockNode node, string cache)
     {
         if (s_hits.Enabled)
             Record(s_hits, node, cache);
@@ -25,13 +26,13 @@ internal static class Qcow2CacheMetrics
 
     /// <summary>Counts a miss of <paramref name="cache"/> of the qcow2 node <paramref name="node"/>.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static void Miss(string node, string cache)
+    public static void Miss(BlockNode node, string cache)
     {
         if (s_misses.Enabled)
             Record(s_misses, node, cache);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Record(Counter<long> counter, string node, string cache) =>
-        counter.Add(1, new KeyValuePair<string, object?>(BlockMetrics.NodeTag, node), new KeyValuePair<string, object?>(BlockMetrics.CacheTag, cache));
+    private static void Record(Counter<long> counter, BlockNode node, string cache) =>
+        counter.Add(1, new KeyValuePair<string, object?>(BlockMetrics.NodeTag, node.NodeName), new KeyValuePair<string, object?>(BlockMetrics.CacheTag, cache));
 }
