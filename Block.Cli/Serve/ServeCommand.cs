@@ -1,5 +1,4 @@
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Block.Cli.Common;
 using Block.Graph;
 using Block.Nbd.Server;
@@ -11,7 +10,7 @@ namespace Block.Cli.Serve;
 /// <summary>
 /// <c>blk serve</c>: a storage daemon driven as qemu-storage-daemon 7.2 is. It builds a graph from
 /// <c>--blockdev</c> and <c>--object</c>, serves QMP on every <c>--monitor</c>, and runs until <c>quit</c>, SIGTERM
-/// or SIGINT, then closes every image (persistent bitmaps written, dirty flags cleared, locks dropped).
+/// SIGINT or SIGHUP, then closes every image (persistent bitmaps written, dirty flags cleared, locks dropped).
 /// </summary>
 internal static class ServeCommand
 {
@@ -20,6 +19,7 @@ internal static class ServeCommand
 
     public static async Task<int> RunAsync(CliContext cli, string[] args)
     {
+        TerminationSignals.EnsureDeliverable();
         ServeOptions options;
         try
         {
@@ -52,6 +52,7 @@ internal static class ServeCommand
         var listeners = new List<QmpListener>();
         var sessions = new List<Task>();
         using var stop = new CancellationTokenSource();
+        using var signals = new TerminationSignals();
         try
         {
             foreach (var option in options.Options)
@@ -74,10 +75,7 @@ internal static class ServeCommand
             if (Daemon.IsChild)
                 Daemon.SignalReady();
 
-            var signalled = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-            using var term = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; signalled.TrySetResult(); });
-            using var interrupt = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; signalled.TrySetResult(); });
-            await Task.WhenAny(server.QuitRequested, signalled.Task);
+            await Task.WhenAny(server.QuitRequested, signals.Received);
             return 0;
         }
         finally

@@ -45,6 +45,7 @@ public sealed class ServeTests
     [Theory]
     [InlineData("TERM")]
     [InlineData("INT")]
+    [InlineData("HUP")]
     public async Task A_termination_signal_closes_every_image_and_exits_zero(string signal)
     {
         using var dir = new TempDirectory();
@@ -60,6 +61,32 @@ public sealed class ServeTests
         Assert.True(blk.HasExited, "blk serve did not exit on SIG" + signal);
         Assert.Equal(0, blk.ExitCode);
         Assert.Equal(0, QemuImg.Run("info", image).ExitCode);
+    }
+
+    [Theory]
+    [InlineData("INT")]
+    [InlineData("HUP")]
+    public async Task A_termination_signal_inherited_as_ignored_still_stops_blk_serve_as_it_stops_qemu_storage_daemon(string signal)
+    {
+        // A non-interactive shell starts background jobs with SIGINT ignored; CI harnesses do the same.
+        const string ignoring = "trap '' INT HUP; exec \"$0\" \"$@\"";
+        using var dir = new TempDirectory();
+        foreach (var (program, leading) in new (string, string[])[]
+            { (QemuStorageDaemon.Path, []), ("dotnet", [BlkServe.Assembly, "serve"]) })
+        {
+            string image = dir.File(Path.GetFileName(program) + ".qcow2");
+            QemuImg.Create("qcow2", image, "64M");
+            await using var daemon = await QemuStorageDaemon.StartAsync("sh", ["-c", ignoring, program, .. leading], Blockdevs(image));
+            await daemon.ExecuteOkAsync("query-named-block-nodes");
+
+            using (var kill = Process.Start("kill", ["-" + signal, daemon.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+                await kill.WaitForExitAsync();
+            for (int i = 0; i < 600 && !daemon.HasExited; i++)
+                await Task.Delay(50);
+            Assert.True(daemon.HasExited, program + " did not exit on SIG" + signal);
+            Assert.Equal(0, daemon.ExitCode);
+            Assert.Equal(0, QemuImg.Run("info", image).ExitCode);
+        }
     }
 
     [Theory]
