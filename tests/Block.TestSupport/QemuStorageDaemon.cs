@@ -146,7 +146,12 @@ public sealed class QemuStorageDaemon : IAsyncDisposable
     public async Task<bool> QuitAsync()
     {
         if (_process.HasExited)
+        {
+            // Also waits for the captured stderr and stdout to reach their end: HasExited can be true before the
+            // last lines were read, and a failure message needs them (seen on a loaded machine).
+            await _process.WaitForExitAsync().ConfigureAwait(false);
             return true;
+        }
         if (Qmp is { IsClosed: false })
         {
             try
