@@ -8,6 +8,9 @@ public sealed record BlockBackendOptions
     /// <summary>The backend's name (QAPI <c>device</c>); empty for anonymous backends.</summary>
     public string Name { get; init; } = string.Empty;
 
+    /// <summary>The id of the device (qdev) attached to the backend, which device commands accept as <c>id</c>.</summary>
+    public string? QdevId { get; init; }
+
     /// <summary>Permissions the backend takes on its root; by default read, plus write unless the root is read-only.</summary>
     public BlockPermissions? Permissions { get; init; }
 
@@ -39,4 +42,10 @@ public sealed record BlockBackendOptions
 
     /// <summary>Whether writes may extend past the root's end (used when a format writes a new image).</summary>
     public bool AllowWriteBeyondEof { get; init; }
+
+    /// <summary>I/O limits (QEMU's <c>throttling.*</c> drive options); null or without averages for none.</summary>
+    public Throttle.ThrottleConfig? Throttle { get; init; }
+
+    /// <summary>The throttle group to join (<c>throttling.group</c>); the backend's name when null.</summary>
+    public string? ThrottleGroup { get; init; }
 }
