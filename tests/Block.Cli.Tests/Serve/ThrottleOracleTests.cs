@@ -62,4 +62,21 @@ public sealed class ThrottleOracleTests
         await s.RunAsync();
         s.AssertSameReplies();
     }
+
+    [Fact]
+    public async Task An_nbd_export_of_a_drive_serves_the_drives_own_backend_so_its_statistics_count_nbd_clients()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("d.img"), socket = dir.File("nbd.sock");
+        QemuImg.Create("raw", image, "16M");
+        await using var blk = await BlkServe.StartAsync(
+            "--drive", $"if=none,id=d0,file={image},format=raw,throttling.iops-total=1000",
+            "--nbd-server", $"addr.type=unix,addr.path={socket}",
+            "--export", "type=nbd,id=e0,node-name=d0,name=d0,writable=on");
+        var io = ProcessRunner.Run(QemuIo.Path, ["-f", "raw", "-c", "write -q 0 4k", "-c", "read -q 0 4k", "-c", "read -q 4k 4k",
+            $"nbd+unix:///d0?socket={socket}"]);
+        Assert.True(io.ExitCode == 0, io.Stderr);
+        var stats = (await blk.ExecuteOkAsync("query-blockstats"))!.AsArray().Single(s => (string?)s!["device"] == "d0")!["stats"]!;
+        Assert.Equal((2, 1, 8192, 4096), ((int)stats["rd_operations"]!, (int)stats["wr_operations"]!, (int)stats["rd_bytes"]!, (int)stats["wr_bytes"]!));
+    }
 }
