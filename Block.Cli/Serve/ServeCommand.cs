@@ -107,6 +107,9 @@ internal static class ServeCommand
             case "drive":
                 await DriveOption.AddAsync(graph, option.Value);
                 break;
+            case "device":
+                DeviceOption.Add(graph, option.Value);
+                break;
             case "object":
                 ObjectOption.Add(graph, option.Value);
                 break;
@@ -270,6 +273,9 @@ internal static class ServeCommand
                   [,throttling.{bps,iops}-{total,read,write}[-max[-length]]=<n>]
                   [,throttling.iops-size=<n>][,throttling.group=<name>][,stats-intervals.N=<s>]
                                  add a named backend (QEMU's -drive)
+
+          --device virtio-blk-pci|ide-cd|scsi-cd,id=<id>,drive=<drive-id>
+                                 attach a fixed disk or a CD-ROM with a tray to a drive
 
           --chardev socket,id=<id>,path=<path>,server=on[,wait=on|off]
           --chardev socket,id=<id>[,host=<host>],port=<port>,server=on[,wait=on|off]

@@ -3,12 +3,22 @@ using Block.Throttle;
 
 namespace Block.Qmp.Commands;
 
-/// <summary>The schema's device commands (throttling), each decoding its arguments and calling the library.</summary>
+/// <summary>The schema's device commands (throttling, trays), each decoding its arguments and calling the library.</summary>
 internal static class DeviceCommands
 {
     public static void Register(QmpCommandTable table)
     {
         table.Add("block_set_io_throttle", SetIoThrottle);
+        table.Add("blockdev-open-tray", (c, a, _) =>
+        {
+            c.Graph.OpenTray(a.OptionalString("device"), a.OptionalString("id"), a.OptionalBool("force") ?? false);
+            return Empty;
+        });
+        table.Add("blockdev-close-tray", (c, a, _) =>
+        {
+            c.Graph.CloseTray(a.OptionalString("device"), a.OptionalString("id"));
+            return Empty;
+        });
     }
 
     private static readonly ValueTask<JsonNode?> Empty = ValueTask.FromResult<JsonNode?>(null);

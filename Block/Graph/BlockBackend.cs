@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Block.Accounting;
+using Block.Devices;
 using Block.Events;
 using Block.Io;
 using Block.Metrics;
@@ -68,6 +69,25 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
 
     /// <summary>What a failed write or flush does.</summary>
     public BlockdevOnError WriteErrorPolicy => _options.WriteErrorPolicy;
+
+    /// <summary>The guest device attached to the backend, or null (then the medium counts as removable, as in QEMU).</summary>
+    public IBlockDeviceModel? Device { get; private set; }
+
+    /// <summary>
+    /// Attaches the guest device <paramref name="device"/>. Its I/O status is enabled when the device supports one and
+    /// an error policy can stop (<c>werror</c> enospc or stop, <c>rerror</c> stop), as QEMU enables it.
+    /// </summary>
+    /// <exception cref="BlockException">A device is attached already.</exception>
+    public void AttachDevice(IBlockDeviceModel device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (Device != null)
+            throw new BlockException(Errno.EBUSY, $"Drive '{Name}' is already in use by another device");
+        Device = device;
+        bool canStop = WriteErrorPolicy is BlockdevOnError.Enospc or BlockdevOnError.Stop || ReadErrorPolicy == BlockdevOnError.Stop;
+        if (device.SupportsIoStatus && canStop)
+            IoStatus ??= BlockDeviceIoStatus.Ok;
+    }
 
     /// <summary>The backend's membership of a throttle group, or null when its I/O is not throttled.</summary>
     public ThrottleGroupMember? Throttle => Volatile.Read(ref _throttle);
@@ -282,8 +302,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     public BlockInfo GetInfo() => new()
     {
         Device = Name,
-        Removable = true,
-        Locked = false,
+        Removable = Device?.IsRemovable ?? true,
+        Locked = Device?.IsMediumLocked ?? false,
+        TrayOpen = Device is { HasTray: true } tray ? tray.IsTrayOpen : null,
         Inserted = _rootNode?.GetDeviceInfo() is { } inserted ? WithThrottleInfo(inserted) : null,
         IoStatus = IoStatus,
         DirtyBitmaps = _rootNode?.DirtyBitmaps is { Count: > 0 } bitmaps ? [.. bitmaps.Select(b => b.GetInfo())] : null,

@@ -8,9 +8,6 @@ public sealed record BlockBackendOptions
     /// <summary>The backend's name (QAPI <c>device</c>); empty for anonymous backends.</summary>
     public string Name { get; init; } = string.Empty;
 
-    /// <summary>The id of the device (qdev) attached to the backend, which device commands accept as <c>id</c>.</summary>
-    public string? QdevId { get; init; }
-
     /// <summary>Permissions the backend takes on its root; by default read, plus write unless the root is read-only.</summary>
     public BlockPermissions? Permissions { get; init; }
 

@@ -1,3 +1,4 @@
+using Block.Events;
 using Block.Throttle;
 
 namespace Block.Graph;
@@ -16,7 +17,7 @@ public sealed partial class BlockGraph
             throw new BlockException(Errno.EINVAL, "Need exactly one of 'device' and 'id'");
         if (device != null)
             return LookupBackend(device);
-        return Backends.FirstOrDefault(b => b.Options.QdevId == id)
+        return Backends.FirstOrDefault(b => b.Device?.Id == id)
             ?? throw new BlockNotFoundException($"Device '{id}' not found", QmpErrorClass.DeviceNotFound);
     }
 
@@ -32,5 +33,58 @@ public sealed partial class BlockGraph
         if (backend.Root is null)
             throw new BlockException(Errno.ENOMEDIUM, "Device has no medium");
         backend.SetIoThrottle(config, group, device ?? id);
+    }
+
+    /// <summary>Tells the devices on <paramref name="node"/>'s backends that its length changed.</summary>
+    private void NotifyResized(BlockNode node)
+    {
+        foreach (var backend in Backends)
+        {
+            if (backend.Root == node)
+                backend.Device?.Resized();
+        }
+    }
+
+    /// <summary>
+    /// <c>blockdev-open-tray</c>: opens a device's tray (the medium stays in it). A tray-less device or an open tray
+    /// is left as it is; a locked medium gets an eject request first, and the tray opens only with
+    /// <paramref name="force"/>. Raises <see cref="DeviceTrayMovedEvent"/> when the tray moves.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error; "Device 'x' is not removable"; or the locked medium's message.</exception>
+    public void OpenTray(string? device, string? id, bool force)
+    {
+        var backend = LookupDevice(device, id);
+        string name = device ?? id!;
+        if (backend.Device is not { } model)
+            return;
+        if (!model.IsRemovable)
+            throw new BlockException(Errno.EINVAL, $"Device '{name}' is not removable");
+        if (!model.HasTray || model.IsTrayOpen)
+            return;
+        bool locked = model.IsMediumLocked;
+        if (locked)
+            model.RequestEject(force);
+        if (locked && !force)
+            throw new BlockException(Errno.EBUSY, $"Device '{name}' is locked and force was not specified, wait for tray to open and try again");
+        if (model.ChangeMedia(load: false))
+            RaiseEvent(new DeviceTrayMovedEvent(backend.Name, model.Id, TrayOpen: true));
+    }
+
+    /// <summary>
+    /// <c>blockdev-close-tray</c>: closes a device's tray on whatever medium it holds. A tray-less device or a closed
+    /// tray is left as it is. Raises <see cref="DeviceTrayMovedEvent"/> when the tray moves.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error, or "Device 'x' is not removable".</exception>
+    public void CloseTray(string? device, string? id)
+    {
+        var backend = LookupDevice(device, id);
+        if (backend.Device is not { } model)
+            return;
+        if (!model.IsRemovable)
+            throw new BlockException(Errno.EINVAL, $"Device '{device ?? id}' is not removable");
+        if (!model.HasTray || !model.IsTrayOpen)
+            return;
+        if (model.ChangeMedia(load: true))
+            RaiseEvent(new DeviceTrayMovedEvent(backend.Name, model.Id, TrayOpen: false));
     }
 }
