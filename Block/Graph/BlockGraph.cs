@@ -689,6 +689,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
             if (!_backends.Remove(backend))
                 return;
         }
+        // Leaves its throttle group (queued requests pass), so a group made for it goes with it.
+        backend.SetIoThrottle(Throttle.ThrottleConfig.Unlimited);
         var edge = backend.RootChild;
         backend.SetRoot(null);
         if (edge != null)

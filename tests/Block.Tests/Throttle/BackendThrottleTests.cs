@@ -94,4 +94,17 @@ public sealed class BackendThrottleTests
         Assert.Equal("Need exactly one of 'device' and 'id'",
             Assert.Throws<BlockException>(() => graph.SetIoThrottle(null, null, ThrottleConfig.Unlimited, null)).Message);
     }
+
+    [Fact]
+    public async Task A_removed_backend_leaves_its_group_and_a_group_made_for_it_goes_with_it()
+    {
+        var (graph, _, a, b) = await TwoBackendsAsync();
+        await using var _g = graph;
+        graph.SetIoThrottle("a", null, new ThrottleConfig { IopsTotal = new(10) }, null);
+        graph.SetIoThrottle("b", null, new ThrottleConfig { IopsTotal = new(10) }, "a");
+        await a.DisposeAsync();
+        Assert.Equal([b.Throttle!], graph.ThrottleGroups.Find("a")!.Members);
+        await b.DisposeAsync();
+        Assert.Null(graph.ThrottleGroups.Find("a"));
+    }
 }
