@@ -15,9 +15,14 @@ internal static class ObjectOption
             ? new OptionsReader(BlockdevOptionsParser.JsonFilenameObject("json:" + text), keyval: false)
             : new OptionsReader(KeyValueParser.Parse(text, impliedKey: "qom-type"), keyval: true);
         string type = reader.String("qom-type") ?? throw new BlockOptionsException("Parameter 'qom-type' is missing");
-        if (type != "secret")
+        if (type is not ("secret" or "throttle-group"))
             throw new BlockOptionsException($"Parameter 'qom-type' does not accept value '{type}'");
         string id = reader.String("id") ?? throw new BlockOptionsException("Parameter 'id' is missing");
+        if (type == "throttle-group")
+        {
+            graph.ThrottleGroups.AddObject(id, ReadThrottleLimits(reader));
+            return;
+        }
         string? data = reader.String("data");
         string? file = reader.String("file");
         string? format = reader.String("format");
@@ -25,5 +30,30 @@ internal static class ObjectOption
         reader.Skip("iv");
         reader.Finish();
         graph.Secrets.Add(id, data, file, format);
+    }
+
+    /// <summary>
+    /// A throttle group's limits: <c>limits.*</c> (QAPI <c>ThrottleLimits</c>) or the older <c>x-*</c> properties,
+    /// one name per bucket (<c>bps-total</c>, <c>iops-read-max</c>, <c>bps-write-max-length</c>…) and <c>iops-size</c>.
+    /// </summary>
+    private static Throttle.ThrottleConfig ReadThrottleLimits(OptionsReader reader)
+    {
+        var limits = reader.Object("limits");
+        long Read(string key) => limits?.Int(key) ?? reader.Int("x-" + key) ?? 0;
+        long ReadLength(string key) => limits?.Int(key) ?? reader.Int("x-" + key) ?? 1;
+        Throttle.ThrottleLimit Bucket(string name) => new(Read(name), Read(name + "-max"), ReadLength(name + "-max-length"));
+        var config = new Throttle.ThrottleConfig
+        {
+            BpsTotal = Bucket("bps-total"),
+            BpsRead = Bucket("bps-read"),
+            BpsWrite = Bucket("bps-write"),
+            IopsTotal = Bucket("iops-total"),
+            IopsRead = Bucket("iops-read"),
+            IopsWrite = Bucket("iops-write"),
+            IopsSize = Read("iops-size"),
+        };
+        limits?.Finish();
+        reader.Finish();
+        return config;
     }
 }

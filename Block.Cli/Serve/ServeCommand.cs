@@ -102,6 +102,12 @@ internal static class ServeCommand
                     : graph.Parser.Parse(new OptionsReader(KeyValueParser.Parse(option.Value, impliedKey: "driver"), keyval: true));
                 await graph.AddNodeAsync(blockdev);
                 break;
+            case "drive":
+                await DriveOption.AddAsync(graph, option.Value);
+                break;
+            case "device":
+                DeviceOption.Add(graph, option.Value);
+                break;
             case "object":
                 ObjectOption.Add(graph, option.Value);
                 break;
@@ -258,6 +264,17 @@ internal static class ServeCommand
                      or a JSON object of the same options
                                  add a block node (QMP blockdev-add)
 
+          --drive id=<id>,file=<file>[,format=<fmt>][,if=none][,readonly=on|off]
+                  [,cache.direct=on|off][,cache.no-flush=on|off][,aio=threads|native|io_uring]
+                  [,discard=ignore|unmap][,detect-zeroes=on|off|unmap]
+                  [,rerror=report|ignore|stop][,werror=report|ignore|enospc|stop]
+                  [,throttling.{bps,iops}-{total,read,write}[-max[-length]]=<n>]
+                  [,throttling.iops-size=<n>][,throttling.group=<name>][,stats-intervals.N=<s>]
+                                 add a named backend (QEMU's -drive)
+
+          --device virtio-blk-pci|ide-cd|scsi-cd,id=<id>,drive=<drive-id>
+                                 attach a fixed disk or a CD-ROM with a tray to a drive
+
           --chardev socket,id=<id>,path=<path>,server=on[,wait=on|off]
           --chardev socket,id=<id>[,host=<host>],port=<port>,server=on[,wait=on|off]
           --chardev stdio,id=<id>
@@ -280,6 +297,9 @@ internal static class ServeCommand
 
           --object secret,id=<id>,data=<data>|file=<file>[,format=raw|base64]
                                  create a secret
+          --object throttle-group,id=<id>[,limits.{bps,iops}-{total,read,write}[-max[-length]]=<n>]
+                   [,limits.iops-size=<n>]
+                                 create a throttle group that backends may join
 
           --pidfile <path>       write process ID to a file after startup
 

@@ -14,11 +14,11 @@ internal readonly record struct ServeOption(string Name, string Value)
 /// <summary>
 /// <c>blk serve</c>'s command line, which is qemu-storage-daemon 7.2's: <c>--blockdev</c>, <c>--object</c>,
 /// <c>--chardev</c>, <c>--monitor</c>, <c>--nbd-server</c>, <c>--export</c>, <c>--pidfile</c>, <c>--daemonize</c>,
-/// <c>-h</c> and <c>-V</c>, each as <c>--opt value</c> or <c>--opt=value</c>.
+/// <c>-h</c> and <c>-V</c>, plus <c>--drive</c> and <c>--device</c> in QEMU's <c>-drive</c>/<c>-device</c> syntax (a named backend, a guest device on it), each as <c>--opt value</c> or <c>--opt=value</c>.
 /// </summary>
 internal sealed class ServeOptions
 {
-    private static readonly string[] TakesValue = ["blockdev", "object", "chardev", "monitor", "nbd-server", "export", "pidfile", "trace"];
+    private static readonly string[] TakesValue = ["blockdev", "drive", "device", "object", "chardev", "monitor", "nbd-server", "export", "pidfile", "trace"];
 
     /// <summary>The options that build the daemon, in command-line order.</summary>
     public List<ServeOption> Options { get; } = [];

@@ -49,6 +49,14 @@ public sealed class NbdExport
     public static NbdExport Create(BlockGraph graph, string nodeName, string? name, bool writable, string? description = null, string? id = null)
     {
         ArgumentNullException.ThrowIfNull(graph);
+        // A drive's name exports the drive's own backend, as nbd-server-add device=… does in QEMU 2.8: its throttling,
+        // statistics and error policy then apply to NBD clients.
+        if (graph.FindNode(nodeName) is null && graph.FindBackend(nodeName) is { Root: { } driveRoot } drive)
+        {
+            if (writable && (driveRoot.ReadOnly || !drive.CanWrite))
+                throw new BlockException(Errno.EPERM, "Cannot export read-only node as writable");
+            return new NbdExport(name ?? nodeName, drive, writable, description, id, ownsBackend: false);
+        }
         var node = graph.FindNode(nodeName)
             ?? graph.FindBackend(nodeName)?.Root
             ?? throw new BlockNotFoundException($"Cannot find device='{nodeName}' nor node-name='{nodeName}'");

@@ -94,3 +94,16 @@ public sealed record BlockImageCorruptedEvent(string Device, string? NodeName, s
         return data;
     }
 }
+
+/// <summary><c>DEVICE_TRAY_MOVED</c>: a device's tray opened or closed (by a command or by the guest).</summary>
+/// <param name="Device">The backend's name ("" for an anonymous backend).</param>
+/// <param name="Id">The device's id.</param>
+/// <param name="TrayOpen">True if the tray is now open.</param>
+public sealed record DeviceTrayMovedEvent(string Device, string Id, bool TrayOpen) : BlockEvent
+{
+    /// <inheritdoc />
+    public override string Name => "DEVICE_TRAY_MOVED";
+
+    /// <inheritdoc />
+    public override JsonObject ToData() => new() { ["device"] = Device, ["id"] = Id, ["tray-open"] = TrayOpen };
+}

@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Block.Accounting;
+using Block.Devices;
 using Block.Events;
 using Block.Io;
 using Block.Metrics;
 using Block.Qapi;
+using Block.Throttle;
 
 namespace Block.Graph;
 
@@ -32,6 +34,8 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     private TaskCompletionSource? _quiesceGate;
     private TaskCompletionSource? _resumeGate;
     private readonly RequestFlags _writeFlags;
+    private readonly object _throttleLock = new();
+    private ThrottleGroupMember? _throttle;
 
     internal BlockBackend(BlockGraph graph, BlockBackendOptions options)
     {
@@ -66,6 +70,28 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// <summary>What a failed write or flush does.</summary>
     public BlockdevOnError WriteErrorPolicy => _options.WriteErrorPolicy;
 
+    /// <summary>The guest device attached to the backend, or null (then the medium counts as removable, as in QEMU).</summary>
+    public IBlockDeviceModel? Device { get; private set; }
+
+    /// <summary>
+    /// Attaches the guest device <paramref name="device"/>. Its I/O status is enabled when the device supports one and
+    /// an error policy can stop (<c>werror</c> enospc or stop, <c>rerror</c> stop), as QEMU enables it.
+    /// </summary>
+    /// <exception cref="BlockException">A device is attached already.</exception>
+    public void AttachDevice(IBlockDeviceModel device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        if (Device != null)
+            throw new BlockException(Errno.EBUSY, $"Drive '{Name}' is already in use by another device");
+        Device = device;
+        bool canStop = WriteErrorPolicy is BlockdevOnError.Enospc or BlockdevOnError.Stop || ReadErrorPolicy == BlockdevOnError.Stop;
+        if (device.SupportsIoStatus && canStop)
+            IoStatus ??= BlockDeviceIoStatus.Ok;
+    }
+
+    /// <summary>The backend's membership of a throttle group, or null when its I/O is not throttled.</summary>
+    public ThrottleGroupMember? Throttle => Volatile.Read(ref _throttle);
+
     /// <summary>The I/O status, when enabled: the first error that stopped the backend sticks until <see cref="Resume"/>.</summary>
     public BlockDeviceIoStatus? IoStatus { get; private set; }
 
@@ -97,7 +123,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     public ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags = RequestFlags.None)
     {
         int token = _inFlight.Begin();
-        if (Volatile.Read(ref _quiesce) != 0)
+        if (Volatile.Read(ref _quiesce) != 0 || _throttle != null)
         {
             EndRequest(token);
             return RunAsync(Request.Read(offset, buffers, flags));
@@ -152,7 +178,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     {
         flags |= _writeFlags;
         int token = _inFlight.Begin();
-        if (Volatile.Read(ref _quiesce) != 0)
+        if (Volatile.Read(ref _quiesce) != 0 || _throttle != null)
         {
             EndRequest(token);
             return RunAsync(Request.Write(offset, buffers, flags));
@@ -237,16 +263,86 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         Interlocked.Exchange(ref _resumeGate, null)?.TrySetResult();
     }
 
+    /// <summary>
+    /// Sets the backend's I/O limits (<c>block_set_io_throttle</c>): limits with no average turn throttling off and
+    /// leave the group; otherwise a backend not yet throttled joins <paramref name="group"/> (else
+    /// <paramref name="defaultGroup"/>), a throttled one moves to <paramref name="group"/> when it is given, and the
+    /// limits replace the whole group's.
+    /// </summary>
+    /// <exception cref="BlockOptionsException">The limits break one of QEMU's rules.</exception>
+    public void SetIoThrottle(ThrottleConfig config, string? group = null, string? defaultGroup = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        config.Validate();
+        lock (_throttleLock)
+        {
+            var member = _throttle;
+            if (!config.IsEnabled)
+            {
+                if (member != null)
+                {
+                    Volatile.Write(ref _throttle, null);
+                    Graph.ThrottleGroups.Leave(member);
+                }
+                return;
+            }
+            if (member != null && group != null && member.Group.Name != group)
+            {
+                Volatile.Write(ref _throttle, null);
+                Graph.ThrottleGroups.Leave(member);
+                member = null;
+            }
+            member ??= Graph.ThrottleGroups.Join(group ?? defaultGroup ?? Name, Name);
+            member.Group.Configure(config);
+            Volatile.Write(ref _throttle, member);
+        }
+    }
+
     /// <summary>The backend as <c>query-block</c> shows it.</summary>
     public BlockInfo GetInfo() => new()
     {
         Device = Name,
-        Removable = true,
-        Locked = false,
-        Inserted = _rootNode?.GetDeviceInfo(),
+        Removable = Device?.IsRemovable ?? true,
+        Locked = Device?.IsMediumLocked ?? false,
+        TrayOpen = Device is { HasTray: true } tray ? tray.IsTrayOpen : null,
+        Inserted = _rootNode?.GetDeviceInfo() is { } inserted ? WithThrottleInfo(inserted) : null,
         IoStatus = IoStatus,
         DirtyBitmaps = _rootNode?.DirtyBitmaps is { Count: > 0 } bitmaps ? [.. bitmaps.Select(b => b.GetInfo())] : null,
     };
+
+    /// <summary>The throttling members of <c>BlockDeviceInfo</c>: the averages always, bursts and sizes only when set.</summary>
+    private BlockDeviceInfo WithThrottleInfo(BlockDeviceInfo info)
+    {
+        if (Volatile.Read(ref _throttle) is not { } member)
+            return info;
+        var c = member.Group.Config;
+        return info with
+        {
+            Bps = c.BpsTotal.Average,
+            BpsRd = c.BpsRead.Average,
+            BpsWr = c.BpsWrite.Average,
+            Iops = c.IopsTotal.Average,
+            IopsRd = c.IopsRead.Average,
+            IopsWr = c.IopsWrite.Average,
+            BpsMax = NonZero(c.BpsTotal.Max),
+            BpsRdMax = NonZero(c.BpsRead.Max),
+            BpsWrMax = NonZero(c.BpsWrite.Max),
+            IopsMax = NonZero(c.IopsTotal.Max),
+            IopsRdMax = NonZero(c.IopsRead.Max),
+            IopsWrMax = NonZero(c.IopsWrite.Max),
+            BpsMaxLength = MaxLength(c.BpsTotal),
+            BpsRdMaxLength = MaxLength(c.BpsRead),
+            BpsWrMaxLength = MaxLength(c.BpsWrite),
+            IopsMaxLength = MaxLength(c.IopsTotal),
+            IopsRdMaxLength = MaxLength(c.IopsRead),
+            IopsWrMaxLength = MaxLength(c.IopsWrite),
+            IopsSize = NonZero(c.IopsSize),
+            Group = member.Group.Name,
+        };
+
+        static long? NonZero(long value) => value != 0 ? value : null;
+        static long? MaxLength(ThrottleLimit limit) => limit.Max != 0 ? limit.BurstLengthSeconds : null;
+    }
 
     /// <summary>The backend's statistics as <c>query-blockstats</c> shows them.</summary>
     public BlockStats GetStats()
@@ -278,6 +374,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 Volatile.Write(ref _quiesceGate, new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously));
             Interlocked.Increment(ref _quiesce);
         }
+        Volatile.Read(ref _throttle)?.ReleaseQueued();
     }
 
     internal void EndQuiesce()
@@ -359,6 +456,21 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 if (request.Kind == RequestKind.Discard)
                     throw new BlockException(Errno.EIO, "Discard request out of range");
                 await Invalid(request.AcctType).ConfigureAwait(false);
+            }
+        }
+        // Throttled after the range check, as in QEMU: a refused request uses no budget. A drain lets queued
+        // requests pass, so it never waits for budget.
+        if (Volatile.Read(ref _throttle) is { } throttle && request.Kind is RequestKind.Read or RequestKind.Write or RequestKind.WriteZeroes
+            && Volatile.Read(ref _quiesce) == 0)
+        {
+            try
+            {
+                await throttle.AdmitAsync(request.Kind != RequestKind.Read, request.Bytes).ConfigureAwait(false);
+            }
+            catch
+            {
+                EndRequest(token);
+                throw;
             }
         }
         long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;

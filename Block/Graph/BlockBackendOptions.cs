@@ -39,4 +39,10 @@ public sealed record BlockBackendOptions
 
     /// <summary>Whether writes may extend past the root's end (used when a format writes a new image).</summary>
     public bool AllowWriteBeyondEof { get; init; }
+
+    /// <summary>I/O limits (QEMU's <c>throttling.*</c> drive options); null or without averages for none.</summary>
+    public Throttle.ThrottleConfig? Throttle { get; init; }
+
+    /// <summary>The throttle group to join (<c>throttling.group</c>); the backend's name when null.</summary>
+    public string? ThrottleGroup { get; init; }
 }

@@ -78,6 +78,7 @@ public sealed partial class BlockGraph
         {
             await DetachAsync(edge).ConfigureAwait(false);
         }
+        NotifyResized(node);
     }
 
     /// <summary>

@@ -41,8 +41,12 @@ public sealed partial class BlockGraph : IAsyncDisposable
         _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
         _ioUringFactory = options.IoUringFactory ?? (() => new IoUringIoEngine());
         _ioUring = new Lazy<IIoEngine>(CreateIoUringEngine);
+        ThrottleGroups = new Throttle.ThrottleGroupRegistry(options.TimeProvider);
         Metrics.BlockMetrics.Track(this);
     }
+
+    /// <summary>The throttle groups backends share (<c>block_set_io_throttle</c>, <c>--object throttle-group</c>).</summary>
+    public Throttle.ThrottleGroupRegistry ThrottleGroups { get; }
 
     /// <summary>The drivers this graph opens nodes with.</summary>
     public DriverRegistry Drivers { get; }
@@ -190,6 +194,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
         var perm = options.Permissions ?? (root.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write);
         var edge = AttachChild(backend, "root", root, ChildRole.Image, (perm, options.SharedPermissions));
         backend.SetRoot(edge);
+        if (options.Throttle is { IsEnabled: true } limits)
+            backend.SetIoThrottle(limits, options.ThrottleGroup);
         lock (_lock)
             _backends.Add(backend);
         return backend;
@@ -683,6 +689,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
             if (!_backends.Remove(backend))
                 return;
         }
+        // Leaves its throttle group (queued requests pass), so a group made for it goes with it.
+        backend.SetIoThrottle(Throttle.ThrottleConfig.Unlimited);
         var edge = backend.RootChild;
         backend.SetRoot(null);
         if (edge != null)

@@ -50,6 +50,45 @@ public sealed record BlockDeviceInfo
     /// <summary>Write operations limit.</summary>
     [JsonPropertyName("iops_wr")] public long IopsWr { get; init; }
 
+    /// <summary>Total throughput burst rate, when set.</summary>
+    [JsonPropertyName("bps_max")] public long? BpsMax { get; init; }
+
+    /// <summary>Read throughput burst rate, when set.</summary>
+    [JsonPropertyName("bps_rd_max")] public long? BpsRdMax { get; init; }
+
+    /// <summary>Write throughput burst rate, when set.</summary>
+    [JsonPropertyName("bps_wr_max")] public long? BpsWrMax { get; init; }
+
+    /// <summary>Total operations burst rate, when set.</summary>
+    [JsonPropertyName("iops_max")] public long? IopsMax { get; init; }
+
+    /// <summary>Read operations burst rate, when set.</summary>
+    [JsonPropertyName("iops_rd_max")] public long? IopsRdMax { get; init; }
+
+    /// <summary>Write operations burst rate, when set.</summary>
+    [JsonPropertyName("iops_wr_max")] public long? IopsWrMax { get; init; }
+
+    /// <summary>Seconds a <c>bps_max</c> burst may last, shown with it.</summary>
+    [JsonPropertyName("bps_max_length")] public long? BpsMaxLength { get; init; }
+
+    /// <summary>Seconds a <c>bps_rd_max</c> burst may last, shown with it.</summary>
+    [JsonPropertyName("bps_rd_max_length")] public long? BpsRdMaxLength { get; init; }
+
+    /// <summary>Seconds a <c>bps_wr_max</c> burst may last, shown with it.</summary>
+    [JsonPropertyName("bps_wr_max_length")] public long? BpsWrMaxLength { get; init; }
+
+    /// <summary>Seconds an <c>iops_max</c> burst may last, shown with it.</summary>
+    [JsonPropertyName("iops_max_length")] public long? IopsMaxLength { get; init; }
+
+    /// <summary>Seconds an <c>iops_rd_max</c> burst may last, shown with it.</summary>
+    [JsonPropertyName("iops_rd_max_length")] public long? IopsRdMaxLength { get; init; }
+
+    /// <summary>Seconds an <c>iops_wr_max</c> burst may last, shown with it.</summary>
+    [JsonPropertyName("iops_wr_max_length")] public long? IopsWrMaxLength { get; init; }
+
+    /// <summary>Bytes counted as one operation, when set.</summary>
+    [JsonPropertyName("iops_size")] public long? IopsSize { get; init; }
+
     /// <summary>The image's information.</summary>
     [JsonPropertyName("image")] public required ImageInfo Image { get; init; }
 
