@@ -40,6 +40,7 @@ public sealed class QmpServer : IAsyncDisposable
         Commands = new QmpCommandTable { ArgumentChecker = CheckArguments };
         CoreCommands.Register(Commands);
         BlockCommands.Register(Commands);
+        JobCommands.Register(Commands);
         graph.EventRaised += OnBlockEvent;
     }
 
