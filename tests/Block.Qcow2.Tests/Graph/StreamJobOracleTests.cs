@@ -166,4 +166,48 @@ public sealed class StreamJobOracleTests
         s.AssertSameEvents();
         AssertSameImage(s, dir, "top.qcow2");
     }
+
+    [Theory]
+    [InlineData("stop", 5)]
+    [InlineData("report", 5)]
+    [InlineData("ignore", 5)]
+    [InlineData("enospc", 28)]
+    [InlineData("enospc", 5)]
+    public async Task A_read_error_under_each_policy_gives_qemu_storage_daemons_events_state_and_images(string policy, int errno)
+    {
+        using var dir = new TempDirectory();
+        var s = Chain(dir);
+        // mid's data (guest 1 MiB) fails once, where its first host cluster is.
+        var map = JsonNode.Parse(QemuImg.MapJsonText(dir.File("mid.qcow2"), "qcow2"))!.AsArray();
+        long host = map.Single(e => (long)e!["start"]! == 1 << 20 && (bool)e["data"]!)!["offset"]!.GetValue<long>();
+        string md = new JsonObject
+        {
+            ["driver"] = "blkdebug", ["node-name"] = "md", ["image"] = "mf",
+            ["inject-error"] = new JsonArray(new JsonObject { ["event"] = "read_aio", ["sector"] = host / 512, ["errno"] = errno, ["once"] = true }),
+        }.ToJsonString();
+        s = new QsdScenario(dir)
+            .Blockdev(File("bf", dir.File("base.qcow2")))
+            .Blockdev(Qcow2("b", "bf", readOnly: true))
+            .Blockdev(File("mf", dir.File("mid.qcow2")))
+            .Blockdev(md)
+            .Blockdev(Qcow2("m", "md", backing: "b", readOnly: true))
+            .Blockdev(File("tf", dir.File("top.qcow2")))
+            .Blockdev(Qcow2("t", "tf", backing: "m"))
+            .File("base.qcow2").File("mid.qcow2").File("top.qcow2")
+            .Command("block-stream", new JsonObject { ["device"] = "t", ["job-id"] = "s", ["on-error"] = policy })
+            .WaitEvent("BLOCK_JOB_ERROR");
+        bool stops = policy == "stop" || (policy == "enospc" && errno == 28);
+        if (stops)
+        {
+            s.Poll("query-block-jobs", jobs => jobs is JsonArray { Count: 1 } a && !(bool)a[0]!["busy"]!)
+                .Command("query-block-jobs")
+                .Command("block-job-cancel", J("""{"device": "s"}"""))
+                .Command("block-job-resume", J("""{"device": "s"}"""));
+        }
+        s.WaitEvent("BLOCK_JOB_COMPLETED").Command("query-block-jobs");
+        await s.RunAsync();
+        s.AssertSameReplies();
+        s.AssertSameEvents();
+        AssertSameImage(s, dir, "top.qcow2");
+    }
 }
