@@ -89,6 +89,74 @@ public sealed partial class BlockGraph
     }
 
     /// <summary>
+    /// Commits an image below the active layer into a base, live (QMP <c>block-commit</c> with a <paramref name="top"/>
+    /// below the device's node): see <see cref="CommitJob"/>.
+    /// </summary>
+    /// <param name="jobId">The job id, or null for the name of the device.</param>
+    /// <param name="device">The root of the chain: a backend or a node no other node uses.</param>
+    /// <param name="base">The base by file name as the chain names it; null for the bottom of the chain.</param>
+    /// <param name="top">The image to commit by file name; null for the active layer.</param>
+    /// <param name="backingFile">The backing file name to record in the top's overlay (default: the base's file name).</param>
+    /// <param name="speed">Bytes per second, 0 for no limit.</param>
+    /// <param name="onError">What a read or write error does.</param>
+    /// <returns>The started job.</returns>
+    /// <exception cref="BlockException">QEMU 7.2's errors, in its order: "Device 'x' not found" (DeviceNotFound), "Need
+    /// a root block node", "Node 'x' is busy: …", "Top image file x not found", "Can't find 'x' in the backing chain",
+    /// "cannot commit an image into itself", "'backing-file' specified, but 'top' is
+    /// the active layer", then the job id's and the speed's. Committing the active layer (QEMU's active commit, a
+    /// mirror into the base) is not implemented: ENOTSUP.</exception>
+    public async ValueTask<BlockJob> CommitAsync(string? jobId, string device, string? @base = null, string? top = null,
+        string? backingFile = null, long speed = 0, BlockdevOnError onError = BlockdevOnError.Report)
+    {
+        BlockNode bs;
+        try
+        {
+            bs = LookupRootNode(device);
+        }
+        catch (BlockNotFoundException)
+        {
+            throw new BlockNotFoundException($"Device '{device}' not found", QmpErrorClass.DeviceNotFound);
+        }
+        ThrowIfBusy(bs);
+        var topBs = top is null || bs.Filename == top ? bs : bs.FindBackingImage(top);
+        if (topBs is null)
+            throw new BlockException(Errno.ENOENT, $"Top image file {top} not found");
+        BlockNode? baseBs;
+        if (@base != null)
+        {
+            baseBs = topBs.FindBackingImage(@base) ?? throw new BlockException(Errno.ENOENT, $"Can't find '{@base}' in the backing chain");
+        }
+        else
+        {
+            // The bottom of the chain, which is the top itself when it has no backing node (QEMU's bdrv_find_base).
+            baseBs = topBs;
+            while (baseBs.Backing?.Node is { } below)
+                baseBs = below;
+        }
+        if (ReferenceEquals(topBs, baseBs))
+            throw new BlockException(Errno.EINVAL, "cannot commit an image into itself");
+        for (var n = topBs; n != null && !ReferenceEquals(n, baseBs); n = ChainNext(n))
+            ThrowIfBusy(n);
+        if (ReferenceEquals(topBs, bs))
+        {
+            if (backingFile != null)
+                throw new BlockOptionsException("'backing-file' specified, but 'top' is the active layer");
+            throw new BlockException(Errno.ENOTSUP, "Committing the active layer is not supported");
+        }
+        BlockNode overlay = bs;
+        while (!ReferenceEquals(overlay.Backing?.Node, topBs))
+            overlay = overlay.Backing!.Node;
+        ThrowIfBusy(overlay);
+
+        string id = ResolveJobId(jobId, bs);
+        var job = new CommitJob(this, id, topBs, baseBs, overlay, backingFile, onError);
+        job.SetSpeed(speed);
+        await job.SetUpAsync().ConfigureAwait(false);
+        StartJob(job);
+        return job;
+    }
+
+    /// <summary>
     /// QEMU's op blocker for jobs: a node a job holds refuses another job ("Node 'x' is busy: block device is in use by
     /// block job: stream").
     /// </summary>

@@ -17,7 +17,7 @@ public sealed class StreamJobOracleTests
     /// b and m read-only (m's file node writable unless asked, so that a stream into m can reopen it), t writable,
     /// plus a null node.
     /// </summary>
-    private static QsdScenario Chain(TempDirectory dir, bool midFileReadOnly = false)
+    internal static QsdScenario Chain(TempDirectory dir, bool midFileReadOnly = false, bool baseFileReadOnly = true)
     {
         QemuImg.Create("qcow2", dir.File("base.qcow2"), "4M");
         QemuIo.RunChecked(dir.File("base.qcow2"), "qcow2", "write -P 0x11 0 1M");
@@ -26,7 +26,7 @@ public sealed class StreamJobOracleTests
         QemuImg.Run("create", "-q", "-f", "qcow2", "-b", dir.File("mid.qcow2"), "-F", "qcow2", dir.File("top.qcow2")).EnsureSuccess("qemu-img create");
         QemuIo.RunChecked(dir.File("top.qcow2"), "qcow2", "write -P 0x33 2M 512k");
         return new QsdScenario(dir)
-            .Blockdev(File("bf", dir.File("base.qcow2"), readOnly: true))
+            .Blockdev(File("bf", dir.File("base.qcow2"), readOnly: baseFileReadOnly))
             .Blockdev(Qcow2("b", "bf", readOnly: true))
             .Blockdev(File("mf", dir.File("mid.qcow2"), readOnly: midFileReadOnly))
             .Blockdev(Qcow2("m", "mf", backing: "b", readOnly: true))
@@ -47,7 +47,7 @@ public sealed class StreamJobOracleTests
         return o.ToJsonString();
     }
 
-    private static void AssertSameImage(QsdScenario s, TempDirectory dir, string name)
+    internal static void AssertSameImage(QsdScenario s, TempDirectory dir, string name)
     {
         string ours = dir.File(name), theirs = s.QsdFile(name);
         Assert.Equal(0, QemuImg.Compare(theirs, ours, "qcow2", "qcow2"));
@@ -59,7 +59,7 @@ public sealed class StreamJobOracleTests
         Assert.Equal((string?)a["backing-filename-format"], (string?)b["backing-filename-format"]);
     }
 
-    private static bool FirstChunkDone(JsonNode? jobs) =>
+    internal static bool FirstChunkDone(JsonNode? jobs) =>
         jobs is JsonArray { Count: 1 } a && (long)a[0]!["offset"]! > 0 && !(bool)a[0]!["busy"]!;
 
     [Fact]
