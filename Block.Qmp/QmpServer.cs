@@ -41,6 +41,7 @@ public sealed class QmpServer : IAsyncDisposable
         CoreCommands.Register(Commands);
         BlockCommands.Register(Commands);
         DeviceCommands.Register(Commands);
+        JobCommands.Register(Commands);
         graph.EventRaised += OnBlockEvent;
     }
 

@@ -37,7 +37,8 @@ public sealed partial class BlockGraph
     public BlockNode LookupRootNode(string name)
     {
         var node = LookupNode(name, name);
-        if (node.Parents.Any(p => p.Parent is BlockNode))
+        // A node a job holds has the job as a parent too, as in QEMU (where only backends are root parents).
+        if (node.Parents.Any(p => p.Parent is BlockNode || Block.Jobs.BlockJob.HolderOf(p) != null))
             throw new BlockException(Errno.EINVAL, "Need a root block node");
         return node;
     }

@@ -421,17 +421,21 @@ public sealed partial class BlockGraph : IAsyncDisposable
     }
 
     /// <summary>Quiesces every backend and waits until no request is in flight; disposing the result resumes them.</summary>
-    /// <remarks>Drained sections nest: backends resume when the outermost one ends.</remarks>
+    /// <remarks>Drained sections nest: backends resume when the outermost one ends. Jobs pause too, and the section
+    /// begins once each is parked at a pause point, so no job I/O runs beside a graph change.</remarks>
     public async ValueTask<IAsyncDisposable> BeginDrainAsync()
     {
         var backends = Backends;
         foreach (var b in backends)
             b.BeginQuiesce();
+        var jobs = PauseJobsForDrain();
         foreach (var b in backends)
             await b.WaitIdleAsync().ConfigureAwait(false);
+        foreach (var j in jobs)
+            await j.WaitQuiescentAsync().ConfigureAwait(false);
         foreach (var n in Nodes)
             await n.WaitIdleAsync().ConfigureAwait(false);
-        return new DrainedSection(backends);
+        return new DrainedSection(backends, jobs);
     }
 
     /// <summary>QMP <c>query-block</c>: every named backend.</summary>
@@ -449,6 +453,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         Metrics.BlockMetrics.Untrack(this);
+        await CancelJobsAsync().ConfigureAwait(false);
         foreach (var b in Backends)
             await RemoveBackendAsync(b).ConfigureAwait(false);
         foreach (var n in Nodes.Where(n => n.IsMonitorOwned))
@@ -789,7 +794,7 @@ public sealed partial class BlockGraph : IAsyncDisposable
         }
     }
 
-    private sealed class DrainedSection(IReadOnlyList<BlockBackend> backends) : IAsyncDisposable
+    private sealed class DrainedSection(IReadOnlyList<BlockBackend> backends, Jobs.BlockJob[] jobs) : IAsyncDisposable
     {
         private int _disposed;
 
@@ -797,6 +802,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
         {
             if (Interlocked.Exchange(ref _disposed, 1) == 0)
             {
+                foreach (var j in jobs)
+                    j.ResumeInternal();
                 foreach (var b in backends)
                     b.EndQuiesce();
             }

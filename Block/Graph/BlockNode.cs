@@ -236,7 +236,7 @@ public sealed partial class BlockNode : IBlockParent
         int maxTransfer = limits.MaxTransfer > 0 ? limits.MaxTransfer : int.MaxValue;
         _maxTransfer = Math.Max(align, maxTransfer & ~(align - 1));
         _supportedWriteFlags = Impl.SupportedWriteFlags;
-        _tracker = align > 1 ? (_tracker ?? new RequestTracker()) : null;
+        _tracker = align > 1 || _forcedTracking > 0 ? (_tracker ?? new RequestTracker()) : null;
         _readOnlyFlag = ReadOnly;
     }
 

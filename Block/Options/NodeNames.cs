@@ -18,9 +18,10 @@ public static class NodeNames
             throw new BlockOptionsException("Node name too long");
     }
 
-    private static bool IsWellFormed(string name)
+    /// <summary>True if <paramref name="name"/> is a letter followed by letters, digits, '-', '.' or '_' (QEMU's <c>id_wellformed</c>, any length).</summary>
+    public static bool IsWellFormed(string name)
     {
-        if (!char.IsAsciiLetter(name[0]))
+        if (name.Length == 0 || !char.IsAsciiLetter(name[0]))
             return false;
         foreach (char c in name)
         {

@@ -16,6 +16,7 @@ namespace Block.Qapi;
 [JsonSerializable(typeof(IReadOnlyList<BlockStats>))]
 [JsonSerializable(typeof(IReadOnlyList<BlockDeviceInfo>))]
 [JsonSerializable(typeof(IReadOnlyList<MapEntry>))]
+[JsonSerializable(typeof(IReadOnlyList<BlockJobInfo>))]
 public sealed partial class QapiJsonContext : JsonSerializerContext
 {
 }
