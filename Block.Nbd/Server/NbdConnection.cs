@@ -48,6 +48,9 @@ internal sealed class NbdConnection
         _slots = new SemaphoreSlim(_maxInFlight, _maxInFlight);
     }
 
+    /// <summary>Whether the client finished the handshake and entered transmission (qemu-nbd's "negotiated").</summary>
+    public bool Negotiated { get; private set; }
+
     /// <summary>Completes when the connection is closed and every request it started has finished.</summary>
     public Task Completion => _completion.Task;
 
@@ -82,6 +85,7 @@ internal sealed class NbdConnection
                 export.Attach(this);
                 try
                 {
+                    Negotiated = true;
                     if (_server.FindExport(export.Name) == export)
                         await TransmitAsync(stop.Token).ConfigureAwait(false);
                 }
@@ -234,7 +238,9 @@ internal sealed class NbdConnection
             flags |= TxSendDf;
         flags |= export.Writable
             ? (ushort)(TxSendTrim | TxSendWriteZeroes | TxSendFastZero)
-            : (ushort)(TxReadOnly | TxCanMultiConn);
+            : TxReadOnly;
+        if (export.CanMultiConnection)
+            flags |= TxCanMultiConn;
         _transmissionFlags = flags;
     }
 

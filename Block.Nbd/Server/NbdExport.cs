@@ -74,6 +74,20 @@ public sealed class NbdExport
     /// <summary>The description clients see, if any.</summary>
     public string? Description { get; }
 
+    /// <summary>
+    /// Whether clients are told that several connections may be used at once (<c>NBD_FLAG_CAN_MULTI_CONN</c>); null
+    /// (the default) for read-only exports only, QEMU's <c>multi-conn=auto</c>.
+    /// </summary>
+    /// <remarks>
+    /// Safe for a writable export too, because every connection goes through the one backend: a flush on any
+    /// connection flushes the node, so it covers writes that other connections saw completed. qemu-nbd sets it for
+    /// writable exports when more than one client is allowed (<c>-e</c> above 1).
+    /// </remarks>
+    public bool? MultiConnection { get; init; }
+
+    /// <summary>Whether <c>NBD_FLAG_CAN_MULTI_CONN</c> is advertised.</summary>
+    internal bool CanMultiConnection => MultiConnection ?? !Writable;
+
     /// <summary>How many clients are connected to this export now.</summary>
     public int ConnectionCount
     {
