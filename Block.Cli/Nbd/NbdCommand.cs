@@ -203,11 +203,6 @@ internal static class NbdCommand
         {
             if (settings.LoadSnapshot != null)
                 await LoadSnapshotAsync(backend, settings.LoadSnapshot);
-            foreach (string bitmap in settings.Bitmaps)
-            {
-                if (backend.Root!.FindDirtyBitmap(bitmap) is null)
-                    throw new BlockException(Errno.ENOENT, $"Bitmap '{bitmap}' is not found");
-            }
             server = StartServer(settings, backend, writable: !open.ReadOnly);
         }
         catch (BlockException e)
@@ -258,11 +253,9 @@ internal static class NbdCommand
         var server = new NbdServer(new NbdServerOptions { MaxConnections = settings.Shared });
         try
         {
-            server.AddExport(new NbdExport(settings.ExportName, backend, writable, settings.Description)
-            {
-                // As qemu-nbd 7.2: multi-conn exactly when several clients may connect at once (-e above 1).
-                MultiConnection = settings.Shared > 1,
-            });
+            // qemu-nbd builds its bitmap list by prepending, so clients list the contexts last -B first.
+            var bitmaps = Enumerable.Reverse(settings.Bitmaps).ToArray();
+            server.AddExport(new NbdExport(settings.ExportName, backend, writable, settings.Description, bitmaps: bitmaps));
             if (settings.Socket != null)
                 server.Listen(NbdServer.BindUnix(settings.Socket), settings.Socket);
             else

@@ -150,6 +150,25 @@ public sealed class BlkNbdTests
     }
 
     [Fact]
+    public void Dirty_bitmap_contexts_of_blk_nbd_map_as_qemu_nbds()
+    {
+        using var dir = new TempDirectory();
+        string image = MakeImage(dir, "a.qcow2");
+        Assert.Equal(0, QemuImg.Run("bitmap", "--add", "-g", "65536", image, "b0").ExitCode);
+        Assert.Equal(0, QemuImg.Run("bitmap", "--add", "--disable", image, "b1").ExitCode);
+        QemuIo.RunChecked(image, "qcow2", "write -q -P 2 512k 64k", "write -q 10M 100k", "write -q -z 20M 4k");
+        string[] arguments = ["-f", "qcow2", "-B", "b0", "-B", "b1", "-t", image];
+        string Maps(NbdProcess server) =>
+            NbdInfo.Run(server.Socket, "--json", server.Uri()) + NbdInfo.Run(server.Socket, "--map", server.Uri())
+            + NbdInfo.Run(server.Socket, "--map=qemu:dirty-bitmap:b0", server.Uri())
+            + NbdInfo.Run(server.Socket, "--map=qemu:dirty-bitmap:b1", server.Uri())
+            + NbdInfo.Run(server.Socket, "--map=qemu:dirty-bitmap:b0", "--totals", server.Uri());
+        var (theirs, ours) = Side(dir, s => NbdProcess.Qemu(s, arguments), s => NbdProcess.Blk(s, arguments), Maps);
+        Assert.Equal(theirs.Replace("q.sock", "X"), ours.Replace("b.sock", "X"));
+        Assert.Contains("qemu:dirty-bitmap:b1", ours, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Fork_returns_once_the_server_listens_and_the_pid_file_names_it()
     {
         using var dir = new TempDirectory();

@@ -71,11 +71,14 @@ internal sealed class NbdProcess : IDisposable
         return _process.ExitCode;
     }
 
+    /// <summary>Stops the server as a user would (SIGTERM, so images close cleanly), killing it only if that fails.</summary>
     public void Dispose()
     {
         if (!_process.HasExited)
         {
-            _process.Kill(entireProcessTree: true);
+            ProcessRunner.Run("kill", ["-TERM", _process.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+            if (!_process.WaitForExit(TimeSpan.FromSeconds(30)))
+                _process.Kill(entireProcessTree: true);
             _process.WaitForExit();
         }
         _process.Dispose();
