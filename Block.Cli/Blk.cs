@@ -65,6 +65,8 @@ public static class Blk
                     return await QemuIo.RunAsync(cli, rest);
                 case "serve":
                     return await Serve.ServeCommand.RunAsync(cli, rest);
+                case "nbd":
+                    return await Nbd.NbdCommand.RunAsync(cli, rest);
                 default:
                     if (command.StartsWith('-'))
                         return Usage(cli, $"unrecognized option '{command}'");

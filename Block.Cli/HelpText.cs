@@ -22,6 +22,7 @@ Command syntax:
   info [--object objectdef] [--image-opts] [-f fmt] [--output=ofmt] [--backing-chain] [-U] filename
   io [-c command]... [-f fmt] [-r] [-U] [-n] [-t cache] [-d discard] [-i aio] [--image-opts] [--object objectdef] [filename]
   map [--object objectdef] [--image-opts] [-f fmt] [--start-offset=offset] [--max-length=len] [--output=ofmt] [-U] filename
+  nbd [-f fmt] [-r] [-s] [-l snapshot_param] [-x name] [-D text] [-B bitmap] [-k socket | -b addr -p port] [-e shared] [-t] [--cache=mode] [--aio=mode] [--discard=mode] [--detect-zeroes=mode] [--object objectdef] [--tls-creds=id] [--image-opts] [--pid-file=path] [--fork] filename
   measure [--output=ofmt] [-O output_fmt] [-o options] [--size N | [--object objectdef] [--image-opts] [-f fmt] [-l snapshot_param] filename]
   rebase [--object objectdef] [--image-opts] [-U] [-q] [-f fmt] [-t cache] [-T src_cache] [-p] [-u] -b backing_file [-F backing_fmt] filename
   resize [--object objectdef] [--image-opts] [-f fmt] [--preallocation=prealloc] [-q] [--shrink] filename [+ | -]size

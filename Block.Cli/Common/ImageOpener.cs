@@ -25,6 +25,13 @@ internal sealed record OpenArgs
 
     public BlockdevDiscardOptions Discard { get; init; } = BlockdevDiscardOptions.Ignore;
 
+    public BlockdevDetectZeroesOptions DetectZeroes { get; init; } = BlockdevDetectZeroesOptions.Off;
+
+    /// <summary>
+    /// Writes go to a temporary qcow2 overlay and the image is opened read-only (QEMU's <c>-s</c>/<c>snapshot=on</c>).
+    /// </summary>
+    public bool Snapshot { get; init; }
+
     /// <summary>Share only read with other users (qemu-img convert's sources and compare).</summary>
     public bool Exclusive { get; init; }
 
@@ -59,6 +66,7 @@ internal static class ImageOpener
             CacheDirect = args.Cache.Direct,
             NoFlush = args.Cache.NoFlush,
             Discard = args.Discard,
+            DetectZeroes = args.DetectZeroes,
             Aio = args.Aio,
             NoBacking = args.NoBacking,
             ExtraOptions = args.ExtraOptions is null ? null : KeyValueParser.Parse(args.ExtraOptions),
@@ -73,6 +81,8 @@ internal static class ImageOpener
         if (options.ForceShare && !options.ReadOnly)
             throw new BlockOptionsException("force-share=on can only be used with read-only images");
 
+        if (args.Snapshot)
+            options = options with { ReadOnly = true };
         BlockNode node;
         if (args.ImageOpts)
         {
@@ -91,6 +101,8 @@ internal static class ImageOpener
 
         try
         {
+            if (args.Snapshot)
+                node = await AddTemporaryOverlayAsync(graph, node, args.ReadOnly);
             var perm = args.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write;
             return graph.CreateBackend(node, options.Backend with { Permissions = perm });
         }
@@ -99,6 +111,44 @@ internal static class ImageOpener
             await graph.ReleaseNodeAsync(node);
             throw;
         }
+    }
+
+    /// <summary>
+    /// Puts a qcow2 overlay in a new temporary file above <paramref name="image"/> and returns it; the file is
+    /// unlinked as soon as it is open, so it goes away with the process however that ends.
+    /// </summary>
+    /// <remarks>Like QEMU's, the file lives in <c>$TMPDIR</c>, else <c>/var/tmp</c> (images can be larger than a
+    /// tmpfs /tmp).</remarks>
+    private static async Task<BlockNode> AddTemporaryOverlayAsync(BlockGraph graph, BlockNode image, bool readOnly)
+    {
+        string directory = Environment.GetEnvironmentVariable("TMPDIR") is { Length: > 0 } tmp ? tmp : "/var/tmp";
+        string path = Path.Combine(directory, $"vl.{Guid.NewGuid():N}");
+        var create = new Dictionary<string, string>(StringComparer.Ordinal)
+        {
+            ["size"] = image.Length.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["backing_file"] = image.Filename,
+            ["backing_fmt"] = image.DriverName,
+        };
+        BlockNode overlay;
+        try
+        {
+            await graph.CreateImageAsync("qcow2", path, create);
+            overlay = await graph.OpenImageNodeAsync(path, new ImageOpenOptions { Format = "qcow2", NoBacking = true, ReadOnly = readOnly });
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+        try
+        {
+            await graph.SnapshotAsync(image.NodeName, overlay.NodeName);
+        }
+        catch
+        {
+            await graph.ReleaseNodeAsync(overlay);
+            throw;
+        }
+        return overlay;
     }
 
     /// <summary>The file name a message shows for the image (the option string with <c>--image-opts</c>).</summary>

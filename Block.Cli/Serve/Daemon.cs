@@ -5,8 +5,9 @@ using Block.Cli.Common;
 namespace Block.Cli.Serve;
 
 /// <summary>
-/// <c>--daemonize</c>: the parent starts the daemon as a detached child and exits once the child reports that its
-/// startup succeeded (or with the child's exit code if it failed), as qemu-storage-daemon does.
+/// <c>--daemonize</c> (<c>blk serve</c>) and <c>--fork</c> (<c>blk nbd</c>): the parent starts the daemon as a detached
+/// child and exits once the child reports that its startup succeeded (or with the child's exit code if it failed), as
+/// qemu-storage-daemon and qemu-nbd do.
 /// </summary>
 /// <remarks>
 /// .NET cannot <c>fork()</c> safely (other threads exist before <c>Main</c>), so the child is a new process running
@@ -23,8 +24,8 @@ internal static partial class Daemon
     /// <summary>True in the child of a <c>--daemonize</c>d start.</summary>
     public static bool IsChild => Environment.GetEnvironmentVariable(ChildVariable) == "1";
 
-    /// <summary>Starts the child and waits for its startup.</summary>
-    public static async Task<int> RunParentAsync(CliContext cli, string[] serveArgs)
+    /// <summary>Starts <c>blk COMMAND ARGS</c> as the child, without <paramref name="flag"/>, and waits for its startup.</summary>
+    public static async Task<int> RunParentAsync(CliContext cli, string command, string[] args, string flag)
     {
         var start = new ProcessStartInfo
         {
@@ -41,10 +42,10 @@ internal static partial class Daemon
         // (The runtime gives the assembly's path as the first command-line argument.)
         if (Path.GetFileNameWithoutExtension(start.FileName) == "dotnet")
             start.ArgumentList.Add(Environment.GetCommandLineArgs()[0]);
-        start.ArgumentList.Add("serve");
-        foreach (string arg in serveArgs)
+        start.ArgumentList.Add(command);
+        foreach (string arg in args)
         {
-            if (arg != "--daemonize")
+            if (arg != flag)
                 start.ArgumentList.Add(arg);
         }
         start.Environment[ChildVariable] = "1";

@@ -41,7 +41,7 @@ internal static class ServeCommand
             return 0;
         }
         if (options.Daemonize && !Daemon.IsChild)
-            return await Daemon.RunParentAsync(cli, args);
+            return await Daemon.RunParentAsync(cli, "serve", args, "--daemonize");
 
         await using var graph = cli.CreateGraph();
         await using var server = new QmpServer(graph);

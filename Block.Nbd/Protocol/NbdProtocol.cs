@@ -162,6 +162,9 @@ public static class NbdProtocol
     /// <summary><c>base:allocation</c> flag: the extent reads as zeroes.</summary>
     public const uint StateZero = 1 << 1;
 
+    /// <summary><c>qemu:dirty-bitmap:NAME</c> flag: the extent is dirty.</summary>
+    public const uint StateDirty = 1 << 0;
+
     /// <summary>The metadata context every server offers.</summary>
     public const string BaseAllocation = "base:allocation";
 

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.IO.Pipelines;
 using System.Text;
+using Block.Bitmaps;
 using Block.Graph;
 using Block.Io;
 using Block.Nbd.Protocol;
@@ -37,6 +38,7 @@ internal sealed class NbdConnection
     private bool _noZeroes;
     private string? _metaExport;
     private bool _baseAllocation;
+    private int[] _bitmapContexts = [];
     private ushort _transmissionFlags;
 
     public NbdConnection(NbdServer server, Stream stream)
@@ -47,6 +49,9 @@ internal sealed class NbdConnection
         _maxInFlight = Math.Max(1, server.Options.MaxRequestsInFlight);
         _slots = new SemaphoreSlim(_maxInFlight, _maxInFlight);
     }
+
+    /// <summary>Whether the client finished the handshake and entered transmission (qemu-nbd's "negotiated").</summary>
+    public bool Negotiated { get; private set; }
 
     /// <summary>Completes when the connection is closed and every request it started has finished.</summary>
     public Task Completion => _completion.Task;
@@ -82,6 +87,7 @@ internal sealed class NbdConnection
                 export.Attach(this);
                 try
                 {
+                    Negotiated = true;
                     if (_server.FindExport(export.Name) == export)
                         await TransmitAsync(stop.Token).ConfigureAwait(false);
                 }
@@ -228,13 +234,18 @@ internal sealed class NbdConnection
     {
         _export = export;
         if (_metaExport != export.Name)
+        {
             _baseAllocation = false;
+            _bitmapContexts = [];
+        }
         ushort flags = TxHasFlags | TxSendFlush | TxSendFua | TxSendCache;
         if (_structured)
             flags |= TxSendDf;
         flags |= export.Writable
             ? (ushort)(TxSendTrim | TxSendWriteZeroes | TxSendFastZero)
-            : (ushort)(TxReadOnly | TxCanMultiConn);
+            : TxReadOnly;
+        if (export.MultiConnection ?? _server.Options.MaxConnections != 1)
+            flags |= TxCanMultiConn;
         _transmissionFlags = flags;
     }
 
@@ -289,14 +300,14 @@ internal sealed class NbdConnection
         BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), MaxPayload);
         await SendOptionReplyAsync(option, RepInfo, blockSize, cancellationToken).ConfigureAwait(false);
 
-        var previous = (_export, _transmissionFlags, _baseAllocation);
+        var previous = (_export, _transmissionFlags, _baseAllocation, _bitmapContexts);
         Select(export);
         var info = new byte[12];
         BinaryPrimitives.WriteUInt16BigEndian(info, InfoExport);
         BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Backend.Length);
         BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), _transmissionFlags);
         if (option == OptInfo)
-            (_export, _transmissionFlags, _baseAllocation) = previous;
+            (_export, _transmissionFlags, _baseAllocation, _bitmapContexts) = previous;
         await SendOptionReplyAsync(option, RepInfo, info, cancellationToken).ConfigureAwait(false);
         await SendOptionReplyAsync(option, RepAck, default, cancellationToken).ConfigureAwait(false);
         return true;
@@ -324,27 +335,67 @@ internal sealed class NbdConnection
             await SendOptionErrorAsync(option, RepErrInvalid, $"request option '{optionName}' has invalid length", cancellationToken).ConfigureAwait(false);
             return;
         }
-        if (_server.FindExport(exportName) is null)
+        var export = _server.FindExport(exportName);
+        if (export is null)
         {
             await SendOptionErrorAsync(option, RepErrUnknown, $"export '{exportName}' not present", cancellationToken).ConfigureAwait(false);
             return;
         }
-        bool match = option == OptListMetaContext
-            ? queries.Count == 0 || queries.Exists(q => q is "base:" or BaseAllocation)
-            : queries.Exists(q => q == BaseAllocation);
-        if (match)
+        // Queries select contexts; the replies then go out in one fixed order (base:allocation, then the bitmaps in
+        // the export's order), each context once, as QEMU answers. LIST also takes the namespace-wide "base:",
+        // "qemu:" and "qemu:dirty-bitmap:", and with no query lists everything.
+        bool list = option == OptListMetaContext;
+        bool baseAllocation = list && queries.Count == 0;
+        var bitmaps = new bool[export.Bitmaps.Count];
+        if (list && queries.Count == 0)
+            Array.Fill(bitmaps, true);
+        foreach (string query in queries)
         {
-            var name = Encoding.UTF8.GetBytes(BaseAllocation);
-            var payload = new byte[4 + name.Length];
-            name.CopyTo(payload, 4); // context id 0, as QEMU numbers base:allocation
-            await SendOptionReplyAsync(option, RepMetaContext, payload, cancellationToken).ConfigureAwait(false);
+            if (query == BaseAllocation || (list && query == "base:"))
+                baseAllocation = true;
+            else if (list && query is "qemu:" or DirtyBitmapPrefix)
+                Array.Fill(bitmaps, true);
+            else if (query.StartsWith(DirtyBitmapPrefix, StringComparison.Ordinal))
+            {
+                for (int i = 0; i < bitmaps.Length; i++)
+                    bitmaps[i] |= export.Bitmaps[i].Name == query[DirtyBitmapPrefix.Length..];
+            }
+        }
+        if (baseAllocation)
+            await SendMetaContextAsync(option, BaseAllocationContextId, BaseAllocation, cancellationToken).ConfigureAwait(false);
+        var selected = new List<int>();
+        for (int i = 0; i < bitmaps.Length; i++)
+        {
+            if (!bitmaps[i])
+                continue;
+            selected.Add(i);
+            await SendMetaContextAsync(option, BitmapContextId(i), DirtyBitmapPrefix + export.Bitmaps[i].Name, cancellationToken).ConfigureAwait(false);
         }
         if (option == OptSetMetaContext)
         {
             _metaExport = exportName;
-            _baseAllocation = match;
+            _baseAllocation = baseAllocation;
+            _bitmapContexts = [.. selected];
         }
         await SendOptionReplyAsync(option, RepAck, default, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The context id of <c>base:allocation</c> (QEMU's numbering: 0, then 1 for allocation depth, then bitmaps).</summary>
+    private const uint BaseAllocationContextId = 0;
+
+    /// <summary>The prefix of the dirty-bitmap contexts.</summary>
+    private const string DirtyBitmapPrefix = "qemu:dirty-bitmap:";
+
+    /// <summary>The context id of the export's bitmap <paramref name="index"/>.</summary>
+    private static uint BitmapContextId(int index) => 2 + (uint)index;
+
+    private ValueTask SendMetaContextAsync(uint option, uint id, string name, CancellationToken cancellationToken)
+    {
+        var bytes = Encoding.UTF8.GetBytes(name);
+        var payload = new byte[4 + bytes.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, id);
+        bytes.CopyTo(payload, 4);
+        return SendOptionReplyAsync(option, RepMetaContext, payload, cancellationToken);
     }
 
     /// <summary>Parses a LIST/SET_META_CONTEXT payload: export name, then counted queries, every length checked.</summary>
@@ -454,7 +505,7 @@ internal sealed class NbdConnection
                             await ReadAsync(request, export.Backend).ConfigureAwait(false);
                             return;
                         case CmdBlockStatus:
-                            await BlockStatusAsync(request, export.Backend).ConfigureAwait(false);
+                            await BlockStatusAsync(request, export).ConfigureAwait(false);
                             return;
                         case CmdWrite:
                             await export.Backend.WriteAsync((long)request.Offset, payload!.Memory[..(int)request.Length], FuaFlag(request)).ConfigureAwait(false);
@@ -535,7 +586,7 @@ internal sealed class NbdConnection
                 break;
             case CmdBlockStatus:
                 allowed |= CmdFlagReqOne;
-                if (!_structured || !_baseAllocation || request.Length == 0)
+                if (!_structured || (!_baseAllocation && _bitmapContexts.Length == 0) || request.Length == 0)
                     return EINVAL;
                 break;
             default:
@@ -606,10 +657,35 @@ internal sealed class NbdConnection
         }
     }
 
-    private async ValueTask BlockStatusAsync(NbdRequest request, BlockBackend backend)
+    /// <summary>BLOCK_STATUS: one chunk per selected context (base:allocation first, then the bitmaps), the last one done.</summary>
+    private async ValueTask BlockStatusAsync(NbdRequest request, NbdExport export)
+    {
+        int maxExtents = (request.Flags & CmdFlagReqOne) != 0 ? 1 : MaxExtents;
+        var chunks = new List<byte[]>(1 + _bitmapContexts.Length);
+        if (_baseAllocation)
+            chunks.Add(await AllocationExtentsAsync(request, export.Backend, maxExtents).ConfigureAwait(false));
+        foreach (int index in _bitmapContexts)
+            chunks.Add(BitmapExtents(request, export.Bitmaps[index], BitmapContextId(index), maxExtents));
+        await _sendLock.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            for (int i = 0; i < chunks.Count; i++)
+            {
+                WriteChunkHeader(_sendHeader, ReplyTypeBlockStatus, request.Cookie, (uint)chunks[i].Length, done: i == chunks.Count - 1);
+                await _stream.WriteAsync(_sendHeader.AsMemory(0, ChunkHeaderSize)).ConfigureAwait(false);
+                await _stream.WriteAsync(chunks[i]).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            _sendLock.Release();
+        }
+    }
+
+    /// <summary>The <c>base:allocation</c> payload: context id, then extents with the hole and zero flags.</summary>
+    private static async ValueTask<byte[]> AllocationExtentsAsync(NbdRequest request, BlockBackend backend, int maxExtents)
     {
         var root = backend.Root ?? throw new BlockException(Errno.ENOMEDIUM, "No medium found");
-        int maxExtents = (request.Flags & CmdFlagReqOne) != 0 ? 1 : MaxExtents;
         var extents = new List<(uint Length, uint Flags)>();
         long position = (long)request.Offset;
         long end = position + request.Length;
@@ -628,23 +704,37 @@ internal sealed class NbdConnection
                 extents.Add(((uint)bytes, flags));
             position += bytes;
         }
+        return ExtentPayload(BaseAllocationContextId, extents);
+    }
+
+    /// <summary>A <c>qemu:dirty-bitmap:NAME</c> payload: runs of dirty (flag 1) and clean (0) bytes over the request.</summary>
+    private static byte[] BitmapExtents(NbdRequest request, DirtyBitmap bitmap, uint contextId, int maxExtents)
+    {
+        var extents = new List<(uint Length, uint Flags)>();
+        long position = (long)request.Offset;
+        long end = position + request.Length;
+        while (position < end && extents.Count < maxExtents)
+        {
+            bool dirty = bitmap.IsDirty(position);
+            long next = dirty ? bitmap.NextClean(position) : bitmap.NextDirty(position);
+            if (next <= position || next > end)
+                next = end;
+            extents.Add(((uint)(next - position), dirty ? StateDirty : 0));
+            position = next;
+        }
+        return ExtentPayload(contextId, extents);
+    }
+
+    private static byte[] ExtentPayload(uint contextId, List<(uint Length, uint Flags)> extents)
+    {
         var payload = new byte[4 + 8 * extents.Count];
+        BinaryPrimitives.WriteUInt32BigEndian(payload, contextId);
         for (int i = 0; i < extents.Count; i++)
         {
             BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(4 + 8 * i), extents[i].Length);
             BinaryPrimitives.WriteUInt32BigEndian(payload.AsSpan(8 + 8 * i), extents[i].Flags);
         }
-        await _sendLock.WaitAsync().ConfigureAwait(false);
-        try
-        {
-            WriteChunkHeader(_sendHeader, ReplyTypeBlockStatus, request.Cookie, (uint)payload.Length);
-            await _stream.WriteAsync(_sendHeader.AsMemory(0, ChunkHeaderSize)).ConfigureAwait(false);
-            await _stream.WriteAsync(payload).ConfigureAwait(false);
-        }
-        finally
-        {
-            _sendLock.Release();
-        }
+        return payload;
     }
 
     private async ValueTask SendSimpleReplyAsync(ulong cookie, uint error, ReadOnlyMemory<byte> data)
@@ -690,10 +780,10 @@ internal sealed class NbdConnection
         BinaryPrimitives.WriteUInt64BigEndian(header[8..], cookie);
     }
 
-    private static void WriteChunkHeader(Span<byte> header, ushort type, ulong cookie, uint length)
+    private static void WriteChunkHeader(Span<byte> header, ushort type, ulong cookie, uint length, bool done = true)
     {
         BinaryPrimitives.WriteUInt32BigEndian(header, StructuredReplyMagic);
-        BinaryPrimitives.WriteUInt16BigEndian(header[4..], ReplyFlagDone);
+        BinaryPrimitives.WriteUInt16BigEndian(header[4..], done ? ReplyFlagDone : (ushort)0);
         BinaryPrimitives.WriteUInt16BigEndian(header[6..], type);
         BinaryPrimitives.WriteUInt64BigEndian(header[8..], cookie);
         BinaryPrimitives.WriteUInt32BigEndian(header[16..], length);

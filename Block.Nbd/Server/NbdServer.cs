@@ -47,6 +47,22 @@ public sealed class NbdServer : IAsyncDisposable
         }
     }
 
+    /// <summary>How many clients are connected now, in the handshake or in transmission.</summary>
+    public int ConnectionCount
+    {
+        get
+        {
+            lock (_connections)
+                return _connections.Count;
+        }
+    }
+
+    /// <summary>
+    /// Raised after a client's connection closed, with whether it had finished the handshake; qemu-nbd without
+    /// <c>--persistent</c> exits when the last client that did goes away.
+    /// </summary>
+    public event Action<bool>? ConnectionClosed;
+
     /// <summary>Raised when serving a client failed for a reason other than the client's own behaviour (a bug).</summary>
     public event Action<Exception>? ConnectionFailed;
 
@@ -187,6 +203,7 @@ public sealed class NbdServer : IAsyncDisposable
         {
             lock (_connections)
                 _connections.Remove(connection);
+            ConnectionClosed?.Invoke(connection.Negotiated);
         }
     }
 

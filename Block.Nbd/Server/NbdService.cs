@@ -92,8 +92,8 @@ public sealed class NbdService : IAsyncDisposable
         string? name = arguments.String("name");
         string? description = arguments.String("description");
         bool writable = arguments.Bool("writable") ?? false;
-        if (arguments.Has("bitmap") || arguments.Has("bitmaps"))
-            throw new BlockException(Errno.ENOTSUP, "Exporting dirty bitmaps over NBD is not available yet (issue 15)");
+        // nbd-server-add names one bitmap, block-export-add and --export a list.
+        var bitmaps = arguments.Has("bitmap") ? [arguments.RequiredString("bitmap")] : arguments.StringList("bitmaps");
         arguments.Finish();
         var server = _server ?? throw new BlockException(Errno.EINVAL, "NBD server not running");
         name ??= node;
@@ -105,7 +105,7 @@ public sealed class NbdService : IAsyncDisposable
             throw new BlockNotFoundException($"Cannot find device='{node}' nor node-name='{node}'");
         if (server.FindExport(name) != null)
             throw new BlockException(Errno.EEXIST, $"NBD server already has export named '{name}'");
-        var export = NbdExport.Create(_graph, node, name, writable, description, id);
+        var export = NbdExport.Create(_graph, node, name, writable, description, id, bitmaps);
         try
         {
             server.AddExport(export);

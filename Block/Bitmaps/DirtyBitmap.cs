@@ -162,6 +162,22 @@ public sealed class DirtyBitmap
         }
     }
 
+    /// <summary>
+    /// The offset of the first clean group at or after byte <paramref name="offset"/>, or <see cref="Length"/> when
+    /// every group from there on is dirty.
+    /// </summary>
+    public long NextClean(long offset)
+    {
+        long bit = Math.Max(0, offset) >> GranularityBits;
+        if (bit >= BitCount)
+            return Length;
+        lock (_sync)
+        {
+            long found = NextBitLocked(bit, set: false);
+            return found < 0 ? Length : Math.Min(Length, Math.Max(offset, found << GranularityBits));
+        }
+    }
+
     /// <summary>The dirty ranges in order, adjacent groups joined, clipped to <see cref="Length"/>.</summary>
     public IReadOnlyList<(long Offset, long Length)> DirtyRanges()
     {

@@ -191,6 +191,24 @@ public sealed class OptionsReader
         throw TypeError(name, "object");
     }
 
+    /// <summary>Reads an optional list of strings (<c>bitmaps.0=a,bitmaps.1=b</c> in keyval mode).</summary>
+    public IReadOnlyList<string>? StringList(string name)
+    {
+        var node = Take(name);
+        if (node is null)
+            return null;
+        if (node is not JsonArray array)
+            throw TypeError(name, "array");
+        var result = new List<string>(array.Count);
+        for (int i = 0; i < array.Count; i++)
+        {
+            if (array[i] is not JsonValue v || v.GetValueKind() != JsonValueKind.String)
+                throw new BlockOptionsException($"Invalid parameter type for '{FullName(name)}[{i}]', expected: string");
+            result.Add(v.GetValue<string>());
+        }
+        return result;
+    }
+
     /// <summary>Reads an optional list of objects.</summary>
     public IReadOnlyList<OptionsReader>? ObjectList(string name)
     {

@@ -1,3 +1,4 @@
+using Block.Nbd.Server;
 using Block.TestSupport;
 
 namespace Block.Nbd.Tests;
@@ -114,7 +115,9 @@ public sealed class QemuClientOracleTests
         var (ours, theirs, oursImage, theirsImage) = Copies(dir);
         string List(string socket) => Normalize(ProcessRunner.Run(QemuNbd.Path, ["--list", "-k", socket]).EnsureSuccess("qemu-nbd --list").Stdout, socket);
         string oursOut, theirsOut;
-        await using (var server = await NbdTestServer.StartAsync(ours, oursImage, "qcow2", Export, description: "a test disk"))
+        // One client at a time, as qemu-nbd's default -e 1: multi-conn is advertised only when more may connect.
+        await using (var server = await NbdTestServer.StartAsync(ours, oursImage, "qcow2", Export, description: "a test disk",
+            options: new NbdServerOptions { MaxConnections = 1 }))
             oursOut = await Task.Run(() => List(ours));
         using (QemuNbd.Start(theirs, theirsImage, "-f", "qcow2", "-x", Export, "-D", "a test disk"))
             theirsOut = List(theirs);
