@@ -11,6 +11,8 @@ command -v qemu-img >/dev/null 2>&1 || packages+=(qemu-utils)
 command -v qemu-io >/dev/null 2>&1 || packages+=(qemu-utils)
 command -v qemu-storage-daemon >/dev/null 2>&1 || packages+=(qemu-system-common)
 command -v socat >/dev/null 2>&1 || packages+=(socat)
+command -v nbdkit >/dev/null 2>&1 || packages+=(nbdkit)
+command -v certtool >/dev/null 2>&1 || packages+=(gnutls-bin)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

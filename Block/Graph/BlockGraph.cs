@@ -369,7 +369,16 @@ public sealed partial class BlockGraph : IAsyncDisposable
             int n = (int)Math.Min(2048, protocol.Length);
             var memory = buffer.Memory[..n];
             if (n > 0)
-                await protocol.ReadAsync(0, memory).ConfigureAwait(false);
+            {
+                try
+                {
+                    await protocol.ReadAsync(0, memory).ConfigureAwait(false);
+                }
+                catch (BlockException e) when (e is not BlockOptionsException)
+                {
+                    throw new BlockException(e.Errno, $"Could not read image for determining its format: {ErrnoText.Describe(e.Errno)}", e);
+                }
+            }
             cancellationToken.ThrowIfCancellationRequested();
             return Drivers.ProbeFormat(memory.Span, protocol.Filename);
         }
