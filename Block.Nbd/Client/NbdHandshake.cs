@@ -53,15 +53,39 @@ internal static class NbdHandshake
             {
                 await ssl.AuthenticateAsClientAsync(tlsOptions, cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception e) when (e is System.Security.Authentication.AuthenticationException or IOException)
+            catch (System.Security.Authentication.AuthenticationException e)
             {
                 await ssl.DisposeAsync().ConfigureAwait(false);
                 throw new BlockException(Errno.EIO, $"TLS handshake failed: {e.Message}");
+            }
+            catch (IOException)
+            {
+                // The server dropped the session (it refused our certificate) before the handshake had finished here.
+                await ssl.DisposeAsync().ConfigureAwait(false);
+                throw new BlockException(Errno.EIO, "Failed to read option reply: Cannot read from TLS channel: Software caused connection abort");
             }
             stream = ssl;
             tls = true;
         }
 
+        try
+        {
+            return await NegotiateOptionsAsync(stream, options, fixedNewstyle, noZeroes, tls, cancellationToken).ConfigureAwait(false);
+        }
+        catch (TlsChannelClosedException)
+        {
+            // A TLS server that refuses the client (no certificate, an unknown CA) drops the connection after the
+            // handshake. QEMU then reports GnuTLS's ECONNABORTED (or EIO, depending on timing) on reading the reply.
+            throw new BlockException(Errno.EIO, "Failed to read option reply: Cannot read from TLS channel: Software caused connection abort");
+        }
+    }
+
+    /// <summary>A TLS session that ended while an option reply was awaited.</summary>
+    private sealed class TlsChannelClosedException() : BlockException(Errno.EIO, "TLS channel closed");
+
+    private static async Task<(Stream Stream, NbdExportInfo Info)> NegotiateOptionsAsync(Stream stream, NbdClientOptions options,
+        bool fixedNewstyle, bool noZeroes, bool tls, CancellationToken cancellationToken)
+    {
         if (!fixedNewstyle)
             return (stream, await ExportNameAsync(stream, options.Export, noZeroes, tls, cancellationToken).ConfigureAwait(false));
 
@@ -70,10 +94,8 @@ internal static class NbdHandshake
         if (options.StructuredReplies)
         {
             var reply = await OptionAsync(stream, NbdProtocol.OptStructuredReply, [], cancellationToken).ConfigureAwait(false);
-            if (reply.Type == NbdProtocol.RepAck)
-                structured = true;
-            else if (reply.Type != NbdProtocol.RepErrUnsup)
-                throw ReplyError(reply, NbdProtocol.OptStructuredReply);
+            // Any refusal (unsupported, or TLS required first) only means no structured replies; GO reports the rest.
+            structured = reply.Type == NbdProtocol.RepAck;
             if (structured)
                 baseAllocation = await SetMetaContextAsync(stream, options.Export, cancellationToken).ConfigureAwait(false);
         }
@@ -165,10 +187,8 @@ internal static class NbdHandshake
             var reply = await ReadReplyAsync(stream, NbdProtocol.OptSetMetaContext, cancellationToken).ConfigureAwait(false);
             if (reply.Type == NbdProtocol.RepAck)
                 return id;
-            if (reply.Type == NbdProtocol.RepErrUnsup)
-                return null;
             if ((reply.Type & 0x80000000) != 0)
-                throw ReplyError(reply, NbdProtocol.OptSetMetaContext);
+                return null;
             if (reply.Type != NbdProtocol.RepMetaContext || reply.Data.Length < 4)
                 throw Protocol("unexpected reply to NBD_OPT_SET_META_CONTEXT");
             string contextName = Encoding.UTF8.GetString(reply.Data, 4, reply.Data.Length - 4);
@@ -215,6 +235,10 @@ internal static class NbdHandshake
         {
             await stream.WriteAsync(message, cancellationToken).ConfigureAwait(false);
         }
+        catch (IOException) when (stream is SslStream)
+        {
+            throw new TlsChannelClosedException();
+        }
         catch (IOException e)
         {
             throw new BlockException(Errno.EIO, $"Failed to send option request: {e.Message}");
@@ -224,7 +248,14 @@ internal static class NbdHandshake
     private static async Task<OptionReply> ReadReplyAsync(Stream stream, uint option, CancellationToken cancellationToken)
     {
         var header = new byte[20];
-        await ReadExactlyAsync(stream, header, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await ReadExactlyAsync(stream, header, cancellationToken).ConfigureAwait(false);
+        }
+        catch (BlockException) when (stream is SslStream)
+        {
+            throw new TlsChannelClosedException();
+        }
         if (BinaryPrimitives.ReadUInt64BigEndian(header) != NbdProtocol.OptionReplyMagic)
             throw Protocol("Unexpected option reply magic");
         if (BinaryPrimitives.ReadUInt32BigEndian(header.AsSpan(8)) != option)

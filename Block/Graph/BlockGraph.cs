@@ -62,6 +62,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Secrets for encrypted images (QEMU's <c>secret</c> objects).</summary>
     public Secrets.SecretStore Secrets { get; } = new();
 
+    /// <summary>TLS credentials for NBD clients and servers (QEMU's <c>tls-creds-x509</c> objects).</summary>
+    public Secrets.TlsCredentialStore TlsCredentials { get; } = new();
+
     /// <summary>Raised for every event of the schema (write threshold, I/O error, corruption…).</summary>
     public event Action<BlockEvent>? EventRaised;
 
