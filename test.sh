@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs the oracle (Debian's qemu-utils, qemu-system-common for
-# qemu-storage-daemon, socat, a QMP client we did not write, and cryptsetup-bin) when missing,
+# qemu-storage-daemon, qemu-system-x86 for device models, socat, a QMP client we did not write, nbdkit, libnbd-bin and
+# gnutls-bin for NBD peers and certificates, and cryptsetup-bin) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -11,7 +12,10 @@ command -v qemu-img >/dev/null 2>&1 || packages+=(qemu-utils)
 command -v qemu-io >/dev/null 2>&1 || packages+=(qemu-utils)
 command -v qemu-storage-daemon >/dev/null 2>&1 || packages+=(qemu-system-common)
 command -v socat >/dev/null 2>&1 || packages+=(socat)
+command -v qemu-system-x86_64 >/dev/null 2>&1 || packages+=(qemu-system-x86)
 command -v nbdinfo >/dev/null 2>&1 || packages+=(libnbd-bin)
+command -v nbdkit >/dev/null 2>&1 || packages+=(nbdkit)
+command -v certtool >/dev/null 2>&1 || packages+=(gnutls-bin)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

@@ -74,6 +74,9 @@ internal static class ImageOpener
             {
                 // qemu-img and qemu-io have no device model, so QEMU accounts nothing for them; neither does blk.
                 Accounting = false,
+                // QEMU's backends default to werror=enospc, but only a device model retries a stopped request: qemu-img
+                // and qemu-io report ENOSPC like any error. Held here, the request would wait for a resume that never comes.
+                WriteErrorPolicy = BlockdevOnError.Report,
                 WriteThrough = args.Cache.WriteThrough,
                 SharedPermissions = args.Exclusive ? BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged : BlockPermissions.All,
             },

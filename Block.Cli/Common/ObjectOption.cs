@@ -3,7 +3,7 @@ using Block.Options;
 
 namespace Block.Cli.Common;
 
-/// <summary>QEMU's <c>--object TYPE,id=…,…</c>: the object types <c>blk</c> knows (secrets).</summary>
+/// <summary>QEMU's <c>--object TYPE,id=…,…</c>: the object types <c>blk</c> knows (secrets, x509 TLS credentials).</summary>
 internal static class ObjectOption
 {
     /// <summary>Adds the object described by <paramref name="text"/> to <paramref name="graph"/>.</summary>
@@ -15,12 +15,17 @@ internal static class ObjectOption
             ? new OptionsReader(BlockdevOptionsParser.JsonFilenameObject("json:" + text), keyval: false)
             : new OptionsReader(KeyValueParser.Parse(text, impliedKey: "qom-type"), keyval: true);
         string type = reader.String("qom-type") ?? throw new BlockOptionsException("Parameter 'qom-type' is missing");
-        if (type is not ("secret" or "throttle-group"))
+        if (type is not ("secret" or "throttle-group" or "tls-creds-x509"))
             throw new BlockOptionsException($"Parameter 'qom-type' does not accept value '{type}'");
         string id = reader.String("id") ?? throw new BlockOptionsException("Parameter 'id' is missing");
         if (type == "throttle-group")
         {
             graph.ThrottleGroups.AddObject(id, ReadThrottleLimits(reader));
+            return;
+        }
+        if (type == "tls-creds-x509")
+        {
+            AddTlsCredentials(graph, reader, id);
             return;
         }
         string? data = reader.String("data");
@@ -55,5 +60,19 @@ internal static class ObjectOption
         limits?.Finish();
         reader.Finish();
         return config;
+    }
+
+    /// <summary><c>tls-creds-x509,id=…,dir=…[,endpoint=client|server][,verify-peer=on|off]</c>.</summary>
+    private static void AddTlsCredentials(BlockGraph graph, OptionsReader reader, string id)
+    {
+        string dir = reader.String("dir") ?? throw new BlockOptionsException("Missing 'dir' property value");
+        string endpoint = reader.String("endpoint") ?? "client";
+        if (endpoint is not ("client" or "server"))
+            throw new BlockOptionsException($"Parameter 'endpoint' does not accept value '{endpoint}'");
+        bool verifyPeer = reader.Bool("verify-peer") ?? true;
+        reader.Skip("priority");
+        reader.Skip("sanity-check");
+        reader.Finish();
+        graph.TlsCredentials.Add(new Block.Secrets.TlsCredentials(id, dir, endpoint == "server", verifyPeer));
     }
 }

@@ -67,9 +67,15 @@ internal static class CompareCommand
         var meter = new Progress(progress && !common.Quiet ? cli.Out : null, 2.0);
         try
         {
-            int result = await CompareAsync(a.Root!, b.Root!, strict, output, meter);
+            int result = await CompareAsync(a.Root!, b.Root!, operands[0], operands[1], strict, output, meter);
             meter.End();
             return result;
+        }
+        catch (ReadFailure e)
+        {
+            meter.End();
+            cli.Error($"Error while reading offset {e.Offset} of {e.Filename}: {ErrnoText.Describe(e.Errno)}");
+            return 4;
         }
         catch (BlockException e)
         {
@@ -79,7 +85,29 @@ internal static class CompareCommand
         }
     }
 
-    private static async Task<int> CompareAsync(BlockNode a, BlockNode b, bool strict, TextWriter output, Progress meter)
+    /// <summary>A data read that failed, reported as qemu-img reports it (exit code 4).</summary>
+    private sealed class ReadFailure(long offset, string filename, Errno errno) : Exception
+    {
+        public long Offset { get; } = offset;
+
+        public string Filename { get; } = filename;
+
+        public Errno Errno { get; } = errno;
+    }
+
+    private static async ValueTask ReadAsync(BlockNode node, string filename, long offset, Memory<byte> buffer)
+    {
+        try
+        {
+            await node.ReadAsync(offset, buffer);
+        }
+        catch (BlockException e)
+        {
+            throw new ReadFailure(offset, filename, e.Errno);
+        }
+    }
+
+    private static async Task<int> CompareAsync(BlockNode a, BlockNode b, string nameA, string nameB, bool strict, TextWriter output, Progress meter)
     {
         long lenA = a.Length, lenB = b.Length;
         long total = Math.Max(lenA, lenB);
@@ -113,11 +141,11 @@ internal static class CompareCommand
                     if (zeroA)
                         Array.Clear(bufA, 0, n);
                     else
-                        await a.ReadAsync(pos, bufA.AsMemory(0, n));
+                        await ReadAsync(a, nameA, pos, bufA.AsMemory(0, n));
                     if (zeroB)
                         Array.Clear(bufB, 0, n);
                     else
-                        await b.ReadAsync(pos, bufB.AsMemory(0, n));
+                        await ReadAsync(b, nameB, pos, bufB.AsMemory(0, n));
                     int diff = bufA.AsSpan(0, n).CommonPrefixLength(bufB.AsSpan(0, n));
                     if (diff < n)
                     {
@@ -145,7 +173,7 @@ internal static class CompareCommand
                     for (long pos = offset; pos < offset + chunk;)
                     {
                         int n = (int)Math.Min(ChunkSize, offset + chunk - pos);
-                        await longer.ReadAsync(pos, buf.AsMemory(0, n));
+                        await ReadAsync(longer, lenA > lenB ? nameA : nameB, pos, buf.AsMemory(0, n));
                         int nonZero = buf.AsSpan(0, n).IndexOfAnyExcept((byte)0);
                         if (nonZero >= 0)
                         {

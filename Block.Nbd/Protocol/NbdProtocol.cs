@@ -81,8 +81,16 @@ public static class NbdProtocol
     public const uint RepErrPolicy = 0x80000002;
     /// <summary><c>NBD_REP_ERR_INVALID</c>.</summary>
     public const uint RepErrInvalid = 0x80000003;
+    /// <summary><c>NBD_REP_ERR_PLATFORM</c>.</summary>
+    public const uint RepErrPlatform = 0x80000004;
+    /// <summary><c>NBD_REP_ERR_TLS_REQD</c>.</summary>
+    public const uint RepErrTlsReqd = 0x80000005;
     /// <summary><c>NBD_REP_ERR_UNKNOWN</c>.</summary>
     public const uint RepErrUnknown = 0x80000006;
+    /// <summary><c>NBD_REP_ERR_SHUTDOWN</c>.</summary>
+    public const uint RepErrShutdown = 0x80000007;
+    /// <summary><c>NBD_REP_ERR_BLOCK_SIZE_REQD</c>.</summary>
+    public const uint RepErrBlockSizeReqd = 0x80000008;
     /// <summary><c>NBD_REP_ERR_TOO_BIG</c>.</summary>
     public const uint RepErrTooBig = 0x80000009;
 
@@ -156,6 +164,11 @@ public static class NbdProtocol
     public const ushort ReplyTypeBlockStatus = 5;
     /// <summary>Chunk type <c>NBD_REPLY_TYPE_ERROR</c>.</summary>
     public const ushort ReplyTypeError = 0x8001;
+    /// <summary>Chunk type <c>NBD_REPLY_TYPE_ERROR_OFFSET</c>.</summary>
+    public const ushort ReplyTypeErrorOffset = 0x8002;
+
+    /// <summary>The oldstyle handshake's second magic (after <see cref="NbdMagic"/>), which QEMU 7.2's client no longer speaks.</summary>
+    public const ulong OldstyleMagic = 0x00420281861253;
 
     /// <summary><c>base:allocation</c> flag: the extent is a hole.</summary>
     public const uint StateHole = 1 << 0;

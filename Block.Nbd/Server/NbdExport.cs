@@ -89,7 +89,7 @@ public sealed class NbdExport
         {
             if (writable && (driveRoot.ReadOnly || !drive.CanWrite))
                 throw new BlockException(Errno.EPERM, "Cannot export read-only node as writable");
-            return new NbdExport(name ?? nodeName, drive, writable, description, id, ownsBackend: false);
+            return new NbdExport(name ?? nodeName, drive, writable, description, id, bitmaps, ownsBackend: false);
         }
         var node = graph.FindNode(nodeName)
             ?? graph.FindBackend(nodeName)?.Root

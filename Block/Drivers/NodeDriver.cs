@@ -211,6 +211,12 @@ public abstract class NodeDriver : IAsyncDisposable
     /// <summary>True if the image was not closed cleanly.</summary>
     public virtual bool? DirtyFlag => null;
 
+    /// <summary>
+    /// Whether the driver reports driver information (QEMU's <c>bdrv_get_info</c>); <c>qemu-img info</c> shows a
+    /// <c>dirty-flag</c> only for nodes that do. Pass-through formats (raw) answer for their file.
+    /// </summary>
+    public virtual bool HasDriverInfo => true;
+
     /// <summary>Host bytes the node's storage occupies; by default its primary child's.</summary>
     public virtual long? AllocatedSize => Node.PrimaryChild?.Node.AllocatedSize;
 

@@ -66,6 +66,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Secrets for encrypted images (QEMU's <c>secret</c> objects).</summary>
     public Secrets.SecretStore Secrets { get; } = new();
 
+    /// <summary>TLS credentials for NBD clients and servers (QEMU's <c>tls-creds-x509</c> objects).</summary>
+    public Secrets.TlsCredentialStore TlsCredentials { get; } = new();
+
     /// <summary>Raised for every event of the schema (write threshold, I/O error, corruption…).</summary>
     public event Action<BlockEvent>? EventRaised;
 
@@ -375,7 +378,16 @@ public sealed partial class BlockGraph : IAsyncDisposable
             int n = (int)Math.Min(2048, protocol.Length);
             var memory = buffer.Memory[..n];
             if (n > 0)
-                await protocol.ReadAsync(0, memory).ConfigureAwait(false);
+            {
+                try
+                {
+                    await protocol.ReadAsync(0, memory).ConfigureAwait(false);
+                }
+                catch (BlockException e) when (e is not BlockOptionsException)
+                {
+                    throw new BlockException(e.Errno, $"Could not read image for determining its format: {ErrnoText.Describe(e.Errno)}", e);
+                }
+            }
             cancellationToken.ThrowIfCancellationRequested();
             return Drivers.ProbeFormat(memory.Span, protocol.Filename);
         }

@@ -249,7 +249,7 @@ public sealed partial class BlockNode : IBlockParent
         {
             Filename = Filename,
             Format = DriverName,
-            DirtyFlag = impl.DirtyFlag ?? false,
+            DirtyFlag = impl.DirtyFlag ?? (impl.HasDriverInfo ? false : null),
             ActualSize = AllocatedSize,
             VirtualSize = Length,
             ClusterSize = impl.ClusterSize,

@@ -31,6 +31,8 @@ internal sealed class RawNodeDriver : NodeDriver
 
     public override RequestFlags SupportedZeroFlags => RequestFlags.Fua | RequestFlags.MayUnmap | RequestFlags.NoFallback;
 
+    public override bool HasDriverInfo => _file.Impl.HasDriverInfo;
+
     public override long Length => _size ?? Math.Max(0, _file.Length - _offset);
 
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
