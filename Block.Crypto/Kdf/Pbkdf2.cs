@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
 using Block.Crypto.Hashing;
@@ -56,7 +55,8 @@ public static class Pbkdf2
 
     /// <summary>
     /// Times one core deriving <paramref name="outputLength"/> bytes with doubling iteration counts until one run takes
-    /// long enough to measure, and returns the rate.
+    /// long enough to measure, and returns the rate. The time is the thread's CPU time (<see cref="ThreadCpuClock"/>),
+    /// so a loaded machine does not shrink the count.
     /// </summary>
     /// <remarks>About 20 ms of work (a measurement shorter than a few milliseconds is mostly timer noise).</remarks>
     public static double MeasureIterationsPerMillisecond(CryptoHashAlgorithm hash, int outputLength)
@@ -68,9 +68,9 @@ public static class Pbkdf2
         RandomNumberGenerator.Fill(salt);
         for (uint iterations = 1 << 10; ; iterations *= 2)
         {
-            long start = Stopwatch.GetTimestamp();
+            long start = ThreadCpuClock.NowNanoseconds();
             Derive(hash, password, salt, iterations, output, parallel: false);
-            double elapsed = Stopwatch.GetElapsedTime(start).TotalMilliseconds;
+            double elapsed = (ThreadCpuClock.NowNanoseconds() - start) / 1e6;
             if (elapsed >= 20 || iterations >= 1u << 30)
             {
                 CryptographicOperations.ZeroMemory(output);

@@ -19,7 +19,9 @@ namespace Block.Io;
 /// that also waits for the next completions. At queue depth 16 that is one system call per 16 requests.</para>
 /// <para><b>Completion.</b> The completion thread takes each CQE and completes the request's pooled
 /// <see cref="IValueTaskSource"/> in place: the awaiting code continues on that thread, with no hop through the
-/// thread pool. A request whose CQE arrives while its submitter (not the completion thread) is still inside
+/// thread pool (except in one narrow race: a CQE that lands after the awaiter found the request pending but before it
+/// registered its continuation; <see cref="ManualResetValueTaskSourceCore{TResult}"/> then queues that continuation to
+/// the pool, seen once in 200 reads on an overloaded machine). A request whose CQE arrives while its submitter (not the completion thread) is still inside
 /// <c>io_uring_enter</c> — a page-cached read always does — is finished by the submitter itself, which then returns a
 /// completed <see cref="ValueTask"/>: a synchronous caller at queue depth 1 never changes thread. As with
 /// <see cref="ThreadsIoEngine"/>, a continuation must not block; one that waited synchronously for another request

@@ -106,6 +106,31 @@ public class KdfAndSplitterTests
         Assert.Contains("too large to scale", e.Message, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public void Calibration_counts_the_threads_cpu_time_so_a_loaded_machine_does_not_shrink_the_count()
+    {
+        ulong idle = Pbkdf2.IterationsFor(CryptoHashAlgorithm.Sha256, 32, 10);
+        using var stop = new CancellationTokenSource();
+        var spinners = Enumerable.Range(0, Environment.ProcessorCount * 4)
+            .Select(_ => new Thread(() => { while (!stop.IsCancellationRequested) Thread.SpinWait(1000); }) { IsBackground = true })
+            .ToArray();
+        foreach (var spinner in spinners)
+            spinner.Start();
+        ulong loaded;
+        try
+        {
+            loaded = Pbkdf2.IterationsFor(CryptoHashAlgorithm.Sha256, 32, 10);
+        }
+        finally
+        {
+            stop.Cancel();
+            foreach (var spinner in spinners)
+                spinner.Join();
+        }
+        // Wall time would divide the count by about the number of runnable threads per core (five here).
+        Assert.True(loaded * 3 >= idle, $"{loaded} iterations with every core busy, {idle} without");
+    }
+
     [Theory]
     [InlineData(CryptoHashAlgorithm.Sha1, 64)]
     [InlineData(CryptoHashAlgorithm.Sha256, 32)]
