@@ -53,14 +53,16 @@ internal static class NbdHandshake
             {
                 await ssl.AuthenticateAsClientAsync(tlsOptions, cancellationToken).ConfigureAwait(false);
             }
-            catch (System.Security.Authentication.AuthenticationException e)
+            catch (System.Security.Authentication.AuthenticationException e) when (RejectedByUs(e))
             {
                 await ssl.DisposeAsync().ConfigureAwait(false);
                 throw new BlockException(Errno.EIO, $"TLS handshake failed: {e.Message}");
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or System.Security.Authentication.AuthenticationException)
             {
-                // The server dropped the session (it refused our certificate) before the handshake had finished here.
+                // The server refused us (no or an unknown client certificate): its alert or its close arrived before
+                // the handshake had finished here, which a loaded machine makes likely. QEMU's client reports the
+                // refusal on the next read whatever the timing, so we say what it says.
                 await ssl.DisposeAsync().ConfigureAwait(false);
                 throw new BlockException(Errno.EIO, "Failed to read option reply: Cannot read from TLS channel: Software caused connection abort");
             }
@@ -79,6 +81,10 @@ internal static class NbdHandshake
             throw new BlockException(Errno.EIO, "Failed to read option reply: Cannot read from TLS channel: Software caused connection abort");
         }
     }
+
+    /// <summary>Whether the handshake failed because our own check refused the server's certificate.</summary>
+    private static bool RejectedByUs(System.Security.Authentication.AuthenticationException e) =>
+        e.Message.Contains("RemoteCertificateValidationCallback", StringComparison.Ordinal);
 
     /// <summary>A TLS session that ended while an option reply was awaited.</summary>
     private sealed class TlsChannelClosedException() : BlockException(Errno.EIO, "TLS channel closed");
