@@ -303,7 +303,7 @@ internal static class ServeCommand
 
           --pidfile <path>       write process ID to a file after startup
 
-        The daemon stops on QMP 'quit', SIGTERM or SIGINT, closing every image.
+        The daemon stops on QMP 'quit', SIGTERM, SIGINT or SIGHUP, closing every image.
 
         """;
 }
