@@ -243,7 +243,9 @@ internal static class NbdHandshake
         }
         catch (IOException) when (stream is SslStream)
         {
-            throw new TlsChannelClosedException();
+            // The server refused us after the handshake and closed before this option went out: QEMU's client says
+            // so in these words when its write loses that race.
+            throw new BlockException(Errno.EIO, "Failed to send option request header: Cannot write to TLS channel: Input/output error");
         }
         catch (IOException e)
         {
