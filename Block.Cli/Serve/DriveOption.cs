@@ -8,7 +8,7 @@ namespace Block.Cli.Serve;
 
 /// <summary>
 /// <c>--drive</c> in QEMU's <c>-drive</c> syntax: a named backend (<c>id</c>) over an image (<c>file</c>,
-/// <c>format</c>, probed when absent), with the drive's own options (<c>if=none</c>, <c>readonly</c>, <c>cache.*</c>,
+/// <c>format</c>, probed when absent; no <c>file</c> makes an empty drive), with the drive's own options (<c>if=none</c>, <c>readonly</c>, <c>cache.*</c>,
 /// <c>aio</c>, <c>discard</c>, <c>detect-zeroes</c>, <c>rerror</c>, <c>werror</c>, <c>throttling.*</c>,
 /// <c>stats-intervals.N</c>, <c>stats-account-invalid</c>/<c>-failed</c>); other keys go to the format node.
 /// </summary>
@@ -30,7 +30,7 @@ internal static class DriveOption
         string iface = reader.String("if") ?? "none";
         if (iface != "none")
             throw new BlockOptionsException($"blk serve has no machine: drive interface '{iface}' is not supported, use if=none");
-        string file = reader.String("file") ?? throw new BlockOptionsException($"drive '{id}' has no file (empty drives need a removable device)");
+        string? file = reader.String("file");
         var rerror = ErrorAction(reader.String("rerror"), BlockdevOnError.Report, read: true);
         var werror = ErrorAction(reader.String("werror"), BlockdevOnError.Enospc, read: false);
         var cache = reader.Object("cache");
@@ -82,7 +82,10 @@ internal static class DriveOption
         }
         if (extra.Count > 0)
             options = options with { ExtraOptions = extra };
-        var backend = await graph.OpenImageAsync(file, options).ConfigureAwait(false);
+        // A drive without a file is an empty drive: a removable device's medium comes later (blockdev-change-medium).
+        var backend = file is null
+            ? graph.CreateEmptyBackend(options)
+            : await graph.OpenImageAsync(file, options).ConfigureAwait(false);
         if (accountInvalid is { } invalid)
             backend.Stats.AccountInvalid = invalid;
         if (accountFailed is { } failed)

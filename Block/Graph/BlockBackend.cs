@@ -106,6 +106,27 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
 
     internal BlockBackendOptions Options => _options;
 
+    /// <summary>
+    /// How a new medium is opened (QEMU's root state): the drive's read-only, cache, aio, discard and detect-zeroes
+    /// settings, taken from the medium in the drive whenever there is one.
+    /// </summary>
+    internal ImageOpenOptions MediumOptions { get; set; } = new();
+
+    /// <summary>Remembers the current medium's settings for the next one (QEMU's <c>blk_update_root_state</c>).</summary>
+    internal void UpdateMediumOptions()
+    {
+        if (_rootNode is not { } root)
+            return;
+        MediumOptions = MediumOptions with
+        {
+            ReadOnly = root.ReadOnly,
+            CacheDirect = root.CacheDirect,
+            NoFlush = root.CacheNoFlush,
+            Discard = root.Discard,
+            DetectZeroes = root.DetectZeroes,
+        };
+    }
+
     /// <summary>The backend's <see cref="BlockMetrics.DeviceTag"/>: its name, or its root node's for an unnamed backend.</summary>
     internal string MetricsName => Name.Length > 0 ? Name : _rootNode?.NodeName ?? string.Empty;
 

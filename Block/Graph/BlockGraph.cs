@@ -185,24 +185,61 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Attaches a backend to <paramref name="root"/>, taking its permissions.</summary>
     public BlockBackend CreateBackend(BlockNode root, BlockBackendOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(root);
         options ??= new BlockBackendOptions();
-        if (options.Name.Length > 0)
-        {
-            if (FindBackend(options.Name) != null)
-                throw new BlockException(Errno.EEXIST, $"Device with id '{options.Name}' already exists");
-            if (FindNode(options.Name) != null)
-                throw new BlockException(Errno.EEXIST, $"Device name '{options.Name}' conflicts with an existing node name");
-        }
+        CheckBackendName(options.Name);
         var backend = new BlockBackend(this, options);
         var perm = options.Permissions ?? (root.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write);
         var edge = AttachChild(backend, "root", root, ChildRole.Image, (perm, options.SharedPermissions));
         backend.SetRoot(edge);
-        if (options.Throttle is { IsEnabled: true } limits)
-            backend.SetIoThrottle(limits, options.ThrottleGroup);
-        lock (_lock)
-            _backends.Add(backend);
+        AddBackend(backend);
         return backend;
     }
+
+    /// <summary>
+    /// Creates a backend with no medium (QEMU's <c>-drive if=none,id=x</c> without a file), for a removable device to
+    /// receive one later (<see cref="InsertMediumAsync(string?, string?, string)"/>, <see cref="ChangeMediumAsync"/>).
+    /// </summary>
+    /// <param name="options">The backend's options (<see cref="ImageOpenOptions.Backend"/>), and how media inserted by
+    /// <see cref="ChangeMediumAsync"/> are opened (read-only, cache, aio, discard, detect-zeroes).</param>
+    /// <exception cref="BlockException">The name is taken by a backend or a node.</exception>
+    public BlockBackend CreateEmptyBackend(ImageOpenOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        CheckBackendName(options.Backend.Name);
+        var backend = new BlockBackend(this, options.Backend) { MediumOptions = MediumOptionsOf(options) };
+        AddBackend(backend);
+        return backend;
+    }
+
+    private void CheckBackendName(string name)
+    {
+        if (name.Length == 0)
+            return;
+        if (FindBackend(name) != null)
+            throw new BlockException(Errno.EEXIST, $"Device with id '{name}' already exists");
+        if (FindNode(name) != null)
+            throw new BlockException(Errno.EEXIST, $"Device name '{name}' conflicts with an existing node name");
+    }
+
+    private void AddBackend(BlockBackend backend)
+    {
+        if (backend.Options.Throttle is { IsEnabled: true } limits)
+            backend.SetIoThrottle(limits, backend.Options.ThrottleGroup);
+        lock (_lock)
+            _backends.Add(backend);
+    }
+
+    /// <summary>What a drive remembers of how its medium was opened: the settings, not the image or its format.</summary>
+    private static ImageOpenOptions MediumOptionsOf(ImageOpenOptions options) => new()
+    {
+        ReadOnly = options.ReadOnly,
+        CacheDirect = options.CacheDirect,
+        NoFlush = options.NoFlush,
+        Aio = options.Aio,
+        Discard = options.Discard,
+        DetectZeroes = options.DetectZeroes,
+    };
 
     /// <summary>Opens a node tree from typed options and attaches a backend to its root.</summary>
     public async ValueTask<BlockBackend> OpenBackendAsync(BlockdevOptions options, BlockBackendOptions? backend = null, CancellationToken cancellationToken = default)
@@ -235,7 +272,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 var perm = options.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write;
                 backendOptions = backendOptions with { Permissions = perm };
             }
-            return CreateBackend(node, backendOptions);
+            var backend = CreateBackend(node, backendOptions);
+            backend.MediumOptions = MediumOptionsOf(options);
+            return backend;
         }
         catch
         {
