@@ -30,7 +30,9 @@ internal static class DriveOption
         string iface = reader.String("if") ?? "none";
         if (iface != "none")
             throw new BlockOptionsException($"blk serve has no machine: drive interface '{iface}' is not supported, use if=none");
-        string? file = reader.String("file");
+        // file=NAME names the image; file.driver=… (an object) describes it, as with -drive's dotted options.
+        string? file = tree["file"] is JsonObject ? null : reader.String("file");
+        bool described = tree["file"] is JsonObject || tree.ContainsKey("driver");
         var rerror = ErrorAction(reader.String("rerror"), BlockdevOnError.Report, read: true);
         var werror = ErrorAction(reader.String("werror"), BlockdevOnError.Enospc, read: false);
         var cache = reader.Object("cache");
@@ -76,16 +78,18 @@ internal static class DriveOption
         var extra = new JsonObject();
         foreach (var (key, value) in tree)
         {
-            if (key is not ("id" or "if" or "file" or "rerror" or "werror" or "cache" or "stats-intervals" or "throttling" or "format"
+            if (key == "file" && value is JsonObject)
+                extra[key] = value.DeepClone();
+            else if (key is not ("id" or "if" or "file" or "rerror" or "werror" or "cache" or "stats-intervals" or "throttling" or "format"
                 or "readonly" or "aio" or "discard" or "detect-zeroes" or "stats-account-invalid" or "stats-account-failed"))
                 extra[key] = value?.DeepClone();
         }
         if (extra.Count > 0)
             options = options with { ExtraOptions = extra };
         // A drive without a file is an empty drive: a removable device's medium comes later (blockdev-change-medium).
-        var backend = file is null
-            ? graph.CreateEmptyBackend(options)
-            : await graph.OpenImageAsync(file, options).ConfigureAwait(false);
+        var backend = file != null ? await graph.OpenImageAsync(file, options).ConfigureAwait(false)
+            : described ? await graph.OpenImageAsync(new JsonObject(), options).ConfigureAwait(false)
+            : graph.CreateEmptyBackend(options);
         if (accountInvalid is { } invalid)
             backend.Stats.AccountInvalid = invalid;
         if (accountFailed is { } failed)

@@ -299,6 +299,8 @@ public sealed partial class QapiSchema
         b.ImplicitStruct("q_obj_eject-arg", null, ["*device", "str", "*id", "str", "*force", "bool"]);
         b.Command("eject", "q_obj_eject-arg", null);
         b.Command("cont", null, null);
+        b.Event("STOP", null);
+        b.Event("RESUME", null);
         b.Command("qmp_capabilities", null, null);
         b.Struct("VersionTriple", null, ["major", "int", "minor", "int", "micro", "int"]);
         b.Struct("VersionInfo", null, ["qemu", "VersionTriple", "package", "str"]);

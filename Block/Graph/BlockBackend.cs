@@ -276,12 +276,28 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         }
     }
 
-    /// <summary>Lets requests held by a <c>stop</c> policy retry, and resets the io-status.</summary>
+    /// <summary>
+    /// Lets requests held by a <c>stop</c> policy on this backend retry, and resets its io-status.
+    /// <see cref="BlockGraph.Continue"/> (QMP <c>cont</c>) does this for every backend.
+    /// </summary>
     public void Resume()
+    {
+        ResetIoStatus();
+        ReleaseHeld();
+    }
+
+    internal void ResetIoStatus()
     {
         if (IoStatus != null)
             IoStatus = BlockDeviceIoStatus.Ok;
-        Interlocked.Exchange(ref _resumeGate, null)?.TrySetResult();
+    }
+
+    /// <summary>Lets the held requests retry; true if there were any.</summary>
+    internal bool ReleaseHeld()
+    {
+        var gate = Interlocked.Exchange(ref _resumeGate, null);
+        gate?.TrySetResult();
+        return gate != null;
     }
 
     /// <summary>
@@ -588,6 +604,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             IoStatus = errno == Errno.ENOSPC ? BlockDeviceIoStatus.NoSpace : BlockDeviceIoStatus.Failed;
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var existing = Interlocked.CompareExchange(ref _resumeGate, gate, null) ?? gate;
+        Graph.OnIoErrorStop();
         return existing.Task;
     }
 

@@ -6,6 +6,8 @@ namespace Block.Graph;
 
 public sealed partial class BlockGraph
 {
+    private int _ioErrorStopped;
+
     /// <summary>
     /// The backend a device command names by backend name (<paramref name="device"/>) or by the qdev id of the
     /// device attached to it (<paramref name="id"/>), exactly one of the two (QEMU's <c>qmp_get_blk</c>).
@@ -34,6 +36,32 @@ public sealed partial class BlockGraph
         if (backend.Root is null)
             throw new BlockException(Errno.ENOMEDIUM, "Device has no medium");
         backend.SetIoThrottle(config, group, device ?? id);
+    }
+
+    /// <summary>True from the first request an error policy stopped until <see cref="Continue"/>.</summary>
+    public bool IsStoppedByIoError => Volatile.Read(ref _ioErrorStopped) != 0;
+
+    /// <summary>
+    /// QMP <c>cont</c>: resets every backend's io-status and lets every request held by a <c>stop</c> policy retry,
+    /// raising <see cref="ResumeEvent"/> first if an error had stopped I/O (QEMU resets the io-statuses, starts the VM
+    /// and then restarts the devices' held requests).
+    /// </summary>
+    public void Continue()
+    {
+        var backends = Backends;
+        foreach (var backend in backends)
+            backend.ResetIoStatus();
+        if (Interlocked.Exchange(ref _ioErrorStopped, 0) != 0)
+            RaiseEvent(new ResumeEvent());
+        foreach (var backend in backends)
+            backend.ReleaseHeld();
+    }
+
+    /// <summary>A backend's error policy held a request: the first one since <see cref="Continue"/> raises <see cref="StopEvent"/>.</summary>
+    internal void OnIoErrorStop()
+    {
+        if (Interlocked.Exchange(ref _ioErrorStopped, 1) == 0)
+            RaiseEvent(new StopEvent());
     }
 
     /// <summary>Tells the devices on <paramref name="node"/>'s backends that its length changed.</summary>

@@ -260,10 +260,24 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// Opens an image by file name (or <c>json:{…}</c> name) as qemu-img and qemu-io do — protocol node, format node
     /// (probed if allowed), backend — and returns the backend.
     /// </summary>
-    public async ValueTask<BlockBackend> OpenImageAsync(string filename, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
+    public ValueTask<BlockBackend> OpenImageAsync(string filename, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(filename);
+        JsonObject tree = filename.StartsWith("json:", StringComparison.Ordinal)
+            ? BlockdevOptionsParser.JsonFilenameObject(filename)
+            : new JsonObject { ["filename"] = filename };
+        return OpenImageAsync(tree, options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Opens an image from an options tree in QEMU's <c>--image-opts</c> form (see
+    /// <see cref="OpenImageNodeAsync(JsonObject, ImageOpenOptions, CancellationToken)"/>) and returns its backend.
+    /// </summary>
+    public async ValueTask<BlockBackend> OpenImageAsync(JsonObject tree, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tree);
         options ??= new ImageOpenOptions();
-        var node = await OpenImageNodeAsync(filename, options, cancellationToken).ConfigureAwait(false);
+        var node = await OpenImageNodeAsync(tree, options, cancellationToken).ConfigureAwait(false);
         try
         {
             var backendOptions = options.Backend;

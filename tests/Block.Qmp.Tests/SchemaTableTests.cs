@@ -32,7 +32,7 @@ public sealed class SchemaTableTests
         Assert.Equal([.. BlockCoreCommands, .. devices, .. core, .. nbd], Schema.Commands.Select(c => c.Name));
         Assert.Equal(
             ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR",
-             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED"],
+             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "STOP", "RESUME"],
             Schema.Events.Select(e => e.Name));
     }
 
