@@ -37,17 +37,15 @@ internal static class DriveOption
         var werror = ErrorAction(reader.String("werror"), BlockdevOnError.Enospc, read: false);
         var cache = reader.Object("cache");
         var intervals = new List<long>();
-        if (reader.Object("stats-intervals") is { } statsIntervals)
+        // stats-intervals.0=…, stats-intervals.1=…: keyval makes a list of the numbered keys.
+        if (reader.StringList("stats-intervals") is { } statsIntervals)
         {
-            for (int i = 0; statsIntervals.Has(i.ToString(System.Globalization.CultureInfo.InvariantCulture)); i++)
+            foreach (string raw in statsIntervals)
             {
-                string key = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                string raw = statsIntervals.String(key)!;
                 if (!long.TryParse(raw, out long seconds) || seconds < 1 || seconds > uint.MaxValue)
                     throw new BlockOptionsException($"Invalid interval length: {raw}");
                 intervals.Add(seconds);
             }
-            statsIntervals.Finish();
         }
         var (throttle, group) = ReadThrottling(reader.Object("throttling"));
         var options = new ImageOpenOptions

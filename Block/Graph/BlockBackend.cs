@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Block.Accounting;
 using Block.Devices;
@@ -42,7 +41,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         Graph = graph;
         _options = options;
         _writeFlags = options.WriteThrough ? RequestFlags.Fua : RequestFlags.None;
-        Stats = new BlockAcctStats();
+        Stats = new BlockAcctStats(graph.Time);
         foreach (var interval in options.StatsIntervals)
             Stats.AddInterval(interval);
         if (options.IoStatusEnabled)
@@ -163,7 +162,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return Invalid(BlockAcctType.Read);
         }
 
-        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -217,7 +216,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return Invalid(BlockAcctType.Write);
         }
 
-        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -475,6 +474,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RunAsync(Request request)
     {
+        // The latency starts at submission, as a QEMU device's accounting cookie does: time spent waiting for a drain
+        // or for throttling budget is part of what the guest sees.
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
         int token = await EnterAsync().ConfigureAwait(false);
         var root = _rootNode;
         if (root is null)
@@ -510,7 +512,6 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 throw;
             }
         }
-        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         await CompleteAsync(Issue(request), request, start, token).ConfigureAwait(false);
     }
 
@@ -574,7 +575,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                     token = NoToken;
                     await resume.ConfigureAwait(false);
                     token = await EnterAsync().ConfigureAwait(false);
-                    start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
+                    start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
                     task = Issue(request);
                 }
             }

@@ -41,9 +41,13 @@ public sealed partial class BlockGraph : IAsyncDisposable
         _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
         _ioUringFactory = options.IoUringFactory ?? (() => new IoUringIoEngine());
         _ioUring = new Lazy<IIoEngine>(CreateIoUringEngine);
-        ThrottleGroups = new Throttle.ThrottleGroupRegistry(options.TimeProvider);
+        Time = options.TimeProvider ?? TimeProvider.System;
+        ThrottleGroups = new Throttle.ThrottleGroupRegistry(Time);
         Metrics.BlockMetrics.Track(this);
     }
+
+    /// <summary>The clock of throttling and accounting (<see cref="BlockGraphOptions.TimeProvider"/>).</summary>
+    public TimeProvider Time { get; }
 
     /// <summary>The throttle groups backends share (<c>block_set_io_throttle</c>, <c>--object throttle-group</c>).</summary>
     public Throttle.ThrottleGroupRegistry ThrottleGroups { get; }

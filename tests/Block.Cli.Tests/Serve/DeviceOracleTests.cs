@@ -146,4 +146,25 @@ public sealed class DeviceOracleTests
         await s.RunAsync();
         s.AssertSameReplies();
     }
+
+    [Fact]
+    public async Task Query_blockstats_has_qemu_systems_shape_per_drive_and_per_node_with_stats_intervals_and_accounting_flags()
+    {
+        using var dir = new TempDirectory();
+        string disk = dir.File("disk.img"), image = dir.File("image.qcow2");
+        QemuImg.Create("raw", disk, "1M");
+        QemuImg.Create("qcow2", image, "4M");
+        var s = new DeviceScenario()
+            .Drive($"if=none,id=d0,file={disk},format=raw,stats-intervals.0=60,stats-intervals.1=5")
+            .Device("virtio-blk-pci,id=vd0,drive=d0")
+            .Drive("if=none,id=e0")
+            .Drive($"if=none,id=q0,file={image},format=qcow2,stats-account-invalid=off,stats-account-failed=off")
+            // QEMU 7.2's additions to the seed's BlockDeviceStats and BlockStats.
+            .Ignoring("unmap_operations", "unmap_merged", "unmap_bytes", "unmap_total_time_ns", "failed_unmap_operations",
+                "invalid_unmap_operations", "driver-specific")
+            .Command("query-blockstats")
+            .Command("query-blockstats", new JsonObject { ["query-nodes"] = true });
+        await s.RunAsync();
+        s.AssertSameReplies();
+    }
 }
