@@ -8,7 +8,7 @@ namespace Block.Cli.Serve;
 
 /// <summary>
 /// <c>--drive</c> in QEMU's <c>-drive</c> syntax: a named backend (<c>id</c>) over an image (<c>file</c>,
-/// <c>format</c>, probed when absent), with the drive's own options (<c>if=none</c>, <c>readonly</c>, <c>cache.*</c>,
+/// <c>format</c>, probed when absent; no <c>file</c> makes an empty drive), with the drive's own options (<c>if=none</c>, <c>readonly</c>, <c>cache.*</c>,
 /// <c>aio</c>, <c>discard</c>, <c>detect-zeroes</c>, <c>rerror</c>, <c>werror</c>, <c>throttling.*</c>,
 /// <c>stats-intervals.N</c>, <c>stats-account-invalid</c>/<c>-failed</c>); other keys go to the format node.
 /// </summary>
@@ -30,22 +30,22 @@ internal static class DriveOption
         string iface = reader.String("if") ?? "none";
         if (iface != "none")
             throw new BlockOptionsException($"blk serve has no machine: drive interface '{iface}' is not supported, use if=none");
-        string file = reader.String("file") ?? throw new BlockOptionsException($"drive '{id}' has no file (empty drives need a removable device)");
+        // file=NAME names the image; file.driver=… (an object) describes it, as with -drive's dotted options.
+        string? file = tree["file"] is JsonObject ? null : reader.String("file");
+        bool described = tree["file"] is JsonObject || tree.ContainsKey("driver");
         var rerror = ErrorAction(reader.String("rerror"), BlockdevOnError.Report, read: true);
         var werror = ErrorAction(reader.String("werror"), BlockdevOnError.Enospc, read: false);
         var cache = reader.Object("cache");
         var intervals = new List<long>();
-        if (reader.Object("stats-intervals") is { } statsIntervals)
+        // stats-intervals.0=…, stats-intervals.1=…: keyval makes a list of the numbered keys.
+        if (reader.StringList("stats-intervals") is { } statsIntervals)
         {
-            for (int i = 0; statsIntervals.Has(i.ToString(System.Globalization.CultureInfo.InvariantCulture)); i++)
+            foreach (string raw in statsIntervals)
             {
-                string key = i.ToString(System.Globalization.CultureInfo.InvariantCulture);
-                string raw = statsIntervals.String(key)!;
                 if (!long.TryParse(raw, out long seconds) || seconds < 1 || seconds > uint.MaxValue)
                     throw new BlockOptionsException($"Invalid interval length: {raw}");
                 intervals.Add(seconds);
             }
-            statsIntervals.Finish();
         }
         var (throttle, group) = ReadThrottling(reader.Object("throttling"));
         var options = new ImageOpenOptions
@@ -76,13 +76,18 @@ internal static class DriveOption
         var extra = new JsonObject();
         foreach (var (key, value) in tree)
         {
-            if (key is not ("id" or "if" or "file" or "rerror" or "werror" or "cache" or "stats-intervals" or "throttling" or "format"
+            if (key == "file" && value is JsonObject)
+                extra[key] = value.DeepClone();
+            else if (key is not ("id" or "if" or "file" or "rerror" or "werror" or "cache" or "stats-intervals" or "throttling" or "format"
                 or "readonly" or "aio" or "discard" or "detect-zeroes" or "stats-account-invalid" or "stats-account-failed"))
                 extra[key] = value?.DeepClone();
         }
         if (extra.Count > 0)
             options = options with { ExtraOptions = extra };
-        var backend = await graph.OpenImageAsync(file, options).ConfigureAwait(false);
+        // A drive without a file is an empty drive: a removable device's medium comes later (blockdev-change-medium).
+        var backend = file != null ? await graph.OpenImageAsync(file, options).ConfigureAwait(false)
+            : described ? await graph.OpenImageAsync(new JsonObject(), options).ConfigureAwait(false)
+            : graph.CreateEmptyBackend(options);
         if (accountInvalid is { } invalid)
             backend.Stats.AccountInvalid = invalid;
         if (accountFailed is { } failed)

@@ -1,9 +1,10 @@
 using System.Text.Json.Nodes;
+using Block.Qapi;
 using Block.Throttle;
 
 namespace Block.Qmp.Commands;
 
-/// <summary>The schema's device commands (throttling, trays), each decoding its arguments and calling the library.</summary>
+/// <summary>The schema's device commands (throttling, trays, removable media, <c>cont</c> after an error stop), each decoding its arguments and calling the library.</summary>
 internal static class DeviceCommands
 {
     public static void Register(QmpCommandTable table)
@@ -19,6 +20,50 @@ internal static class DeviceCommands
             c.Graph.CloseTray(a.OptionalString("device"), a.OptionalString("id"));
             return Empty;
         });
+        table.Add("x-blockdev-remove-medium", RemoveMediumAsync);
+        table.Add("x-blockdev-insert-medium", InsertMediumAsync);
+        // QEMU 7.2's stable names take the device's qdev id only, so they are commands of their own, not aliases.
+        table.Add("blockdev-remove-medium", RemoveMediumAsync);
+        table.Add("blockdev-insert-medium", InsertMediumAsync);
+        table.Add("blockdev-change-medium", ChangeMediumAsync);
+        table.Add("eject", EjectAsync);
+        table.Add("cont", (c, _, _) =>
+        {
+            c.Graph.Continue();
+            return Empty;
+        });
+    }
+
+    private static async ValueTask<JsonNode?> RemoveMediumAsync(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
+    {
+        await context.Graph.RemoveMediumAsync(arguments.OptionalString("device"), arguments.OptionalString("id")).ConfigureAwait(false);
+        return null;
+    }
+
+    private static async ValueTask<JsonNode?> InsertMediumAsync(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
+    {
+        await context.Graph.InsertMediumAsync(arguments.OptionalString("device"), arguments.OptionalString("id"),
+            arguments.RequiredString("node-name")).ConfigureAwait(false);
+        return null;
+    }
+
+    private static async ValueTask<JsonNode?> ChangeMediumAsync(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
+    {
+        // The schema has checked the value already.
+        var mode = arguments.OptionalString("read-only-mode") is { } m && QapiEnum<BlockdevChangeReadOnlyMode>.TryParse(m, out var parsed)
+            ? parsed
+            : BlockdevChangeReadOnlyMode.Retain;
+        await context.Graph.ChangeMediumAsync(arguments.OptionalString("device"), arguments.OptionalString("id"),
+            arguments.RequiredString("filename"), arguments.OptionalString("format"), mode, arguments.OptionalBool("force") ?? false,
+            cancellationToken).ConfigureAwait(false);
+        return null;
+    }
+
+    private static async ValueTask<JsonNode?> EjectAsync(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
+    {
+        await context.Graph.EjectAsync(arguments.OptionalString("device"), arguments.OptionalString("id"),
+            arguments.OptionalBool("force") ?? false).ConfigureAwait(false);
+        return null;
     }
 
     private static readonly ValueTask<JsonNode?> Empty = ValueTask.FromResult<JsonNode?>(null);

@@ -234,7 +234,7 @@ public sealed partial class QapiSchema
         b.Command("x-blockdev-insert-medium", "q_obj_x-blockdev-insert-medium-arg", null);
         b.Enum("BlockdevChangeReadOnlyMode", ["retain", "read-only", "read-write"]);
         b.ImplicitStruct("q_obj_blockdev-change-medium-arg", null, ["*device", "str", "*id", "str", "filename", "str",
-            "*format", "str", "*read-only-mode", "BlockdevChangeReadOnlyMode"]);
+            "*format", "str", "*force", "bool", "*read-only-mode", "BlockdevChangeReadOnlyMode"]);
         b.Command("blockdev-change-medium", "q_obj_blockdev-change-medium-arg", null);
         b.Enum("BlockErrorAction", ["ignore", "report", "stop"]);
         b.ImplicitStruct("q_obj_BLOCK_IMAGE_CORRUPTED-arg", null, ["device", "str", "*node-name", "str", "msg", "str",
@@ -292,6 +292,15 @@ public sealed partial class QapiSchema
             "master-key-iters", "int", "uuid", "str", "slots", "[QCryptoBlockInfoLUKSSlot]"]);
         b.ImplicitStruct("q_obj_DEVICE_TRAY_MOVED-arg", null, ["device", "str", "id", "str", "tray-open", "bool"]);
         b.Event("DEVICE_TRAY_MOVED", "q_obj_DEVICE_TRAY_MOVED-arg");
+        b.ImplicitStruct("q_obj_blockdev-remove-medium-arg", null, ["id", "str"]);
+        b.Command("blockdev-remove-medium", "q_obj_blockdev-remove-medium-arg", null);
+        b.ImplicitStruct("q_obj_blockdev-insert-medium-arg", null, ["id", "str", "node-name", "str"]);
+        b.Command("blockdev-insert-medium", "q_obj_blockdev-insert-medium-arg", null);
+        b.ImplicitStruct("q_obj_eject-arg", null, ["*device", "str", "*id", "str", "*force", "bool"]);
+        b.Command("eject", "q_obj_eject-arg", null);
+        b.Command("cont", null, null);
+        b.Event("STOP", null);
+        b.Event("RESUME", null);
         b.Command("qmp_capabilities", null, null);
         b.Struct("VersionTriple", null, ["major", "int", "minor", "int", "micro", "int"]);
         b.Struct("VersionInfo", null, ["qemu", "VersionTriple", "package", "str"]);

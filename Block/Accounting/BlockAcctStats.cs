@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Block.Qapi;
 
 namespace Block.Accounting;
@@ -11,9 +10,11 @@ namespace Block.Accounting;
 /// <remarks>
 /// A request is accounted once, at the device-facing backend: the nodes below count only their highest write
 /// offset, as in QEMU. Counters are updated with interlocked adds (a few nanoseconds per request); timed
-/// statistics, when intervals are configured, take a lock.
+/// statistics, when intervals are configured, take a lock. Times come from a <see cref="TimeProvider"/> (the graph's),
+/// so a test with a manual clock reads exact latencies, idle times and interval windows.
 /// </remarks>
-public sealed class BlockAcctStats
+/// <param name="time">The clock; <see cref="TimeProvider.System"/> when null.</param>
+public sealed class BlockAcctStats(TimeProvider? time = null)
 {
     private const int Types = 3;
     private readonly long[] _bytes = new long[Types];
@@ -23,7 +24,9 @@ public sealed class BlockAcctStats
     private readonly long[] _totalNs = new long[Types];
     private readonly long[] _merged = new long[Types];
     private readonly List<(long Interval, TimedAverage[] Latency)> _intervals = [];
+    private readonly TimeProvider _time = time ?? TimeProvider.System;
     private long _lastAccessTicks;
+    private int _accessed;
 
     /// <summary>Whether invalid requests update the idle time (QEMU's default: yes).</summary>
     public bool AccountInvalid { get; set; } = true;
@@ -31,26 +34,30 @@ public sealed class BlockAcctStats
     /// <summary>Whether failed requests count towards latency and idle time (QEMU's default: yes).</summary>
     public bool AccountFailed { get; set; } = true;
 
+    /// <summary>The clock's current timestamp: where a request's latency starts (<see cref="Done"/>, <see cref="Failed"/>).</summary>
+    public long GetTimestamp() => _time.GetTimestamp();
+
     /// <summary>Adds a timed-statistics interval of <paramref name="seconds"/> seconds.</summary>
     public void AddInterval(long seconds)
     {
         if (seconds < 1 || seconds > uint.MaxValue)
             throw new BlockOptionsException($"Invalid interval length: {seconds}");
-        long now = Stopwatch.GetTimestamp();
+        long now = _time.GetTimestamp();
         lock (_intervals)
-            _intervals.Add((seconds, [new TimedAverage(seconds, now), new TimedAverage(seconds, now), new TimedAverage(seconds, now)]));
+            _intervals.Add((seconds, [new TimedAverage(seconds, now, _time.TimestampFrequency), new TimedAverage(seconds, now, _time.TimestampFrequency),
+                new TimedAverage(seconds, now, _time.TimestampFrequency)]));
     }
 
     /// <summary>A request of <paramref name="bytes"/> bytes that started at <paramref name="startTicks"/> completed.</summary>
     public void Done(BlockAcctType type, long bytes, long startTicks)
     {
-        long now = Stopwatch.GetTimestamp();
+        long now = _time.GetTimestamp();
         int t = (int)type;
         Interlocked.Add(ref _bytes[t], bytes);
         Interlocked.Increment(ref _ops[t]);
         long ns = TicksToNs(now - startTicks);
         Interlocked.Add(ref _totalNs[t], ns);
-        Volatile.Write(ref _lastAccessTicks, now);
+        Touch(now);
         if (_intervals.Count != 0)
             AddLatency(t, ns, now);
     }
@@ -58,14 +65,14 @@ public sealed class BlockAcctStats
     /// <summary>A request that started at <paramref name="startTicks"/> failed.</summary>
     public void Failed(BlockAcctType type, long startTicks)
     {
-        long now = Stopwatch.GetTimestamp();
+        long now = _time.GetTimestamp();
         int t = (int)type;
         Interlocked.Increment(ref _failed[t]);
         if (!AccountFailed)
             return;
         long ns = TicksToNs(now - startTicks);
         Interlocked.Add(ref _totalNs[t], ns);
-        Volatile.Write(ref _lastAccessTicks, now);
+        Touch(now);
         if (_intervals.Count != 0)
             AddLatency(t, ns, now);
     }
@@ -75,7 +82,7 @@ public sealed class BlockAcctStats
     {
         Interlocked.Increment(ref _invalid[(int)type]);
         if (AccountInvalid)
-            Volatile.Write(ref _lastAccessTicks, Stopwatch.GetTimestamp());
+            Touch(_time.GetTimestamp());
     }
 
     /// <summary><paramref name="count"/> requests were merged into others by the device.</summary>
@@ -84,7 +91,7 @@ public sealed class BlockAcctStats
     /// <summary>The counters as the schema reports them.</summary>
     public BlockDeviceStats Snapshot(long wrHighestOffset)
     {
-        long now = Stopwatch.GetTimestamp();
+        long now = _time.GetTimestamp();
         long last = Volatile.Read(ref _lastAccessTicks);
         var timed = new List<BlockDeviceTimedStats>();
         lock (_intervals)
@@ -124,7 +131,7 @@ public sealed class BlockAcctStats
             WrHighestOffset = wrHighestOffset,
             RdMerged = Volatile.Read(ref _merged[0]),
             WrMerged = Volatile.Read(ref _merged[1]),
-            IdleTimeNs = last == 0 ? null : TicksToNs(now - last),
+            IdleTimeNs = Volatile.Read(ref _accessed) == 0 ? null : TicksToNs(now - last),
             FailedRdOperations = Volatile.Read(ref _failed[0]),
             FailedWrOperations = Volatile.Read(ref _failed[1]),
             FailedFlushOperations = Volatile.Read(ref _failed[2]),
@@ -146,5 +153,11 @@ public sealed class BlockAcctStats
         }
     }
 
-    private static long TicksToNs(long ticks) => (long)(ticks * (1e9 / Stopwatch.Frequency));
+    private void Touch(long now)
+    {
+        Volatile.Write(ref _lastAccessTicks, now);
+        Volatile.Write(ref _accessed, 1);
+    }
+
+    private long TicksToNs(long ticks) => (long)(ticks * (1e9 / _time.TimestampFrequency));
 }

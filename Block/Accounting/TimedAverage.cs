@@ -1,5 +1,3 @@
-using System.Diagnostics;
-
 namespace Block.Accounting;
 
 /// <summary>
@@ -11,9 +9,9 @@ internal sealed class TimedAverage
     private readonly long _periodTicks;
     private readonly Window[] _windows = [new(), new()];
 
-    public TimedAverage(long intervalSeconds, long nowTicks)
+    public TimedAverage(long intervalSeconds, long nowTicks, long ticksPerSecond)
     {
-        _periodTicks = intervalSeconds * Stopwatch.Frequency * 4 / 3;
+        _periodTicks = intervalSeconds * ticksPerSecond * 4 / 3;
         _windows[0].Expires = nowTicks + _periodTicks;
         _windows[1].Expires = nowTicks + _periodTicks / 2;
         _windows[0].Started = nowTicks;

@@ -15,8 +15,8 @@ public abstract record BlockEvent
     /// <summary>When the event was raised (host wall clock).</summary>
     public DateTimeOffset Timestamp { get; init; } = DateTimeOffset.UtcNow;
 
-    /// <summary>The event's <c>data</c> member with the schema's wire names.</summary>
-    public abstract JsonObject ToData();
+    /// <summary>The event's <c>data</c> member with the schema's wire names, or null for an event without data.</summary>
+    public abstract JsonObject? ToData();
 }
 
 /// <summary><c>BLOCK_WRITE_THRESHOLD</c>: a write reached beyond a node's write threshold (which is now 0).</summary>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Runtime.CompilerServices;
 using Block.Accounting;
 using Block.Devices;
@@ -42,7 +41,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         Graph = graph;
         _options = options;
         _writeFlags = options.WriteThrough ? RequestFlags.Fua : RequestFlags.None;
-        Stats = new BlockAcctStats();
+        Stats = new BlockAcctStats(graph.Time);
         foreach (var interval in options.StatsIntervals)
             Stats.AddInterval(interval);
         if (options.IoStatusEnabled)
@@ -106,6 +105,27 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
 
     internal BlockBackendOptions Options => _options;
 
+    /// <summary>
+    /// How a new medium is opened (QEMU's root state): the drive's read-only, cache, aio, discard and detect-zeroes
+    /// settings, taken from the medium in the drive whenever there is one.
+    /// </summary>
+    internal ImageOpenOptions MediumOptions { get; set; } = new();
+
+    /// <summary>Remembers the current medium's settings for the next one (QEMU's <c>blk_update_root_state</c>).</summary>
+    internal void UpdateMediumOptions()
+    {
+        if (_rootNode is not { } root)
+            return;
+        MediumOptions = MediumOptions with
+        {
+            ReadOnly = root.ReadOnly,
+            CacheDirect = root.CacheDirect,
+            NoFlush = root.CacheNoFlush,
+            Discard = root.Discard,
+            DetectZeroes = root.DetectZeroes,
+        };
+    }
+
     /// <summary>The backend's <see cref="BlockMetrics.DeviceTag"/>: its name, or its root node's for an unnamed backend.</summary>
     internal string MetricsName => Name.Length > 0 ? Name : _rootNode?.NodeName ?? string.Empty;
 
@@ -142,7 +162,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return Invalid(BlockAcctType.Read);
         }
 
-        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -196,7 +216,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return Invalid(BlockAcctType.Write);
         }
 
-        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
         ValueTask task;
         try
         {
@@ -255,12 +275,28 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         }
     }
 
-    /// <summary>Lets requests held by a <c>stop</c> policy retry, and resets the io-status.</summary>
+    /// <summary>
+    /// Lets requests held by a <c>stop</c> policy on this backend retry, and resets its io-status.
+    /// <see cref="BlockGraph.Continue"/> (QMP <c>cont</c>) does this for every backend.
+    /// </summary>
     public void Resume()
+    {
+        ResetIoStatus();
+        ReleaseHeld();
+    }
+
+    internal void ResetIoStatus()
     {
         if (IoStatus != null)
             IoStatus = BlockDeviceIoStatus.Ok;
-        Interlocked.Exchange(ref _resumeGate, null)?.TrySetResult();
+    }
+
+    /// <summary>Lets the held requests retry; true if there were any.</summary>
+    internal bool ReleaseHeld()
+    {
+        var gate = Interlocked.Exchange(ref _resumeGate, null);
+        gate?.TrySetResult();
+        return gate != null;
     }
 
     /// <summary>
@@ -438,6 +474,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask RunAsync(Request request)
     {
+        // The latency starts at submission, as a QEMU device's accounting cookie does: time spent waiting for a drain
+        // or for throttling budget is part of what the guest sees.
+        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
         int token = await EnterAsync().ConfigureAwait(false);
         var root = _rootNode;
         if (root is null)
@@ -473,7 +512,6 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 throw;
             }
         }
-        long start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
         await CompleteAsync(Issue(request), request, start, token).ConfigureAwait(false);
     }
 
@@ -537,7 +575,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                     token = NoToken;
                     await resume.ConfigureAwait(false);
                     token = await EnterAsync().ConfigureAwait(false);
-                    start = _options.Accounting || BlockMetrics.TimesRequests ? Stopwatch.GetTimestamp() : 0;
+                    start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
                     task = Issue(request);
                 }
             }
@@ -567,6 +605,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             IoStatus = errno == Errno.ENOSPC ? BlockDeviceIoStatus.NoSpace : BlockDeviceIoStatus.Failed;
         var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var existing = Interlocked.CompareExchange(ref _resumeGate, gate, null) ?? gate;
+        Graph.OnIoErrorStop();
         return existing.Task;
     }
 

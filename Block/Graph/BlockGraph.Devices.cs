@@ -1,10 +1,13 @@
 using Block.Events;
+using Block.Qapi;
 using Block.Throttle;
 
 namespace Block.Graph;
 
 public sealed partial class BlockGraph
 {
+    private int _ioErrorStopped;
+
     /// <summary>
     /// The backend a device command names by backend name (<paramref name="device"/>) or by the qdev id of the
     /// device attached to it (<paramref name="id"/>), exactly one of the two (QEMU's <c>qmp_get_blk</c>).
@@ -35,6 +38,32 @@ public sealed partial class BlockGraph
         backend.SetIoThrottle(config, group, device ?? id);
     }
 
+    /// <summary>True from the first request an error policy stopped until <see cref="Continue"/>.</summary>
+    public bool IsStoppedByIoError => Volatile.Read(ref _ioErrorStopped) != 0;
+
+    /// <summary>
+    /// QMP <c>cont</c>: resets every backend's io-status and lets every request held by a <c>stop</c> policy retry,
+    /// raising <see cref="ResumeEvent"/> first if an error had stopped I/O (QEMU resets the io-statuses, starts the VM
+    /// and then restarts the devices' held requests).
+    /// </summary>
+    public void Continue()
+    {
+        var backends = Backends;
+        foreach (var backend in backends)
+            backend.ResetIoStatus();
+        if (Interlocked.Exchange(ref _ioErrorStopped, 0) != 0)
+            RaiseEvent(new ResumeEvent());
+        foreach (var backend in backends)
+            backend.ReleaseHeld();
+    }
+
+    /// <summary>A backend's error policy held a request: the first one since <see cref="Continue"/> raises <see cref="StopEvent"/>.</summary>
+    internal void OnIoErrorStop()
+    {
+        if (Interlocked.Exchange(ref _ioErrorStopped, 1) == 0)
+            RaiseEvent(new StopEvent());
+    }
+
     /// <summary>Tells the devices on <paramref name="node"/>'s backends that its length changed.</summary>
     private void NotifyResized(BlockNode node)
     {
@@ -46,45 +75,215 @@ public sealed partial class BlockGraph
     }
 
     /// <summary>
-    /// <c>blockdev-open-tray</c>: opens a device's tray (the medium stays in it). A tray-less device or an open tray
-    /// is left as it is; a locked medium gets an eject request first, and the tray opens only with
-    /// <paramref name="force"/>. Raises <see cref="DeviceTrayMovedEvent"/> when the tray moves.
+    /// <c>blockdev-open-tray</c>: opens a device's tray (the medium stays in it). A backend without a device, a tray-less
+    /// device or an open tray is left as it is. A medium the guest has locked gets an eject request, and the tray opens
+    /// now only with <paramref name="force"/>; otherwise the guest may open it later. Raises
+    /// <see cref="DeviceTrayMovedEvent"/> when the tray moves.
     /// </summary>
-    /// <exception cref="BlockException">A lookup error; "Device 'x' is not removable"; or the locked medium's message.</exception>
-    public void OpenTray(string? device, string? id, bool force)
+    /// <returns>False if the medium is locked and <paramref name="force"/> was not given (QEMU answers success: the
+    /// request went to the guest); true otherwise.</returns>
+    /// <exception cref="BlockException">A lookup error, or "Device 'x' is not removable".</exception>
+    public bool OpenTray(string? device, string? id, bool force)
+    {
+        var backend = LookupDevice(device, id);
+        return OpenTray(backend, device ?? id!, force) != TrayOpening.Locked;
+    }
+
+    /// <summary>
+    /// <c>blockdev-close-tray</c>: closes a device's tray on whatever medium it holds. A backend without a device, a
+    /// tray-less device or a closed tray is left as it is. Raises <see cref="DeviceTrayMovedEvent"/> when the tray moves.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error, or "Device 'x' is not removable".</exception>
+    public void CloseTray(string? device, string? id) => CloseTray(LookupDevice(device, id), device ?? id!);
+
+    /// <summary>
+    /// <c>x-blockdev-remove-medium</c> (QEMU 7.2's <c>blockdev-remove-medium</c>): takes the medium out of a removable
+    /// device whose tray is open, or out of a backend without a device at any time. The node tree goes with it unless
+    /// something else holds it (a node added by <see cref="AddNodeAsync"/> stays). An empty drive is left as it is.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error; "Device 'x' is not removable"; "Tray of device 'x' is not open";
+    /// "Node 'x' is busy: …" while a job uses the medium.</exception>
+    public ValueTask RemoveMediumAsync(string? device, string? id)
+    {
+        var backend = LookupDevice(device, id);
+        return RemoveMediumAsync(backend, device ?? id!);
+    }
+
+    /// <summary>
+    /// <c>x-blockdev-insert-medium</c> (QEMU 7.2's <c>blockdev-insert-medium</c>): puts node <paramref name="nodeName"/>
+    /// (from <see cref="AddNodeAsync"/>) into an empty removable device whose tray is open, or into an empty backend
+    /// without a device. The tray stays open until <see cref="CloseTray(string?, string?)"/>.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error; "Node 'x' not found"; "Node 'x' is already in use"; "Device is
+    /// not removable"; "Tray of the device is not open"; "There already is a medium in the device".</exception>
+    public async ValueTask InsertMediumAsync(string? device, string? id, string nodeName)
+    {
+        ArgumentNullException.ThrowIfNull(nodeName);
+        var backend = LookupDevice(device, id);
+        var node = FindNode(nodeName) ?? throw new BlockNotFoundException($"Node '{nodeName}' not found");
+        if (node.Parents.Any(p => p.Parent is BlockBackend))
+            throw new BlockException(Errno.EBUSY, $"Node '{nodeName}' is already in use");
+        await InsertMediumAsync(backend, node).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// <c>blockdev-change-medium</c>: opens <paramref name="filename"/> as the drive's earlier medium was opened (its
+    /// read-only, cache, aio, discard and detect-zeroes settings; <paramref name="format"/> probed when null;
+    /// <paramref name="readOnlyMode"/> may override read-only), then opens the tray, removes the old medium, inserts
+    /// the new one and closes the tray, with a <see cref="DeviceTrayMovedEvent"/> for each move. Any failure closes the
+    /// new image and leaves the drive as the failing step left it, as in QEMU.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error; the image's open error; "Device 'x' is not removable"; "Device
+    /// 'x' is locked and force was not specified, wait for tray to open and try again"; the removal's and insertion's
+    /// errors.</exception>
+    public async ValueTask ChangeMediumAsync(string? device, string? id, string filename, string? format = null,
+        BlockdevChangeReadOnlyMode readOnlyMode = BlockdevChangeReadOnlyMode.Retain, bool force = false,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(filename);
+        var backend = LookupDevice(device, id);
+        string name = device ?? id!;
+        backend.UpdateMediumOptions();
+        var options = backend.MediumOptions with
+        {
+            Format = format,
+            AllowProbing = true,
+            ReadOnly = readOnlyMode switch
+            {
+                BlockdevChangeReadOnlyMode.ReadOnly => true,
+                BlockdevChangeReadOnlyMode.ReadWrite => false,
+                _ => backend.MediumOptions.ReadOnly,
+            },
+        };
+        var medium = await OpenImageNodeAsync(filename, options, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (OpenTray(backend, name, force) == TrayOpening.Locked)
+                throw LockedTray(name);
+            await RemoveMediumAsync(backend, name).ConfigureAwait(false);
+            await InsertMediumAsync(backend, medium).ConfigureAwait(false);
+            CloseTray(backend, name);
+        }
+        finally
+        {
+            // Inserted, the drive holds the medium; otherwise nothing does and it closes.
+            await ReleaseNodeAsync(medium).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>
+    /// <c>eject</c>: opens the tray (see <see cref="OpenTray(string?, string?, bool)"/>) and removes the medium. A
+    /// locked medium gets an eject request and, unless <paramref name="force"/>, the error QEMU gives.
+    /// </summary>
+    /// <exception cref="BlockException">A lookup error; "Device 'x' is not removable"; "Device 'x' is locked and force
+    /// was not specified, wait for tray to open and try again"; the removal's errors.</exception>
+    public async ValueTask EjectAsync(string? device, string? id, bool force = false)
     {
         var backend = LookupDevice(device, id);
         string name = device ?? id!;
+        if (OpenTray(backend, name, force) == TrayOpening.Locked)
+            throw LockedTray(name);
+        await RemoveMediumAsync(backend, name).ConfigureAwait(false);
+    }
+
+    /// <summary>What opening a tray did (QEMU's <c>do_open_tray</c>).</summary>
+    private enum TrayOpening
+    {
+        /// <summary>The tray is open (now or already).</summary>
+        Open,
+
+        /// <summary>No device, or a device without a tray: nothing to open.</summary>
+        NoTray,
+
+        /// <summary>The guest holds the medium locked: it was asked to eject, and the tray stays shut.</summary>
+        Locked,
+    }
+
+    private TrayOpening OpenTray(BlockBackend backend, string name, bool force)
+    {
         if (backend.Device is not { } model)
-            return;
+            return TrayOpening.NoTray;
         if (!model.IsRemovable)
-            throw new BlockException(Errno.EINVAL, $"Device '{name}' is not removable");
-        if (!model.HasTray || model.IsTrayOpen)
-            return;
+            throw new BlockException(Errno.ENOTSUP, $"Device '{name}' is not removable");
+        if (!model.HasTray)
+            return TrayOpening.NoTray;
+        if (model.IsTrayOpen)
+            return TrayOpening.Open;
         bool locked = model.IsMediumLocked;
         if (locked)
             model.RequestEject(force);
         if (locked && !force)
-            throw new BlockException(Errno.EBUSY, $"Device '{name}' is locked and force was not specified, wait for tray to open and try again");
-        if (model.ChangeMedia(load: false))
-            RaiseEvent(new DeviceTrayMovedEvent(backend.Name, model.Id, TrayOpen: true));
+            return TrayOpening.Locked;
+        ChangeMedia(backend, load: false);
+        return TrayOpening.Open;
     }
 
-    /// <summary>
-    /// <c>blockdev-close-tray</c>: closes a device's tray on whatever medium it holds. A tray-less device or a closed
-    /// tray is left as it is. Raises <see cref="DeviceTrayMovedEvent"/> when the tray moves.
-    /// </summary>
-    /// <exception cref="BlockException">A lookup error, or "Device 'x' is not removable".</exception>
-    public void CloseTray(string? device, string? id)
+    private void CloseTray(BlockBackend backend, string name)
     {
-        var backend = LookupDevice(device, id);
         if (backend.Device is not { } model)
             return;
         if (!model.IsRemovable)
-            throw new BlockException(Errno.EINVAL, $"Device '{device ?? id}' is not removable");
+            throw new BlockException(Errno.ENOTSUP, $"Device '{name}' is not removable");
         if (!model.HasTray || !model.IsTrayOpen)
             return;
-        if (model.ChangeMedia(load: true))
-            RaiseEvent(new DeviceTrayMovedEvent(backend.Name, model.Id, TrayOpen: false));
+        ChangeMedia(backend, load: true);
     }
+
+    private async ValueTask RemoveMediumAsync(BlockBackend backend, string name)
+    {
+        var model = backend.Device;
+        if (model is { IsRemovable: false })
+            throw new BlockException(Errno.ENOTSUP, $"Device '{name}' is not removable");
+        if (model is { HasTray: true, IsTrayOpen: false })
+            throw new BlockException(Errno.EINVAL, $"Tray of device '{name}' is not open");
+        if (backend.Root is not { } root)
+            return;
+        ThrowIfBusy(root);
+        backend.UpdateMediumOptions();
+        BlockChild? edge;
+        await using (await BeginDrainAsync().ConfigureAwait(false))
+        {
+            edge = backend.RootChild;
+            backend.SetRoot(null);
+            if (edge != null)
+                await DetachAsync(edge).ConfigureAwait(false);
+        }
+        // A tray-less device has no tray to open first, so it learns of the removal here.
+        if (model is { HasTray: false })
+            ChangeMedia(backend, load: false);
+    }
+
+    private async ValueTask InsertMediumAsync(BlockBackend backend, BlockNode node)
+    {
+        var model = backend.Device;
+        if (model is { IsRemovable: false })
+            throw new BlockException(Errno.ENOTSUP, "Device is not removable");
+        if (model is { HasTray: true, IsTrayOpen: false })
+            throw new BlockException(Errno.EINVAL, "Tray of the device is not open");
+        if (backend.Root != null)
+            throw new BlockException(Errno.EEXIST, "There already is a medium in the device");
+        var perm = node.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write;
+        await using (await BeginDrainAsync().ConfigureAwait(false))
+            backend.SetRoot(AttachChild(backend, "root", node, ChildRole.Image, (perm, backend.Options.SharedPermissions)));
+        if (model is { HasTray: false })
+            ChangeMedia(backend, load: true);
+    }
+
+    /// <summary>
+    /// Tells the device its medium was loaded or unloaded, and raises <see cref="DeviceTrayMovedEvent"/> if its tray
+    /// moved (QEMU's <c>blk_dev_change_media_cb</c>).
+    /// </summary>
+    private void ChangeMedia(BlockBackend backend, bool load)
+    {
+        if (backend.Device is not { } model)
+            return;
+        bool wasOpen = model.HasTray && model.IsTrayOpen;
+        model.ChangeMedia(load);
+        bool isOpen = model.HasTray && model.IsTrayOpen;
+        if (wasOpen != isOpen)
+            RaiseEvent(new DeviceTrayMovedEvent(backend.Name, model.Id, isOpen));
+    }
+
+    private static BlockException LockedTray(string name) =>
+        new(Errno.EBUSY, $"Device '{name}' is locked and force was not specified, wait for tray to open and try again");
 }

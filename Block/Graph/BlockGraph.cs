@@ -41,9 +41,13 @@ public sealed partial class BlockGraph : IAsyncDisposable
         _threads = new Lazy<ThreadsIoEngine>(() => new ThreadsIoEngine(maxThreads));
         _ioUringFactory = options.IoUringFactory ?? (() => new IoUringIoEngine());
         _ioUring = new Lazy<IIoEngine>(CreateIoUringEngine);
-        ThrottleGroups = new Throttle.ThrottleGroupRegistry(options.TimeProvider);
+        Time = options.TimeProvider ?? TimeProvider.System;
+        ThrottleGroups = new Throttle.ThrottleGroupRegistry(Time);
         Metrics.BlockMetrics.Track(this);
     }
+
+    /// <summary>The clock of throttling and accounting (<see cref="BlockGraphOptions.TimeProvider"/>).</summary>
+    public TimeProvider Time { get; }
 
     /// <summary>The throttle groups backends share (<c>block_set_io_throttle</c>, <c>--object throttle-group</c>).</summary>
     public Throttle.ThrottleGroupRegistry ThrottleGroups { get; }
@@ -185,24 +189,61 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Attaches a backend to <paramref name="root"/>, taking its permissions.</summary>
     public BlockBackend CreateBackend(BlockNode root, BlockBackendOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(root);
         options ??= new BlockBackendOptions();
-        if (options.Name.Length > 0)
-        {
-            if (FindBackend(options.Name) != null)
-                throw new BlockException(Errno.EEXIST, $"Device with id '{options.Name}' already exists");
-            if (FindNode(options.Name) != null)
-                throw new BlockException(Errno.EEXIST, $"Device name '{options.Name}' conflicts with an existing node name");
-        }
+        CheckBackendName(options.Name);
         var backend = new BlockBackend(this, options);
         var perm = options.Permissions ?? (root.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write);
         var edge = AttachChild(backend, "root", root, ChildRole.Image, (perm, options.SharedPermissions));
         backend.SetRoot(edge);
-        if (options.Throttle is { IsEnabled: true } limits)
-            backend.SetIoThrottle(limits, options.ThrottleGroup);
-        lock (_lock)
-            _backends.Add(backend);
+        AddBackend(backend);
         return backend;
     }
+
+    /// <summary>
+    /// Creates a backend with no medium (QEMU's <c>-drive if=none,id=x</c> without a file), for a removable device to
+    /// receive one later (<see cref="InsertMediumAsync(string?, string?, string)"/>, <see cref="ChangeMediumAsync"/>).
+    /// </summary>
+    /// <param name="options">The backend's options (<see cref="ImageOpenOptions.Backend"/>), and how media inserted by
+    /// <see cref="ChangeMediumAsync"/> are opened (read-only, cache, aio, discard, detect-zeroes).</param>
+    /// <exception cref="BlockException">The name is taken by a backend or a node.</exception>
+    public BlockBackend CreateEmptyBackend(ImageOpenOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        CheckBackendName(options.Backend.Name);
+        var backend = new BlockBackend(this, options.Backend) { MediumOptions = MediumOptionsOf(options) };
+        AddBackend(backend);
+        return backend;
+    }
+
+    private void CheckBackendName(string name)
+    {
+        if (name.Length == 0)
+            return;
+        if (FindBackend(name) != null)
+            throw new BlockException(Errno.EEXIST, $"Device with id '{name}' already exists");
+        if (FindNode(name) != null)
+            throw new BlockException(Errno.EEXIST, $"Device name '{name}' conflicts with an existing node name");
+    }
+
+    private void AddBackend(BlockBackend backend)
+    {
+        if (backend.Options.Throttle is { IsEnabled: true } limits)
+            backend.SetIoThrottle(limits, backend.Options.ThrottleGroup);
+        lock (_lock)
+            _backends.Add(backend);
+    }
+
+    /// <summary>What a drive remembers of how its medium was opened: the settings, not the image or its format.</summary>
+    private static ImageOpenOptions MediumOptionsOf(ImageOpenOptions options) => new()
+    {
+        ReadOnly = options.ReadOnly,
+        CacheDirect = options.CacheDirect,
+        NoFlush = options.NoFlush,
+        Aio = options.Aio,
+        Discard = options.Discard,
+        DetectZeroes = options.DetectZeroes,
+    };
 
     /// <summary>Opens a node tree from typed options and attaches a backend to its root.</summary>
     public async ValueTask<BlockBackend> OpenBackendAsync(BlockdevOptions options, BlockBackendOptions? backend = null, CancellationToken cancellationToken = default)
@@ -223,10 +264,24 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// Opens an image by file name (or <c>json:{…}</c> name) as qemu-img and qemu-io do — protocol node, format node
     /// (probed if allowed), backend — and returns the backend.
     /// </summary>
-    public async ValueTask<BlockBackend> OpenImageAsync(string filename, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
+    public ValueTask<BlockBackend> OpenImageAsync(string filename, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(filename);
+        JsonObject tree = filename.StartsWith("json:", StringComparison.Ordinal)
+            ? BlockdevOptionsParser.JsonFilenameObject(filename)
+            : new JsonObject { ["filename"] = filename };
+        return OpenImageAsync(tree, options, cancellationToken);
+    }
+
+    /// <summary>
+    /// Opens an image from an options tree in QEMU's <c>--image-opts</c> form (see
+    /// <see cref="OpenImageNodeAsync(JsonObject, ImageOpenOptions, CancellationToken)"/>) and returns its backend.
+    /// </summary>
+    public async ValueTask<BlockBackend> OpenImageAsync(JsonObject tree, ImageOpenOptions? options = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(tree);
         options ??= new ImageOpenOptions();
-        var node = await OpenImageNodeAsync(filename, options, cancellationToken).ConfigureAwait(false);
+        var node = await OpenImageNodeAsync(tree, options, cancellationToken).ConfigureAwait(false);
         try
         {
             var backendOptions = options.Backend;
@@ -235,7 +290,9 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 var perm = options.ReadOnly ? BlockPermissions.ConsistentRead : BlockPermissions.ConsistentRead | BlockPermissions.Write;
                 backendOptions = backendOptions with { Permissions = perm };
             }
-            return CreateBackend(node, backendOptions);
+            var backend = CreateBackend(node, backendOptions);
+            backend.MediumOptions = MediumOptionsOf(options);
+            return backend;
         }
         catch
         {

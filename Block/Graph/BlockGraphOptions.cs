@@ -27,6 +27,9 @@ public sealed record BlockGraphOptions
     /// <summary>The engine file nodes use when their options do not name one.</summary>
     public Qapi.BlockdevAioOptions DefaultAio { get; init; } = Qapi.BlockdevAioOptions.Threads;
 
-    /// <summary>The clock and timers of throttling; <see cref="TimeProvider.System"/> when null (tests pass a manual clock).</summary>
+    /// <summary>
+    /// The clock and timers of throttling and the clock of accounting (latencies, idle time, timed statistics);
+    /// <see cref="TimeProvider.System"/> when null (tests pass a manual clock).
+    /// </summary>
     public TimeProvider? TimeProvider { get; init; }
 }

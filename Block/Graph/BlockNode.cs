@@ -324,11 +324,15 @@ public sealed partial class BlockNode : IBlockParent
         WriteThreshold = WriteThreshold,
     };
 
-    /// <summary>Statistics of this node: only the highest write offset is kept per node, as in QEMU.</summary>
+    /// <summary>
+    /// Statistics of this node: only the highest write offset is kept per node, as in QEMU, whose per-node counters
+    /// are never set up for accounting (so <c>account_invalid</c> and <c>account_failed</c> read false, as
+    /// qemu-system-x86_64 7.2 shows them).
+    /// </summary>
     public BlockStats GetStats(bool withBacking) => new()
     {
         NodeName = NodeName,
-        Stats = new BlockDeviceStats { WrHighestOffset = WrHighestOffset, AccountInvalid = true, AccountFailed = true },
+        Stats = new BlockDeviceStats { WrHighestOffset = WrHighestOffset },
         Parent = PrimaryChild?.Node.GetStats(withBacking),
         Backing = withBacking ? Backing?.Node.GetStats(withBacking) : null,
     };

@@ -90,6 +90,18 @@ public enum BlockdevOnError
     [JsonStringEnumMemberName("stop")] Stop,
 }
 
+/// <summary>QAPI <c>BlockdevChangeReadOnlyMode</c>: how <c>blockdev-change-medium</c> opens the new medium.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<BlockdevChangeReadOnlyMode>))]
+public enum BlockdevChangeReadOnlyMode
+{
+    /// <summary>As the medium before it (the backend's remembered state).</summary>
+    [JsonStringEnumMemberName("retain")] Retain,
+    /// <summary>Read-only.</summary>
+    [JsonStringEnumMemberName("read-only")] ReadOnly,
+    /// <summary>Read-write.</summary>
+    [JsonStringEnumMemberName("read-write")] ReadWrite,
+}
+
 /// <summary>QAPI <c>BlockErrorAction</c>: what was done about an error (in <c>BLOCK_IO_ERROR</c>).</summary>
 [JsonConverter(typeof(JsonStringEnumConverter<BlockErrorAction>))]
 public enum BlockErrorAction

@@ -160,13 +160,22 @@ public sealed class ThrottleGroup
         }
     }
 
-    /// <summary>Lets every queued request of <paramref name="member"/> pass (a drain).</summary>
+    /// <summary>
+    /// Lets every queued request of <paramref name="member"/> pass (a drain), each accounted in the buckets as QEMU
+    /// accounts a request the drain wakes: the I/O runs, so the budget after the drain knows of it.
+    /// </summary>
     internal void ReleaseQueued(ThrottleGroupMember member)
     {
         lock (_lock)
         {
             for (int d = 0; d < 2; d++)
-                member.ReleaseAll(d);
+            {
+                while (member.TryDequeue(d, out long bytes, out var waiter))
+                {
+                    _state.Account(d == 1, bytes);
+                    waiter.TrySetResult();
+                }
+            }
         }
     }
 

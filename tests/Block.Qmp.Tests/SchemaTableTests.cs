@@ -24,14 +24,15 @@ public sealed class SchemaTableTests
     ];
 
     [Fact]
-    public void The_table_has_the_33_block_core_commands_then_the_qmp_core_and_nbd_server_in_schema_order()
+    public void The_table_has_the_33_block_core_commands_then_the_media_and_run_state_commands_the_qmp_core_and_nbd_server_in_schema_order()
     {
+        string[] devices = ["blockdev-remove-medium", "blockdev-insert-medium", "eject", "cont"];
         string[] core = ["qmp_capabilities", "query-version", "query-commands", "quit", "query-qmp-schema"];
         string[] nbd = ["nbd-server-start", "nbd-server-add", "nbd-server-remove", "nbd-server-stop"];
-        Assert.Equal([.. BlockCoreCommands, .. core, .. nbd], Schema.Commands.Select(c => c.Name));
+        Assert.Equal([.. BlockCoreCommands, .. devices, .. core, .. nbd], Schema.Commands.Select(c => c.Name));
         Assert.Equal(
             ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR",
-             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED"],
+             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "STOP", "RESUME"],
             Schema.Events.Select(e => e.Name));
     }
 

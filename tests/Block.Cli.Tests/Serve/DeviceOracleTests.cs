@@ -75,4 +75,96 @@ public sealed class DeviceOracleTests
         await s.RunAsync();
         s.AssertSameReplies();
     }
+
+    [Fact]
+    public async Task Media_are_removed_inserted_changed_and_ejected_with_qemu_systems_replies_errors_events_and_query_block()
+    {
+        using var dir = new TempDirectory();
+        string disk = dir.File("disk.img"), cd = dir.File("cd.iso"), added = dir.File("added.iso"), other = dir.File("other.iso"),
+            changed = dir.File("changed.iso"), probed = dir.File("probed.iso"), loose = dir.File("loose.img"), plain = dir.File("plain.img"),
+            raw = dir.File("raw.img"), unused = dir.File("unused.img");
+        QemuImg.Create("raw", disk, "16M");
+        foreach (var (path, size) in new[] { (cd, "1M"), (added, "2M"), (other, "3M"), (changed, "4M"), (probed, "5M"), (loose, "6M"), (plain, "7M"), (raw, "1M"), (unused, "1M") })
+            QemuImg.Create("raw", path, size);
+        JsonObject Id(string id) => new() { ["id"] = id };
+        JsonObject Device(string device) => new() { ["device"] = device };
+        JsonObject Change(string device, string filename, string? format = null, string? mode = null)
+        {
+            var o = new JsonObject { ["device"] = device, ["filename"] = filename };
+            if (format != null)
+                o["format"] = format;
+            if (mode != null)
+                o["read-only-mode"] = mode;
+            return o;
+        }
+        var s = new DeviceScenario()
+            .Drive($"if=none,id=cd0,file={cd},format=raw,readonly=on")
+            .Device("ide-cd,id=ide0,drive=cd0")
+            .Drive("if=none,id=e0")
+            .Device("virtio-scsi-pci,id=scsi0")
+            .Device("scsi-cd,id=scd0,drive=e0")
+            .Drive("if=none,id=n0")
+            .Drive($"if=none,id=w0,file={plain},format=raw")
+            .Drive($"if=none,id=d0,file={disk},format=raw")
+            .Device("virtio-blk-pci,id=vd0,drive=d0")
+            .Command("query-block")
+            .Command("blockdev-remove-medium", Id("ide0"))
+            .Command("blockdev-open-tray", Id("ide0"))
+            .Command("blockdev-remove-medium", Id("ide0"))
+            .Command("blockdev-remove-medium", Id("ide0"))
+            .Command("query-block")
+            .Command("blockdev-add", new JsonObject { ["driver"] = "file", ["node-name"] = "new0", ["filename"] = added, ["read-only"] = true })
+            .Command("blockdev-add", new JsonObject { ["driver"] = "raw", ["node-name"] = "new1", ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = other } })
+            .Command("blockdev-insert-medium", new JsonObject { ["id"] = "ide0", ["node-name"] = "nope" })
+            .Command("blockdev-insert-medium", new JsonObject { ["id"] = "ide0", ["node-name"] = "new0" })
+            .Command("blockdev-insert-medium", new JsonObject { ["id"] = "ide0", ["node-name"] = "new0" })
+            .Command("blockdev-insert-medium", new JsonObject { ["id"] = "scd0", ["node-name"] = "new1" })
+            .Command("query-block")
+            .Command("blockdev-close-tray", Id("ide0"))
+            .Command("blockdev-remove-medium", Device("n0"))
+            .Command("blockdev-remove-medium", Id("cd0"))
+            .Command("eject", Device("n0"))
+            .Command("eject", Id("scd0"))
+            .Command("eject", Device("d0"))
+            .Command("blockdev-insert-medium", new JsonObject { ["id"] = "scd0", ["node-name"] = "new1" })
+            .Command("blockdev-del", new JsonObject { ["node-name"] = "new1" })
+            .Command("block_set_io_throttle", new JsonObject
+            {
+                ["device"] = "cd0", ["bps"] = 0, ["bps_rd"] = 0, ["bps_wr"] = 0, ["iops"] = 0, ["iops_rd"] = 100, ["iops_wr"] = 0,
+            })
+            .Command("blockdev-change-medium", Change("cd0", changed, "raw"))
+            .Command("blockdev-change-medium", new JsonObject { ["id"] = "scd0", ["filename"] = probed })
+            .Command("blockdev-change-medium", Change("n0", loose, mode: "read-only"))
+            .Command("blockdev-change-medium", Change("w0", raw, "raw", "read-write"))
+            .Command("blockdev-change-medium", Change("d0", raw, "raw"))
+            .Command("blockdev-change-medium", Change("cd0", dir.File("missing.iso"), "raw"))
+            .Command("blockdev-change-medium", Change("cd0", unused, "qcow2"))
+            .Command("blockdev-change-medium", Change("cd0", raw, "bogus"))
+            .Command("blockdev-change-medium", Change("nope", raw))
+            .Command("query-block")
+            .Command("blockdev-del", new JsonObject { ["node-name"] = "new0" });
+        await s.RunAsync();
+        s.AssertSameReplies();
+    }
+
+    [Fact]
+    public async Task Query_blockstats_has_qemu_systems_shape_per_drive_and_per_node_with_stats_intervals_and_accounting_flags()
+    {
+        using var dir = new TempDirectory();
+        string disk = dir.File("disk.img"), image = dir.File("image.qcow2");
+        QemuImg.Create("raw", disk, "1M");
+        QemuImg.Create("qcow2", image, "4M");
+        var s = new DeviceScenario()
+            .Drive($"if=none,id=d0,file={disk},format=raw,stats-intervals.0=60,stats-intervals.1=5")
+            .Device("virtio-blk-pci,id=vd0,drive=d0")
+            .Drive("if=none,id=e0")
+            .Drive($"if=none,id=q0,file={image},format=qcow2,stats-account-invalid=off,stats-account-failed=off")
+            // QEMU 7.2's additions to the seed's BlockDeviceStats and BlockStats.
+            .Ignoring("unmap_operations", "unmap_merged", "unmap_bytes", "unmap_total_time_ns", "failed_unmap_operations",
+                "invalid_unmap_operations", "driver-specific")
+            .Command("query-blockstats")
+            .Command("query-blockstats", new JsonObject { ["query-nodes"] = true });
+        await s.RunAsync();
+        s.AssertSameReplies();
+    }
 }

@@ -26,9 +26,10 @@ public sealed class DeviceModelTests
         var events = new List<BlockEvent>();
         graph.EventRaised += events.Add;
         cd.SetMediumLocked(true);
-        var e = Assert.Throws<BlockException>(() => graph.OpenTray(null, "ide0", force: false));
-        Assert.Equal("Device 'ide0' is locked and force was not specified, wait for tray to open and try again", e.Message);
+        Assert.False(graph.OpenTray(null, "ide0", force: false));
         Assert.True(cd.EjectRequested);
+        var e = await Assert.ThrowsAsync<BlockException>(() => graph.EjectAsync(null, "ide0").AsTask());
+        Assert.Equal("Device 'ide0' is locked and force was not specified, wait for tray to open and try again", e.Message);
         Assert.False(cd.IsTrayOpen);
         Assert.Empty(events);
         graph.OpenTray("cd0", null, force: true);
