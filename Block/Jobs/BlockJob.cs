@@ -372,17 +372,25 @@ public abstract class BlockJob
 
     /// <summary>
     /// Sleeps for <paramref name="delayNs"/> or until woken (pause, cancel, complete, a speed change), then passes a
-    /// pause point. The job is not busy while it sleeps.
+    /// pause point. The job is not busy while it sleeps; a delay of 0 is only a pause point, and the job stays busy.
     /// </summary>
     protected async ValueTask SleepAsync(long delayNs)
     {
         Task wake;
+        bool yieldOnly = false;
         lock (_lock)
         {
             if (_cancelled)
                 return;
             if (_pauseCount > 0)
                 wake = Task.CompletedTask;
+            else if (delayNs <= 0)
+            {
+                // No wait, only a pause point: the job stays busy, so that query-block-jobs never catches a job
+                // between two chunks looking as if it slept (QEMU's main loop never shows that moment either).
+                wake = Task.CompletedTask;
+                yieldOnly = true;
+            }
             else
             {
                 if (_wake.Task.IsCompleted)
@@ -391,16 +399,16 @@ public abstract class BlockJob
                 _busy = false;
             }
         }
-        if (!wake.IsCompleted && delayNs > 0)
+        if (yieldOnly)
+        {
+            await Task.Yield();
+        }
+        else if (!wake.IsCompleted)
         {
             using var timer = new CancellationTokenSource();
             var delay = Task.Delay(TimeSpan.FromTicks(Math.Min(delayNs / 100, TimeSpan.FromDays(30).Ticks)), timer.Token);
             await Task.WhenAny(wake, delay).ConfigureAwait(false);
             await timer.CancelAsync().ConfigureAwait(false);
-        }
-        else if (!wake.IsCompleted)
-        {
-            await Task.Yield();
         }
         lock (_lock)
         {
