@@ -156,6 +156,37 @@ public sealed class BackupJobOracleTests
         Assert.Equal(0, QemuImg.Compare(inc2, dir.File("src.qcow2"), "qcow2", "qcow2"));
     }
 
+    [Fact]
+    public async Task Compressed_drive_backups_in_each_mode_write_what_qemu_storage_daemon_writes()
+    {
+        using var dir = new TempDirectory();
+        BlockBackend? device = null;
+        var s = Setup(dir, () => device, d => device = d);
+        string c1 = dir.File("c1.qcow2"), c2 = dir.File("c2.qcow2"), c3 = dir.File("c3.qcow2");
+        QemuImg.Create("qcow2", c3, "4M");
+        s.File("c1.qcow2").File("c2.qcow2").File("c3.qcow2")
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "c1", "target": "{{c1}}", "sync": "full", "compress": true}"""))
+            .WaitEvent("BLOCK_JOB_COMPLETED")
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "c2", "target": "{{c2}}", "sync": "top", "compress": true, "speed": 65536}"""))
+            .WaitEvent("BLOCK_JOB_COMPLETED")
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "c3", "target": "{{c3}}", "sync": "full", "mode": "existing", "format": "raw"}"""))
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "c3", "target": "{{dir.File("nodir/x.qcow2")}}", "sync": "full"}"""))
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "c3", "target": "{{c3}}", "sync": "full", "mode": "existing"}"""))
+            .WaitEvent("BLOCK_JOB_COMPLETED")
+            .Command("query-block-jobs");
+        await s.RunAsync();
+        s.AssertSameReplies();
+        AssertSameJobEvents(s);
+        foreach (var name in new[] { "c1.qcow2", "c2.qcow2", "c3.qcow2" })
+            AssertSameTarget(s, dir, name);
+        var info = QemuImg.Info(c2, "qcow2");
+        Assert.Equal(dir.File("base.qcow2"), (string?)info["backing-filename"]);
+        Assert.Equal("qcow2", (string?)info["backing-filename-format"]);
+        var check = QemuImg.Check(c1, "qcow2").Stdout;
+        Assert.Contains("compressed clusters", check, StringComparison.Ordinal);
+        Assert.DoesNotContain(" 0.00% compressed clusters", check, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("source", "report", 5)]
     [InlineData("source", "ignore", 5)]
