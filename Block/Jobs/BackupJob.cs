@@ -102,6 +102,8 @@ internal sealed class BackupJob : BlockJob, IBeforeWriteNotifier
         }
         catch
         {
+            // A bitmap whose bits were taken gets them back.
+            await AbortAsync().ConfigureAwait(false);
             await ReleaseHeldAsync().ConfigureAwait(false);
             await CleanAsync().ConfigureAwait(false);
             throw;
