@@ -86,8 +86,8 @@ public sealed partial class QapiSchema
             "sync", "MirrorSyncMode", "*mode", "NewImageMode", "*speed", "int", "*bitmap", "str", "*compress", "bool",
             "*on-source-error", "BlockdevOnError", "*on-target-error", "BlockdevOnError"]);
         b.Struct("BlockdevBackup", null, ["*job-id", "str", "device", "str", "target", "str",
-            "sync", "MirrorSyncMode", "*speed", "int", "*compress", "bool", "*on-source-error", "BlockdevOnError",
-            "*on-target-error", "BlockdevOnError"]);
+            "sync", "MirrorSyncMode", "*speed", "int", "*bitmap", "str", "*compress", "bool",
+            "*on-source-error", "BlockdevOnError", "*on-target-error", "BlockdevOnError"]);
         b.Command("blockdev-snapshot-sync", "BlockdevSnapshotSync", null);
         b.Command("blockdev-snapshot", "BlockdevSnapshot", null);
         b.ImplicitStruct("q_obj_change-backing-file-arg", null, ["device", "str", "image-node-name", "str",

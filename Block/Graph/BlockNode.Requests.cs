@@ -119,7 +119,7 @@ public sealed partial class BlockNode
             return (flags & _supportedWriteFlags & RequestFlags.Compressed) != 0 ? impl.WriteAsync(offset, buffers, flags) : default;
         if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer || _tracker != null
             || Volatile.Read(ref _writeThreshold) != 0 || DetectZeroes != BlockdevDetectZeroesOptions.Off
-            || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0)
+            || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0 || _beforeWrite != null)
             return WriteSlowAsync(offset, buffers, flags);
 
         NoteHighestOffset(offset + bytes);
@@ -358,6 +358,7 @@ public sealed partial class BlockNode
             bool padded = ((offset | (long)bytes) & _alignMask) != 0;
             if (_tracker != null)
                 tracked = await _tracker.BeginAsync(offset & ~_alignMask, (offset + bytes + _alignMask) & ~_alignMask, padded).ConfigureAwait(false);
+            await NotifyBeforeWriteAsync(offset, bytes).ConfigureAwait(false);
             await WriteMaybePaddedAsync(Impl, offset, buffers, flags).ConfigureAwait(false);
             _dirtySinceFlush = 1;
         }
@@ -427,6 +428,7 @@ public sealed partial class BlockNode
                 bool padded = ((offset | (offset + bytes)) & _alignMask) != 0;
                 tracked = await _tracker.BeginAsync(offset & ~_alignMask, (offset + bytes + _alignMask) & ~_alignMask, padded).ConfigureAwait(false);
             }
+            await NotifyBeforeWriteAsync(offset, bytes).ConfigureAwait(false);
             await WriteZeroesCoreAsync(Impl, offset, bytes, flags).ConfigureAwait(false);
             _dirtySinceFlush = 1;
         }
@@ -525,6 +527,7 @@ public sealed partial class BlockNode
                 return;
             if (_tracker != null)
                 tracked = await _tracker.BeginAsync(start, alignedEnd, serialising: false).ConfigureAwait(false);
+            await NotifyBeforeWriteAsync(start, alignedEnd - start).ConfigureAwait(false);
             long max = Limits.MaxDiscard > 0 ? Math.Max(align, Limits.MaxDiscard / align * align) : long.MaxValue / 2;
             for (long pos = start; pos < alignedEnd;)
             {
