@@ -42,6 +42,7 @@ public sealed class QmpServer : IAsyncDisposable
         BlockCommands.Register(Commands);
         DeviceCommands.Register(Commands);
         JobCommands.Register(Commands);
+        MirrorCommands.Register(Commands);
         graph.EventRaised += OnBlockEvent;
     }
 
