@@ -39,6 +39,7 @@ internal sealed class MirrorJob : BlockJob
     private readonly BlockNode _target;
     private readonly MirrorJobOptions _options;
     private readonly long _chunkBytes;
+    private readonly long _align;
     private readonly List<Task> _ops = [];
     private readonly ConcurrentQueue<(bool IsRead, BlockException Error)> _errors = new();
     private DirtyBitmap? _dirty;
@@ -55,8 +56,13 @@ internal sealed class MirrorJob : BlockJob
         _source = source;
         _target = target;
         _options = options;
-        long chunk = Math.Max(options.BufferBytes / MaxInFlight, options.Granularity);
-        _chunkBytes = (chunk + options.Granularity - 1) / options.Granularity * options.Granularity;
+        // A target that names a backing file it has not opened reads a partly written cluster as zeroes around the
+        // write, so copies are widened to whole target clusters (QEMU's cow bitmap case).
+        _align = options.Granularity;
+        if (target.Impl.BackingFileName != null && target.Backing is null && target.Impl.ClusterSize is { } cluster && cluster > _align)
+            _align = cluster;
+        long chunk = Math.Max(options.BufferBytes / MaxInFlight, _align);
+        _chunkBytes = (chunk + _align - 1) / _align * _align;
     }
 
     protected override bool CanComplete => true;
@@ -218,13 +224,17 @@ internal sealed class MirrorJob : BlockJob
             next = dirty.NextDirty(0);
         if (next < 0 || next >= length)
             return false;
-        next = next / _options.Granularity * _options.Granularity;
+        next = next / _align * _align;
         if (_inFlight!.IsDirty(next))
             return false;
-        long end = Math.Min(Math.Min(dirty.NextClean(next), next + _chunkBytes), length);
+        long end = Math.Min(AlignUp(Math.Min(dirty.NextClean(next), next + _chunkBytes)), length);
         long busy = _inFlight.NextDirty(next);
         if (busy >= 0 && busy < end)
-            end = busy;
+        {
+            end = busy / _align * _align;
+            if (end <= next)
+                return false;
+        }
         long bytes = end - next;
         dirty.ResetDirty(next, bytes);
         _inFlight.SetDirty(next, bytes);
@@ -234,6 +244,8 @@ internal sealed class MirrorJob : BlockJob
         issued = bytes;
         return true;
     }
+
+    private long AlignUp(long offset) => (offset + _align - 1) / _align * _align;
 
     /// <summary>One copy in flight: on failure its range is dirty again and the error queued for the loop's policy.</summary>
     private async Task CopyOpAsync(long offset, long bytes)
@@ -327,7 +339,8 @@ internal sealed class MirrorJob : BlockJob
         long length = _source.Length;
         for (long next = dirty.NextDirty(0); next >= 0 && next < length; next = dirty.NextDirty(0))
         {
-            long end = Math.Min(Math.Min(dirty.NextClean(next), next + _chunkBytes), length);
+            next = next / _align * _align;
+            long end = Math.Min(AlignUp(Math.Min(dirty.NextClean(next), next + _chunkBytes)), length);
             dirty.ResetDirty(next, end - next);
             var (_, error) = await CopyAsync(next, end - next).ConfigureAwait(false);
             if (error != null)

@@ -47,6 +47,7 @@ public sealed class MirrorJobOracleTests
             .Command("blockdev-mirror", J("""{"device": "t", "target": "sm", "sync": "full"}"""))
             .Command("drive-mirror", DriveMirror(dir, "full", """{"replaces": "t"}"""))
             .Command("blockdev-mirror", J("""{"device": "t", "target": "o", "sync": "full", "job-id": "j", "speed": 1}"""))
+            .Poll("query-block-jobs", StreamJobOracleTests.FirstChunkDone)
             .Command("blockdev-mirror", J("""{"device": "t", "target": "o", "sync": "full", "job-id": "j2"}"""))
             .Command("block-job-complete", J("""{"device": "j"}"""))
             .Command("block-job-cancel", J("""{"device": "j"}"""))
