@@ -224,10 +224,11 @@ internal sealed class MirrorJob : BlockJob
             next = dirty.NextDirty(0);
         if (next < 0 || next >= length)
             return false;
+        long first = next;
         next = next / _align * _align;
         if (_inFlight!.IsDirty(next))
             return false;
-        long end = Math.Min(AlignUp(Math.Min(dirty.NextClean(next), next + _chunkBytes)), length);
+        long end = Math.Min(AlignUp(Math.Min(dirty.NextClean(first), next + _chunkBytes)), length);
         long busy = _inFlight.NextDirty(next);
         if (busy >= 0 && busy < end)
         {
@@ -339,8 +340,9 @@ internal sealed class MirrorJob : BlockJob
         long length = _source.Length;
         for (long next = dirty.NextDirty(0); next >= 0 && next < length; next = dirty.NextDirty(0))
         {
+            long first = next;
             next = next / _align * _align;
-            long end = Math.Min(AlignUp(Math.Min(dirty.NextClean(next), next + _chunkBytes)), length);
+            long end = Math.Min(AlignUp(Math.Min(dirty.NextClean(first), next + _chunkBytes)), length);
             dirty.ResetDirty(next, end - next);
             var (_, error) = await CopyAsync(next, end - next).ConfigureAwait(false);
             if (error != null)

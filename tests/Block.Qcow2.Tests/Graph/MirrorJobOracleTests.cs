@@ -11,7 +11,8 @@ public sealed class MirrorJobOracleTests
 {
     private static JsonObject J(string json) => JsonNode.Parse(json)!.AsObject();
 
-    private static bool Ready(JsonNode? jobs) => jobs is JsonArray { Count: 1 } a && (bool)a[0]!["ready"]!;
+    /// <summary>Ready and napping (a ready job wakes every 100 ms, so both sides are seen idle soon after READY).</summary>
+    private static bool ReadyIdle(JsonNode? jobs) => jobs is JsonArray { Count: 1 } a && (bool)a[0]!["ready"]! && !(bool)a[0]!["busy"]!;
 
     private static JsonObject DriveMirror(TempDirectory dir, string sync, string? extra = null)
     {
@@ -70,6 +71,7 @@ public sealed class MirrorJobOracleTests
         var s = StreamJobOracleTests.Chain(dir).File("target.qcow2")
             .Command("drive-mirror", DriveMirror(dir, sync, extra))
             .WaitEvent("BLOCK_JOB_READY")
+            .Poll("query-block-jobs", ReadyIdle)
             .Command("query-block-jobs")
             .Command("block-job-complete", J("""{"device": "m"}"""))
             .WaitEvent("BLOCK_JOB_COMPLETED")
@@ -113,6 +115,7 @@ public sealed class MirrorJobOracleTests
         var s = StreamJobOracleTests.Chain(dir, baseFileReadOnly: false)
             .Command("block-commit", J("""{"device": "t", "job-id": "c"}"""))
             .WaitEvent("BLOCK_JOB_READY")
+            .Poll("query-block-jobs", ReadyIdle)
             .Command("query-block-jobs")
             .Command(complete ? "block-job-complete" : "block-job-cancel", J("""{"device": "c"}"""))
             .WaitEvent("BLOCK_JOB_COMPLETED")
@@ -139,5 +142,52 @@ public sealed class MirrorJobOracleTests
         s.AssertSameReplies();
         s.AssertSameEvents();
         StreamJobOracleTests.AssertSameImage(s, dir, "top.qcow2");
+    }
+
+    [Theory]
+    [InlineData("stop", 5)]
+    [InlineData("report", 5)]
+    [InlineData("ignore", 5)]
+    [InlineData("enospc", 28)]
+    public async Task A_source_read_error_under_each_policy_gives_qemu_storage_daemons_events_and_target(string policy, int errno)
+    {
+        using var dir = new TempDirectory();
+        StreamJobOracleTests.Chain(dir);
+        // top's data (guest 2 MiB) fails once, where its first host cluster is.
+        var map = JsonNode.Parse(QemuImg.MapJsonText(dir.File("top.qcow2"), "qcow2"))!.AsArray();
+        long host = map.Single(e => (long)e!["start"]! == 2 << 20 && (bool)e["data"]!)!["offset"]!.GetValue<long>();
+        string td = new JsonObject
+        {
+            ["driver"] = "blkdebug", ["node-name"] = "td", ["image"] = "tf",
+            ["inject-error"] = new JsonArray(new JsonObject { ["event"] = "read_aio", ["sector"] = host / 512, ["errno"] = errno, ["once"] = true }),
+        }.ToJsonString();
+        var s = new QsdScenario(dir)
+            .Blockdev("""{"driver": "file", "node-name": "bf", "filename": "PATH"}""".Replace("PATH", dir.File("base.qcow2")))
+            .Blockdev("""{"driver": "qcow2", "node-name": "b", "file": "bf", "read-only": true}""")
+            .Blockdev("""{"driver": "file", "node-name": "mf", "filename": "PATH"}""".Replace("PATH", dir.File("mid.qcow2")))
+            .Blockdev("""{"driver": "qcow2", "node-name": "m", "file": "mf", "backing": "b", "read-only": true}""")
+            .Blockdev("""{"driver": "file", "node-name": "tf", "filename": "PATH"}""".Replace("PATH", dir.File("top.qcow2")))
+            .Blockdev(td)
+            .Blockdev("""{"driver": "qcow2", "node-name": "t", "file": "td", "backing": "m"}""")
+            .File("base.qcow2").File("mid.qcow2").File("top.qcow2").File("target.qcow2")
+            .Command("drive-mirror", DriveMirror(dir, "top", $$"""{"on-source-error": "{{policy}}"}"""))
+            .WaitEvent("BLOCK_JOB_ERROR");
+        if (policy is "stop" or "enospc")
+        {
+            s.Poll("query-block-jobs", jobs => jobs is JsonArray { Count: 1 } a && !(bool)a[0]!["busy"]!)
+                .Command("query-block-jobs")
+                .Command("block-job-resume", J("""{"device": "m"}"""));
+        }
+        if (policy != "report")
+        {
+            s.WaitEvent("BLOCK_JOB_READY")
+                .Command("block-job-complete", J("""{"device": "m"}"""));
+        }
+        s.WaitEvent("BLOCK_JOB_COMPLETED").Command("query-block-jobs");
+        await s.RunAsync();
+        s.AssertSameReplies();
+        s.AssertSameEvents();
+        if (policy != "report")
+            StreamJobOracleTests.AssertSameImage(s, dir, "target.qcow2");
     }
 }
