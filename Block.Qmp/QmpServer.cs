@@ -43,6 +43,7 @@ public sealed class QmpServer : IAsyncDisposable
         DeviceCommands.Register(Commands);
         JobCommands.Register(Commands);
         BackupCommands.Register(Commands);
+        MirrorCommands.Register(Commands);
         graph.EventRaised += OnBlockEvent;
     }
 

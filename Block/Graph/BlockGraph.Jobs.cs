@@ -89,8 +89,8 @@ public sealed partial class BlockGraph
     }
 
     /// <summary>
-    /// Commits an image below the active layer into a base, live (QMP <c>block-commit</c> with a <paramref name="top"/>
-    /// below the device's node): see <see cref="CommitJob"/>.
+    /// Commits an image into a base, live (QMP <c>block-commit</c>): below the active layer see <see cref="CommitJob"/>;
+    /// the active layer itself is mirrored into the base (<see cref="MirrorJob"/>).
     /// </summary>
     /// <param name="jobId">The job id, or null for the name of the device.</param>
     /// <param name="device">The root of the chain: a backend or a node no other node uses.</param>
@@ -103,8 +103,8 @@ public sealed partial class BlockGraph
     /// <exception cref="BlockException">QEMU 7.2's errors, in its order: "Device 'x' not found" (DeviceNotFound), "Need
     /// a root block node", "Node 'x' is busy: …", "Top image file x not found", "Can't find 'x' in the backing chain",
     /// "cannot commit an image into itself", "'backing-file' specified, but 'top' is
-    /// the active layer", then the job id's and the speed's. Committing the active layer (QEMU's active commit, a
-    /// mirror into the base) is not implemented: ENOTSUP.</exception>
+    /// the active layer", then the job id's and the speed's. With <paramref name="top"/> the active layer this is QEMU's
+    /// active commit, a <see cref="MirrorJob"/> into the base that needs <c>block-job-complete</c>.</exception>
     public async ValueTask<BlockJob> CommitAsync(string? jobId, string device, string? @base = null, string? top = null,
         string? backingFile = null, long speed = 0, BlockdevOnError onError = BlockdevOnError.Report)
     {
@@ -141,7 +141,7 @@ public sealed partial class BlockGraph
         {
             if (backingFile != null)
                 throw new BlockOptionsException("'backing-file' specified, but 'top' is the active layer");
-            throw new BlockException(Errno.ENOTSUP, "Committing the active layer is not supported");
+            return await ActiveCommitAsync(jobId, bs, baseBs, speed, onError).ConfigureAwait(false);
         }
         BlockNode overlay = bs;
         while (!ReferenceEquals(overlay.Backing?.Node, topBs))

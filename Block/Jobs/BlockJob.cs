@@ -221,6 +221,40 @@ public abstract class BlockJob
         }
     }
 
+    /// <summary>True while a pause (the user's, an error policy's or a drain's) waits for the job: a job with I/O in
+    /// flight finishes it before it reaches its pause point, as QEMU's mirror waits for its operations.</summary>
+    protected bool PauseRequested
+    {
+        get
+        {
+            lock (_lock)
+                return _pauseCount > 0 && !_cancelled;
+        }
+    }
+
+    /// <summary>True once the job sent <c>BLOCK_JOB_READY</c>.</summary>
+    protected bool IsReady
+    {
+        get
+        {
+            lock (_lock)
+                return _ready;
+        }
+    }
+
+    /// <summary>
+    /// Gives up every permission the job's holds take, keeping the nodes held (QEMU's mirror drops its target
+    /// permissions before its switch-over, so the users it moves onto the target are not refused by the job itself).
+    /// </summary>
+    protected void RelaxHolds()
+    {
+        BlockChild[] held;
+        lock (_lock)
+            held = [.. _held];
+        foreach (var edge in held)
+            Graph.UpdateEdgePermissions(edge, BlockPermissions.None, BlockPermissions.All);
+    }
+
     /// <summary>Runs the job; called once by the graph after it registered it.</summary>
     internal void Start()
     {

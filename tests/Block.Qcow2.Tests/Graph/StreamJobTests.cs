@@ -8,7 +8,7 @@ namespace Block.Qcow2.Tests.Graph;
 public sealed class StreamJobTests
 {
     /// <summary>base.qcow2 (16 MiB, data in every other MiB) ← top.qcow2 (data in a few places), opened as nodes with a device "dev" on top.</summary>
-    private static async Task<(BlockGraph Graph, BlockBackend Device)> OpenChainAsync(TempDirectory dir)
+    internal static async Task<(BlockGraph Graph, BlockBackend Device)> OpenChainAsync(TempDirectory dir)
     {
         QemuImg.Create("qcow2", dir.File("base.qcow2"), "16M");
         var writes = Enumerable.Range(0, 8).Select(i => $"write -P 0x{0x40 + i:x2} {i * 2}M 1M").ToArray();
