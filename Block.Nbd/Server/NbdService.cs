@@ -36,10 +36,13 @@ public sealed class NbdService : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(arguments);
         var addr = arguments.Object("addr") ?? throw arguments.Missing("addr");
         long maxConnections = arguments.Int("max-connections", 0, uint.MaxValue) ?? 0;
-        if (arguments.String("tls-creds") != null || arguments.String("tls-authz") != null)
-            throw new BlockException(Errno.ENOTSUP, "TLS is not available for NBD exports yet (issue 15)");
+        string? tlsCreds = arguments.String("tls-creds");
+        if (arguments.String("tls-authz") != null)
+            throw new BlockException(Errno.ENOTSUP, "tls-authz is not supported: authorization objects are not built (issue 15)");
         arguments.Finish();
 
+        // QEMU looks the credentials up before it reads the address.
+        var tls = tlsCreds is null ? null : NbdServerTls.FromGraph(_graph, tlsCreds);
         string type = addr.RequiredString("type");
         var data = addr.Keyval ? addr : addr.Object("data") ?? throw addr.Missing("data");
         Socket socket;
@@ -68,7 +71,7 @@ public sealed class NbdService : IAsyncDisposable
             default:
                 throw new BlockOptionsException($"Parameter '{addr.FullName("type")}' does not accept value '{type}'");
         }
-        var server = new NbdServer(new NbdServerOptions { MaxConnections = (int)Math.Min(maxConnections, int.MaxValue) });
+        var server = new NbdServer(new NbdServerOptions { MaxConnections = (int)Math.Min(maxConnections, int.MaxValue), Tls = tls });
         server.Listen(socket, unixPath);
         _server = server;
     }
