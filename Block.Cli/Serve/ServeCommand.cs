@@ -47,7 +47,7 @@ internal static class ServeCommand
         await using var server = new QmpServer(graph);
         server.HandlerFailed += e => cli.Error($"internal error in a QMP command: {e}");
         await using var nbd = new NbdService(graph);
-        NbdCommands.Register(server.Commands, nbd);
+        NbdCommands.Register(server, nbd);
         var chardevs = new Dictionary<string, Chardev>(StringComparer.Ordinal);
         var listeners = new List<QmpListener>();
         var sessions = new List<Task>();
