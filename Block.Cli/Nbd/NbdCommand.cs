@@ -185,8 +185,18 @@ internal static class NbdCommand
                 return Fail(cli, e.Message);
             }
         }
+        System.Net.Security.SslServerAuthenticationOptions? tls = null;
         if (settings.TlsCreds != null)
-            return Fail(cli, $"Failed to get TLS creds: No TLS credentials with id '{settings.TlsCreds}'");
+        {
+            try
+            {
+                tls = NbdServerTls.FromGraph(graph, settings.TlsCreds);
+            }
+            catch (BlockException e)
+            {
+                return Fail(cli, $"Failed to get TLS creds: {e.Message}");
+            }
+        }
 
         BlockBackend backend;
         try
@@ -203,7 +213,7 @@ internal static class NbdCommand
         {
             if (settings.LoadSnapshot != null)
                 await LoadSnapshotAsync(backend, settings.LoadSnapshot);
-            server = StartServer(settings, backend, writable: !open.ReadOnly);
+            server = StartServer(settings, backend, writable: !open.ReadOnly, tls);
         }
         catch (BlockException e)
         {
@@ -247,10 +257,10 @@ internal static class NbdCommand
         }
     }
 
-    private static NbdServer StartServer(Settings settings, BlockBackend backend, bool writable)
+    private static NbdServer StartServer(Settings settings, BlockBackend backend, bool writable, System.Net.Security.SslServerAuthenticationOptions? tls)
     {
         // qemu-nbd serves -e clients at once (one by default); more wait in the listen backlog.
-        var server = new NbdServer(new NbdServerOptions { MaxConnections = settings.Shared });
+        var server = new NbdServer(new NbdServerOptions { MaxConnections = settings.Shared, Tls = tls });
         try
         {
             // qemu-nbd builds its bitmap list by prepending, so clients list the contexts last -B first.

@@ -47,7 +47,7 @@ internal static class ServeCommand
         await using var server = new QmpServer(graph);
         server.HandlerFailed += e => cli.Error($"internal error in a QMP command: {e}");
         await using var nbd = new NbdService(graph);
-        NbdCommands.Register(server.Commands, nbd);
+        NbdCommands.Register(server, nbd);
         var chardevs = new Dictionary<string, Chardev>(StringComparer.Ordinal);
         var listeners = new List<QmpListener>();
         var sessions = new List<Task>();
@@ -291,8 +291,8 @@ internal static class ServeCommand
           --monitor [chardev=]<id>[,mode=control][,pretty=on|off]
                                  serve QMP on a character device
 
-          --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>[,max-connections=<n>]
-          --nbd-server addr.type=unix,addr.path=<path>[,max-connections=<n>]
+          --nbd-server addr.type=inet,addr.host=<host>,addr.port=<port>[,tls-creds=<id>][,max-connections=<n>]
+          --nbd-server addr.type=unix,addr.path=<path>[,tls-creds=<id>][,max-connections=<n>]
                                  start an NBD server for exporting block nodes
 
           --object secret,id=<id>,data=<data>|file=<file>[,format=raw|base64]

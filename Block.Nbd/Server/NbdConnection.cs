@@ -25,8 +25,9 @@ internal sealed class NbdConnection
     private const int MaxExtents = (1 << 20) / 8;
 
     private readonly NbdServer _server;
-    private readonly Stream _stream;
-    private readonly PipeReader _input;
+    private readonly Stream _socket;
+    private Stream _stream;
+    private PipeReader _input;
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly byte[] _sendHeader = new byte[ChunkHeaderSize + 8];
     private readonly CancellationTokenSource _abort = new();
@@ -44,11 +45,15 @@ internal sealed class NbdConnection
     public NbdConnection(NbdServer server, Stream stream)
     {
         _server = server;
+        _socket = stream;
         _stream = stream;
-        _input = PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 << 10, leaveOpen: true));
+        _input = CreateReader(stream);
         _maxInFlight = Math.Max(1, server.Options.MaxRequestsInFlight);
         _slots = new SemaphoreSlim(_maxInFlight, _maxInFlight);
     }
+
+    private static PipeReader CreateReader(Stream stream) =>
+        PipeReader.Create(stream, new StreamPipeReaderOptions(bufferSize: 64 << 10, leaveOpen: true));
 
     /// <summary>Whether the client finished the handshake and entered transmission (qemu-nbd's "negotiated").</summary>
     public bool Negotiated { get; private set; }
@@ -68,6 +73,7 @@ internal sealed class NbdConnection
             // Already closed.
         }
         _stream.Dispose();
+        _socket.Dispose();
     }
 
     public async Task RunAsync(CancellationToken serverStop)
@@ -101,7 +107,8 @@ internal sealed class NbdConnection
             }
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException
-                                      or System.Net.Sockets.SocketException or InvalidOperationException)
+                                      or System.Net.Sockets.SocketException or InvalidOperationException
+                                      or System.Security.Authentication.AuthenticationException)
         {
             // The client went away, misbehaved, or was disconnected: its connection ends, nothing else.
         }
@@ -109,6 +116,7 @@ internal sealed class NbdConnection
         {
             await _input.CompleteAsync().ConfigureAwait(false);
             await _stream.DisposeAsync().ConfigureAwait(false);
+            await _socket.DisposeAsync().ConfigureAwait(false);
             _abort.Dispose();
             _completion.TrySetResult();
         }
@@ -165,6 +173,29 @@ internal sealed class NbdConnection
             if (!await ReadExactAsync(data, cancellationToken).ConfigureAwait(false))
                 return false;
 
+            if (_server.Options.Tls is { } tls && _stream == _socket)
+            {
+                // TLS is configured and not yet started: only STARTTLS is served, as in QEMU.
+                if (option == OptExportName)
+                    return false; // cannot be refused but by hanging up
+                if (option != OptStartTls)
+                {
+                    // ABORT is refused too, and then ends the session all the same (qemu-nbd 7.2 does both).
+                    await SendOptionErrorAsync(option, RepErrTlsReqd, $"Option 0x{option:x} not permitted before TLS", cancellationToken).ConfigureAwait(false);
+                    if (option == OptAbort)
+                        return false;
+                    continue;
+                }
+                if (length != 0)
+                {
+                    await SendOptionErrorAsync(option, RepErrInvalid, "option 'starttls' has unexpected length", cancellationToken).ConfigureAwait(false);
+                    return false;
+                }
+                await SendOptionReplyAsync(option, RepAck, default, cancellationToken).ConfigureAwait(false);
+                if (!await StartTlsAsync(tls, cancellationToken).ConfigureAwait(false))
+                    return false;
+                continue;
+            }
             switch (option)
             {
                 case OptExportName:
@@ -221,13 +252,37 @@ internal sealed class NbdConnection
                     await MetaContextAsync(option, data, cancellationToken).ConfigureAwait(false);
                     break;
                 case OptStartTls:
-                    await SendOptionErrorAsync(option, RepErrPolicy, "TLS not configured", cancellationToken).ConfigureAwait(false);
+                    if (_server.Options.Tls != null)
+                        await SendOptionErrorAsync(option, RepErrInvalid, "TLS already enabled", cancellationToken).ConfigureAwait(false);
+                    else
+                        await SendOptionErrorAsync(option, RepErrPolicy, "TLS not configured", cancellationToken).ConfigureAwait(false);
                     break;
                 default:
                     await SendOptionErrorAsync(option, RepErrUnsup, $"Unsupported option {option}", cancellationToken).ConfigureAwait(false);
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// Runs the TLS handshake after STARTTLS's ACK and moves the connection onto the encrypted stream; false when the
+    /// client sent bytes past the option before the handshake (they would be read in clear) or closed.
+    /// </summary>
+    private async ValueTask<bool> StartTlsAsync(System.Net.Security.SslServerAuthenticationOptions tls, CancellationToken cancellationToken)
+    {
+        if (_input.TryRead(out var pending))
+        {
+            bool early = !pending.Buffer.IsEmpty;
+            _input.AdvanceTo(pending.Buffer.Start);
+            if (early || pending.IsCompleted)
+                return false;
+        }
+        await _input.CompleteAsync().ConfigureAwait(false);
+        var ssl = new System.Net.Security.SslStream(_socket, leaveInnerStreamOpen: true);
+        _stream = ssl;
+        _input = CreateReader(ssl);
+        await ssl.AuthenticateAsServerAsync(tls, cancellationToken).ConfigureAwait(false);
+        return true;
     }
 
     private void Select(NbdExport export)

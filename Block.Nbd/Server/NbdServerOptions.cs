@@ -16,4 +16,13 @@ public sealed record NbdServerOptions
     /// <remarks>16, as QEMU's server: with 32 MiB at most per request, one client holds at most 512 MiB of
     /// buffers, and in practice what its requests ask for.</remarks>
     public int MaxRequestsInFlight { get; init; } = 16;
+
+    /// <summary>
+    /// TLS for every client (QEMU's <c>tls-creds</c>), or null for none; <see cref="NbdServerTls"/> builds it from a
+    /// <c>tls-creds-x509</c> object.
+    /// </summary>
+    /// <remarks>As in QEMU, TLS is then required: before <c>NBD_OPT_STARTTLS</c> every other option is refused with
+    /// <c>NBD_REP_ERR_TLS_REQD</c> (<c>NBD_OPT_EXPORT_NAME</c>, which cannot be refused, hangs up), so no export is
+    /// listed or served in clear.</remarks>
+    public System.Net.Security.SslServerAuthenticationOptions? Tls { get; init; }
 }

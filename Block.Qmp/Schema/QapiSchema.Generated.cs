@@ -337,5 +337,21 @@ public sealed partial class QapiSchema
         b.ImplicitStruct("q_obj_nbd-server-remove-arg", null, ["name", "str", "*mode", "BlockExportRemoveMode"]);
         b.Command("nbd-server-remove", "q_obj_nbd-server-remove-arg", null);
         b.Command("nbd-server-stop", null, null);
+        b.Enum("BlockExportType", ["nbd"]);
+        b.Struct("BlockExportOptionsNbdBase", null, ["*name", "str", "*description", "str"]);
+        b.Struct("BlockExportOptionsNbd", "BlockExportOptionsNbdBase", ["*bitmaps", "[str]",
+            "*allocation-depth", "bool"]);
+        b.ImplicitStruct("q_obj_BlockExportOptions-base", null, ["type", "BlockExportType", "id", "str",
+            "*fixed-iothread", "bool", "*iothread", "str", "node-name", "str", "*writable", "bool",
+            "*writethrough", "bool"]);
+        b.Union("BlockExportOptions", "q_obj_BlockExportOptions-base", "type", ["nbd", "BlockExportOptionsNbd"]);
+        b.Command("block-export-add", "BlockExportOptions", null, QapiCommandFlags.Boxed);
+        b.ImplicitStruct("q_obj_block-export-del-arg", null, ["id", "str", "*mode", "BlockExportRemoveMode"]);
+        b.Command("block-export-del", "q_obj_block-export-del-arg", null);
+        b.ImplicitStruct("q_obj_BLOCK_EXPORT_DELETED-arg", null, ["id", "str"]);
+        b.Event("BLOCK_EXPORT_DELETED", "q_obj_BLOCK_EXPORT_DELETED-arg");
+        b.Struct("BlockExportInfo", null, ["id", "str", "type", "BlockExportType", "node-name", "str",
+            "shutting-down", "bool"]);
+        b.Command("query-block-exports", null, "[BlockExportInfo]");
     }
 }

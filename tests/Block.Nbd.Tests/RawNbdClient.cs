@@ -9,13 +9,12 @@ namespace Block.Nbd.Tests;
 internal sealed class RawNbdClient : IDisposable
 {
     private readonly Socket _socket;
-    private readonly NetworkStream _stream;
+    private Stream _stream;
 
     private RawNbdClient(Socket socket)
     {
         _socket = socket;
-        _stream = new NetworkStream(socket, ownsSocket: true);
-        _stream.ReadTimeout = 60_000;
+        _stream = new NetworkStream(socket, ownsSocket: true) { ReadTimeout = 60_000 };
     }
 
     public static RawNbdClient Connect(string path)
@@ -81,6 +80,35 @@ internal sealed class RawNbdClient : IDisposable
     {
         ReadGreeting();
         Send([0, 0, 0, 3]);
+        NegotiateOptions(export);
+    }
+
+    /// <summary>
+    /// Greeting, client flags, STARTTLS, and the TLS handshake with the client certificate of
+    /// <paramref name="clientDirectory"/> (a <c>tls-creds-x509</c> directory; none when it has no certificate).
+    /// </summary>
+    public void StartTls(string clientDirectory)
+    {
+        ReadGreeting();
+        Send([0, 0, 0, 3]);
+        SendOption(NbdProtocol.OptStartTls, []);
+        Assert.Equal(NbdProtocol.RepAck, ReceiveOptionReply().Type);
+        var tls = new System.Net.Security.SslStream(_stream, leaveInnerStreamOpen: false);
+        var options = new System.Net.Security.SslClientAuthenticationOptions
+        {
+            TargetHost = "localhost",
+            RemoteCertificateValidationCallback = (_, _, _, _) => true,
+        };
+        string certificate = Path.Combine(clientDirectory, "client-cert.pem");
+        if (File.Exists(certificate))
+            options.ClientCertificates = [System.Security.Cryptography.X509Certificates.X509Certificate2.CreateFromPemFile(certificate, Path.Combine(clientDirectory, "client-key.pem"))];
+        tls.AuthenticateAsClient(options);
+        _stream = tls;
+    }
+
+    /// <summary>Structured replies, base:allocation, then GO on <paramref name="export"/> (after the greeting).</summary>
+    public void NegotiateOptions(string export)
+    {
         SendOption(NbdProtocol.OptStructuredReply, []);
         Assert.Equal(NbdProtocol.RepAck, ReceiveOptionReply().Type);
 

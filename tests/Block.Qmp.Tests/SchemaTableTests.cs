@@ -24,22 +24,23 @@ public sealed class SchemaTableTests
     ];
 
     [Fact]
-    public void The_table_has_the_33_block_core_commands_then_the_media_and_run_state_commands_the_qmp_core_and_nbd_server_in_schema_order()
+    public void The_table_has_the_33_block_core_commands_then_the_media_and_run_state_commands_the_qmp_core_nbd_server_and_exports_in_schema_order()
     {
         string[] devices = ["blockdev-remove-medium", "blockdev-insert-medium", "eject", "cont"];
         string[] core = ["qmp_capabilities", "query-version", "query-commands", "quit", "query-qmp-schema"];
-        string[] nbd = ["nbd-server-start", "nbd-server-add", "nbd-server-remove", "nbd-server-stop"];
+        string[] nbd = ["nbd-server-start", "nbd-server-add", "nbd-server-remove", "nbd-server-stop",
+            "block-export-add", "block-export-del", "query-block-exports"];
         Assert.Equal([.. BlockCoreCommands, .. devices, .. core, .. nbd], Schema.Commands.Select(c => c.Name));
         Assert.Equal(
             ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR",
-             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "STOP", "RESUME"],
+             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "STOP", "RESUME", "BLOCK_EXPORT_DELETED"],
             Schema.Events.Select(e => e.Name));
     }
 
     [Fact]
     public void Command_flags_are_the_schemas()
     {
-        Assert.Equal(["drive-backup", "blockdev-backup", "drive-mirror", "block_set_io_throttle", "blockdev-add"],
+        Assert.Equal(["drive-backup", "blockdev-backup", "drive-mirror", "block_set_io_throttle", "blockdev-add", "block-export-add"],
             Schema.Commands.Where(c => c.Boxed).Select(c => c.Name));
         Assert.Equal(["query-qmp-schema"], Schema.Commands.Where(c => !c.Gen).Select(c => c.Name));
         Assert.All(Schema.Commands, c => Assert.True(c.SuccessResponse));
