@@ -63,8 +63,16 @@ internal readonly record struct VdiHeader(uint ImageType, uint BlockMapOffset, u
     /// <exception cref="ImageFormatException">The header is not one of a VDI image QEMU opens.</exception>
     public static VdiHeader Parse(ReadOnlySpan<byte> sector, long fileLength)
     {
-        if (!HasSignature(sector) || sector.Length < Size)
+        if (!HasSignature(sector))
             throw new ImageFormatException("Image not in VDI format (bad signature)");
+        if (sector.Length < Size)
+        {
+            // A file shorter than the header reads as zeroes past its end, as QEMU reads it; the checks below refuse it.
+            Span<byte> padded = stackalloc byte[Size];
+            padded.Clear();
+            sector.CopyTo(padded);
+            return Parse(padded, fileLength);
+        }
         uint version = Read(sector, VersionAt);
         uint bmap = Read(sector, BlockMapOffsetAt), data = Read(sector, DataOffsetAt);
         uint sectorSize = Read(sector, SectorSizeAt), blockSize = Read(sector, BlockSizeAt);
