@@ -1,5 +1,6 @@
 using Block.Crypto;
 using Block.Drivers;
+using Block.Formats;
 using Block.Nbd.Client;
 using Block.Qcow2;
 using Block.Vmdk;
@@ -9,5 +10,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddLuks().AddNbd();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd();
 }

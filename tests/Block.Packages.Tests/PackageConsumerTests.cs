@@ -9,7 +9,7 @@ namespace Block.Packages.Tests;
 /// </summary>
 public class PackageConsumerTests(PackageFeed feed) : IClassFixture<PackageFeed>
 {
-    private static readonly string[] s_libraries = ["Block", "Block.Qcow2", "Block.Vmdk", "Block.Crypto", "Block.Qmp"];
+    private static readonly string[] s_libraries = ["Block", "Block.Qcow2", "Block.Vmdk", "Block.Formats", "Block.Crypto", "Block.Qmp"];
 
     [Fact]
     public void A_project_using_only_the_packages_writes_reads_streams_and_makes_vmdk_and_luks_images()
@@ -22,6 +22,7 @@ public class PackageConsumerTests(PackageFeed feed) : IClassFixture<PackageFeed>
             "qcow2: 67108864 bytes, 64 KiB written and read back\n" +
             "stream: read and written at any position\n" +
             "vmdk: monolithicSparse and streamOptimized made, written and read back\n" +
+            "vdi: made, written and read back\n" +
             "luks: made with a secret, unlocked, written and read back encrypted\n", r.Stdout);
     }
 

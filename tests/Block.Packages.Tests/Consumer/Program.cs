@@ -1,15 +1,16 @@
 // Uses the packages as a .NET hypervisor project would: a qcow2 image written and read back, a Stream over it, and a
-// vmdk and a LUKS image made and used. Prints one line per check; any failure throws (exit code not 0).
+// vmdk, a vdi and a LUKS image made and used. Prints one line per check; any failure throws (exit code not 0).
 using System.Text.Json.Nodes;
 using Block.Crypto;
 using Block.Drivers;
+using Block.Formats;
 using Block.Graph;
 using Block.Qcow2;
 using Block.Streams;
 using Block.Vmdk;
 
 string dir = args[0];
-var drivers = DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddLuks();
+var drivers = DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks();
 await using var graph = new BlockGraph(new BlockGraphOptions { Drivers = drivers });
 graph.Secrets.Add("key", "correct horse", null, null);
 
@@ -55,6 +56,18 @@ foreach (string subformat in new[] { "monolithicSparse", "streamOptimized" })
     await v.DisposeAsync();
 }
 Console.WriteLine("vmdk: monolithicSparse and streamOptimized made, written and read back");
+
+// vdi: create a dynamic image, write and read it back.
+string vdi = Path.Combine(dir, "disk.vdi");
+await graph.CreateImageAsync("vdi", vdi, new Dictionary<string, string> { ["size"] = "32M" });
+await using (var v = await graph.OpenImageAsync(vdi, new ImageOpenOptions { Format = "vdi" }))
+{
+    await v.WriteAsync(3 << 20, pattern);
+    await v.FlushAsync();
+    await v.ReadAsync(3 << 20, back);
+    Check(back.AsSpan().SequenceEqual(pattern), "vdi reads back what was written");
+}
+Console.WriteLine("vdi: made, written and read back");
 
 // LUKS: create with a secret, open with it, write and read back through the cipher.
 string luks = Path.Combine(dir, "disk.luks");
