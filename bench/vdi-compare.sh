@@ -14,8 +14,8 @@ if [ ! -f "$image" ]; then
   rm -f "$dir/random-1g.raw"
 fi
 cat "$image" > /dev/null
-dotnet build "$root/Block.Cli/Block.Cli.csproj" -c Release -nologo -v quiet -clp:ErrorsOnly >/dev/null
-blk=(dotnet "$root/Block.Cli/bin/Release/net10.0/blk.dll")
+# blk as it ships: Native AOT (bench/publish-blk.sh; BLK_BUILD=r2r or jit for the other builds).
+blk=("$("$root/bench/publish-blk.sh" "$dir/blk-publish")")
 
 timed() { # prints "real user+sys" of "$@"
   /usr/bin/time -f "%e %U %S" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%s %.2f\n", $1, $2 + $3}'

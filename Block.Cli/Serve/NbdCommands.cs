@@ -53,7 +53,7 @@ internal static class NbdCommands
         {
             var list = new JsonArray();
             foreach (var e in nbd.QueryExports())
-                list.Add(new JsonObject { ["id"] = e.Id, ["type"] = "nbd", ["node-name"] = e.NodeName, ["shutting-down"] = e.ShuttingDown });
+                list.Add((JsonNode)new JsonObject { ["id"] = e.Id, ["type"] = "nbd", ["node-name"] = e.NodeName, ["shutting-down"] = e.ShuttingDown });
             return ValueTask.FromResult<JsonNode?>(list);
         });
         table.Add("nbd-server-stop", async (_, _, _) =>
