@@ -1,108 +1,14 @@
-using BenchmarkDotNet.Attributes;
-using Block.Drivers;
-using Block.Graph;
-using Block.Io;
-using Block.Qapi;
 using Block.Vmdk;
-using Microsoft.Win32.SafeHandles;
 
 namespace Block.Bench;
 
 /// <summary>
-/// Reads of a fully allocated 1 GiB monolithicSparse VMDK through the graph (backend → vmdk → file, inline engine)
-/// against plain <c>pread</c> of the same file: random 4 KiB reads at QD1 and sequential 64 KiB reads. The grain
-/// tables are in memory after the first touch, so a read inside one grain is one <c>pread</c>.
+/// <see cref="FormatReadBenchmarks"/> on a monolithicSparse VMDK. The grain tables are in memory after the first
+/// touch, so a read inside one grain is one <c>pread</c>.
 /// </summary>
-[MemoryDiagnoser]
-public class VmdkReadBenchmarks
+public class VmdkReadBenchmarks : FormatReadBenchmarks
 {
-    private const int Ops = 1000;
-    private BlockGraph _graph = null!;
-    private BlockBackend _backend = null!;
-    private SafeFileHandle _plain = null!;
-    private AlignedBuffer _buffer4K = null!;
-    private AlignedBuffer _buffer64K = null!;
-    private long[] _randomOffsets = null!;
-    private long[] _randomFileOffsets = null!;
-    private long _sequential;
-    private long _sequentialFile;
-    private long _fileLength;
+    private static readonly FormatBenchImage s_image = new("vmdk", "blk-bench-1g-sparse.vmdk", r => r.AddVmdk());
 
-    [GlobalSetup]
-    public void Setup()
-    {
-        string path = VmdkImage.Ensure();
-        _graph = new BlockGraph(new BlockGraphOptions { Drivers = DriverRegistry.CreateDefault().AddVmdk() });
-        _backend = _graph.OpenImageAsync(path, new ImageOpenOptions
-        {
-            Format = "vmdk",
-            ReadOnly = true,
-            Aio = BlockdevAioOptions.Inline,
-            Backend = new BlockBackendOptions { Accounting = false },
-        }).AsTask().GetAwaiter().GetResult();
-        _plain = File.OpenHandle(path);
-        _fileLength = RandomAccess.GetLength(_plain);
-        _buffer4K = AlignedBuffer.Allocate(4096);
-        _buffer64K = AlignedBuffer.Allocate(65536);
-        var rng = new Random(7);
-        _randomOffsets = Enumerable.Range(0, Ops).Select(_ => rng.NextInt64(VmdkImage.Size / 4096) * 4096).ToArray();
-        _randomFileOffsets = Enumerable.Range(0, Ops).Select(_ => rng.NextInt64(_fileLength / 4096) * 4096).ToArray();
-        // Warm the page cache and the grain tables.
-        var warm = new byte[1 << 20];
-        for (long o = 0; o < _fileLength; o += warm.Length)
-            RandomAccess.Read(_plain, warm, o);
-        for (long o = 0; o < VmdkImage.Size; o += 32 << 20)
-            _backend.ReadAsync(o, _buffer4K.Memory[..4096]).AsTask().GetAwaiter().GetResult();
-    }
-
-    [GlobalCleanup]
-    public void Cleanup()
-    {
-        _graph.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        _plain.Dispose();
-        _buffer4K.Dispose();
-        _buffer64K.Dispose();
-    }
-
-    /// <summary>Random 4 KiB reads of the disk, one at a time.</summary>
-    [Benchmark(OperationsPerInvoke = Ops)]
-    public async Task VmdkRandomRead4K()
-    {
-        var buffer = new IoVector(_buffer4K.Memory[..4096]);
-        foreach (long offset in _randomOffsets)
-            await _backend.ReadAsync(offset, buffer);
-    }
-
-    /// <summary>The floor: <c>pread</c> of random 4 KiB blocks of the same file, no block layer.</summary>
-    [Benchmark(OperationsPerInvoke = Ops, Baseline = true)]
-    public void PlainPread4K()
-    {
-        var span = _buffer4K.Span[..4096];
-        foreach (long offset in _randomFileOffsets)
-            RandomAccess.Read(_plain, span, offset);
-    }
-
-    /// <summary>Sequential 64 KiB reads of the disk.</summary>
-    [Benchmark(OperationsPerInvoke = Ops)]
-    public async Task VmdkSequentialRead64K()
-    {
-        var buffer = new IoVector(_buffer64K.Memory[..65536]);
-        for (int i = 0; i < Ops; i++)
-        {
-            await _backend.ReadAsync(_sequential, buffer);
-            _sequential = (_sequential + 65536) % VmdkImage.Size;
-        }
-    }
-
-    /// <summary>The floor: sequential 64 KiB <c>pread</c>s of the same file.</summary>
-    [Benchmark(OperationsPerInvoke = Ops)]
-    public void PlainPread64K()
-    {
-        var span = _buffer64K.Span[..65536];
-        for (int i = 0; i < Ops; i++)
-        {
-            RandomAccess.Read(_plain, span, _sequentialFile);
-            _sequentialFile = (_sequentialFile + 65536) % (_fileLength - 65536);
-        }
-    }
+    private protected override FormatBenchImage Image => s_image;
 }
