@@ -57,14 +57,18 @@ internal sealed class RawNbdClient : IDisposable
         Assert.Equal(NbdProtocol.OptionMagic, BinaryPrimitives.ReadUInt64BigEndian(greeting.AsSpan(8)));
     }
 
+    /// <summary>
+    /// Sends the option header and its data in one write. A server may hang up as soon as it has read the header
+    /// (qemu-nbd does for EXPORT_NAME when TLS is required), and a second write would then fail with a broken pipe.
+    /// </summary>
     public void SendOption(uint option, ReadOnlySpan<byte> data)
     {
-        var header = new byte[16];
-        BinaryPrimitives.WriteUInt64BigEndian(header, NbdProtocol.OptionMagic);
-        BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(8), option);
-        BinaryPrimitives.WriteUInt32BigEndian(header.AsSpan(12), (uint)data.Length);
-        Send(header);
-        Send(data);
+        var message = new byte[16 + data.Length];
+        BinaryPrimitives.WriteUInt64BigEndian(message, NbdProtocol.OptionMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(8), option);
+        BinaryPrimitives.WriteUInt32BigEndian(message.AsSpan(12), (uint)data.Length);
+        data.CopyTo(message.AsSpan(16));
+        Send(message);
     }
 
     public (uint Type, byte[] Data) ReceiveOptionReply()
@@ -144,10 +148,10 @@ internal sealed class RawNbdClient : IDisposable
 
     public void SendRequest(ushort type, ulong cookie, ulong offset, uint length, ushort flags = 0, ReadOnlySpan<byte> payload = default)
     {
-        var header = new byte[NbdProtocol.RequestHeaderSize];
-        new NbdRequest(flags, type, cookie, offset, length).Write(header);
-        Send(header);
-        Send(payload);
+        var message = new byte[NbdProtocol.RequestHeaderSize + payload.Length];
+        new NbdRequest(flags, type, cookie, offset, length).Write(message);
+        payload.CopyTo(message.AsSpan(NbdProtocol.RequestHeaderSize));
+        Send(message);
     }
 
     /// <summary>Reads one reply (simple, or one structured chunk): cookie, error (0 for data chunks), chunk type, payload.</summary>
