@@ -75,14 +75,14 @@ public class CryptsetupOracleTests
             f.SetLength(4 << 20);
         Cryptsetup.Format(path, Luks.Passphrase, cipher, bits, hash);
 
-        var info = Blk.Run("info", "--output=json", path);
+        var info = BlkRunner.Run("info", "--output=json", path);
         Assert.Equal(0, info.ExitCode);
         Assert.Contains("\"format\": \"luks\"", info.Stdout, StringComparison.Ordinal);
         Luks.BlkIo(path, "write -P 0x6b 0 64k", "write -P 0x6c 1000 100", "read -P 0x6b 0 1000", "read -P 0x6c 1000 100", "read -P 0x6b 1100 64436");
         if (qemuCanRead)
         {
             Luks.QemuIo(path, "read -P 0x6b 0 1000", "read -P 0x6c 1000 100", "read -P 0x6b 1100 64436");
-            Assert.Equal(QemuImg.InfoJsonText(path, "luks"), Blk.Run("info", "--output=json", "-f", "luks", path).Stdout);
+            Assert.Equal(QemuImg.InfoJsonText(path, "luks"), BlkRunner.Run("info", "--output=json", "-f", "luks", path).Stdout);
         }
         var masterKey = Cryptsetup.DumpMasterKey(path, Luks.Passphrase);
         using var volume = await LuksVolume.OpenAsync(new FileStorage(path), null);

@@ -22,7 +22,7 @@ internal static class Luks
         QemuImg.Create("luks", path, size, CreateOptions(suite), SecretObject);
 
     public static void BlkCreate(string path, string suite, string size = "16M") =>
-        Blk.Run("create", "-q", "-f", "luks", "--object", SecretObject, "-o", CreateOptions(suite), path, size).EnsureSuccess("blk create");
+        BlkRunner.Run("create", "-q", "-f", "luks", "--object", SecretObject, "-o", CreateOptions(suite), path, size).EnsureSuccess("blk create");
 
     /// <summary>qemu-io on the image with the secret; fails the test if qemu-io reports a failure.</summary>
     public static string QemuIo(string path, params string[] commands)
@@ -50,7 +50,7 @@ internal static class Luks
             args.Add(c);
         }
         args.Add(Opts(path));
-        var r = Blk.Run([.. args]).EnsureSuccess("blk io");
+        var r = BlkRunner.Run([.. args]).EnsureSuccess("blk io");
         if (r.Stdout.Contains("failed", StringComparison.Ordinal) || r.Stderr.Length > 0)
             throw new InvalidOperationException($"blk io reported a failure:\n{r.Stdout}\n{r.Stderr}");
         return r.Stdout;

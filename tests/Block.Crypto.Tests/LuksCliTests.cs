@@ -18,8 +18,8 @@ public class LuksCliTests
 
     private static void AssertSame(ProcessResult qemu, ProcessResult blk)
     {
-        Assert.Equal(Blk.Normalize(qemu.Stderr), Blk.Normalize(blk.Stderr));
-        Assert.Equal(Blk.Normalize(qemu.Stdout), Blk.Normalize(blk.Stdout));
+        Assert.Equal(BlkRunner.Normalize(qemu.Stderr), BlkRunner.Normalize(blk.Stderr));
+        Assert.Equal(BlkRunner.Normalize(qemu.Stdout), BlkRunner.Normalize(blk.Stdout));
         Assert.Equal(qemu.ExitCode, blk.ExitCode);
     }
 
@@ -43,7 +43,7 @@ public class LuksCliTests
         string path = dir.File("e.luks");
         var q = QemuImg.Run("create", "-f", "luks", "--object", Luks.SecretObject, "-o", options, path, "1M");
         Assert.False(File.Exists(path));
-        var b = Blk.Run("create", "-f", "luks", "--object", Luks.SecretObject, "-o", options, path, "1M");
+        var b = BlkRunner.Run("create", "-f", "luks", "--object", Luks.SecretObject, "-o", options, path, "1M");
         AssertSame(q, b);
         Assert.False(File.Exists(path));
     }
@@ -51,7 +51,7 @@ public class LuksCliTests
     [Fact]
     public void Create_option_help_lists_qemu_imgs_options()
     {
-        AssertSame(QemuImg.Run("create", "-f", "luks", "-o", "help"), Blk.Run("create", "-f", "luks", "-o", "help"));
+        AssertSame(QemuImg.Run("create", "-f", "luks", "-o", "help"), BlkRunner.Run("create", "-f", "luks", "-o", "help"));
     }
 
     public static TheoryData<string[]> BadOpens() => new()
@@ -70,8 +70,8 @@ public class LuksCliTests
         string path = Image(dir);
         byte[] before = SHA256.HashData(File.ReadAllBytes(path));
         string[] args = [.. open.Select(a => a.Replace("IMAGE", path, StringComparison.Ordinal))];
-        AssertSame(ProcessRunner.Run(QemuIo.Path, ["-c", "write -P 0x55 0 64k", .. args]), Blk.Run(["io", "-c", "write -P 0x55 0 64k", .. args]));
-        AssertSame(QemuImg.Run(["map", .. args]), Blk.Run(["map", .. args]));
+        AssertSame(ProcessRunner.Run(QemuIo.Path, ["-c", "write -P 0x55 0 64k", .. args]), BlkRunner.Run(["io", "-c", "write -P 0x55 0 64k", .. args]));
+        AssertSame(QemuImg.Run(["map", .. args]), BlkRunner.Run(["map", .. args]));
         Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(path)));
     }
 
@@ -108,7 +108,7 @@ public class LuksCliTests
         string[] args = ["-c", "write -P 0x55 0 64k", "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path)];
         var q = ProcessRunner.Run(QemuIo.Path, args);
         Assert.StartsWith("qemu-io: can't open", q.Stderr, StringComparison.Ordinal);
-        AssertSame(q, Blk.Run(["io", .. args]));
+        AssertSame(q, BlkRunner.Run(["io", .. args]));
         Assert.Equal(before, SHA256.HashData(File.ReadAllBytes(path)));
     }
 
@@ -120,7 +120,7 @@ public class LuksCliTests
         Luks.QemuIo(path, "write -P 0x12 0 1M", "write -z 1M 1M", "write -P 0x34 3M 512", "write -P 0 5M 64k");
         string ours = dir.File("ours.raw"), theirs = dir.File("theirs.raw");
         QemuImg.Run("convert", "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path), "-O", "raw", theirs).EnsureSuccess("qemu-img convert");
-        Blk.Run("convert", "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path), "-O", "raw", ours).EnsureSuccess("blk convert");
+        BlkRunner.Run("convert", "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path), "-O", "raw", ours).EnsureSuccess("blk convert");
         Assert.Equal(File.ReadAllBytes(theirs), File.ReadAllBytes(ours));
         Assert.Equal(QemuImg.MapJsonText(theirs), QemuImg.MapJsonText(ours));
     }
@@ -137,7 +137,7 @@ public class LuksCliTests
             f.Write(Enumerable.Range(0, 100_000).Select(i => (byte)(i * 7)).ToArray());
         }
         string target = dir.File("t.luks");
-        Blk.Run("convert", "--object", Luks.SecretObject, "-f", "raw", raw, "-O", "luks", "-o", Luks.CreateOptions(""), target).EnsureSuccess("blk convert");
+        BlkRunner.Run("convert", "--object", Luks.SecretObject, "-f", "raw", raw, "-O", "luks", "-o", Luks.CreateOptions(""), target).EnsureSuccess("blk convert");
         // The zero ranges were written too: an unwritten LUKS sector decrypts to noise.
         var compare = QemuImg.Run("compare", "--object", Luks.SecretObject, "--image-opts", $"driver=raw,file.filename={raw}", Luks.Opts(target));
         Assert.Equal("Images are identical.\n", compare.Stdout);
@@ -152,7 +152,7 @@ public class LuksCliTests
         foreach (var output in new[] { "--output=json", "--output=human" })
         {
             AssertSame(QemuImg.Run("map", output, "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path)),
-                Blk.Run("map", output, "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path)));
+                BlkRunner.Run("map", output, "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path)));
         }
     }
 
@@ -162,9 +162,9 @@ public class LuksCliTests
         using var dir = new TempDirectory();
         string path = Image(dir);
         Luks.BlkIo(path, "write -P 0x66 4128768 64k");
-        Blk.Run("resize", "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path), "+1M").EnsureSuccess("blk resize");
+        BlkRunner.Run("resize", "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path), "+1M").EnsureSuccess("blk resize");
         Assert.Equal(2068480 + (5 << 20), new FileInfo(path).Length);
         Luks.QemuIo(path, "read -P 0x66 4128768 64k", "write -P 0x67 5238784 4k", "read -P 0x67 5238784 4k");
-        Assert.Equal(QemuImg.InfoJsonText(path, "luks"), Blk.Run("info", "--output=json", "-f", "luks", path).Stdout);
+        Assert.Equal(QemuImg.InfoJsonText(path, "luks"), BlkRunner.Run("info", "--output=json", "-f", "luks", path).Stdout);
     }
 }

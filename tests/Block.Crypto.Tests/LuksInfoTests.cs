@@ -46,7 +46,7 @@ public partial class LuksInfoTests
         foreach (var output in new[] { "--output=json", "--output=human" })
         {
             var q = QemuImg.Run("info", output, "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path));
-            var b = Blk.Run("info", output, "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path));
+            var b = BlkRunner.Run("info", output, "--object", Luks.SecretObject, "--image-opts", Luks.Opts(path));
             Assert.Equal(0, q.ExitCode);
             Assert.Equal(q.Stdout, b.Stdout);
         }
@@ -76,7 +76,7 @@ public partial class LuksInfoTests
         foreach (var args in new[] { new[] { "info", path }, ["info", "--output=json", path], ["info", "-f", "luks", path] })
         {
             var q = QemuImg.Run(args);
-            var b = Blk.Run(args);
+            var b = BlkRunner.Run(args);
             Assert.Equal(0, q.ExitCode);
             Assert.Equal(q.Stdout, b.Stdout);
             Assert.Equal(q.ExitCode, b.ExitCode);

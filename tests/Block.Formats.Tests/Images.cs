@@ -5,15 +5,7 @@ using Block.TestSupport;
 
 namespace Block.Formats.Tests;
 
-/// <summary>A graph for one test; disposing it closes every node.</summary>
-internal sealed class TestGraph(BlockGraph graph) : IDisposable
-{
-    public BlockGraph Graph { get; } = graph;
-
-    public void Dispose() => Graph.DisposeAsync().AsTask().GetAwaiter().GetResult();
-}
-
-/// <summary>Opening images of this package's formats through the library, running <c>blk</c> in-process, and asking qemu-img, for the tests.</summary>
+/// <summary>Opening images of this package's formats through the library, and comparing blk with qemu-img, for the tests.</summary>
 internal static class Images
 {
     /// <summary>A graph with the core drivers and this package's formats, closed (with every image in it) when disposed.</summary>
@@ -28,37 +20,13 @@ internal static class Images
         graph.Graph.OpenImageAsync(path, new ImageOpenOptions { Format = format, ReadOnly = readOnly, Aio = aio })
             .AsTask().GetAwaiter().GetResult();
 
-    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/>.</summary>
-    public static byte[] Read(BlockBackend backend, long offset, int length)
-    {
-        var buffer = new byte[length];
-        backend.ReadAsync(offset, buffer).AsTask().GetAwaiter().GetResult();
-        return buffer;
-    }
-
-    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
-    public static void Write(BlockBackend backend, long offset, byte[] data) =>
-        backend.WriteAsync(offset, data).AsTask().GetAwaiter().GetResult();
-
-    /// <summary>Runs <c>blk</c> in-process.</summary>
-    public static ProcessResult Blk(params string[] args)
-    {
-        var stdout = new StringWriter { NewLine = "\n" };
-        var stderr = new StringWriter { NewLine = "\n" };
-        int code = Block.Cli.Blk.RunAsync(args, stdout, stderr).GetAwaiter().GetResult();
-        return new ProcessResult(code, stdout.ToString(), stderr.ToString());
-    }
-
-    /// <summary>qemu-img's stderr with its program name replaced by blk's.</summary>
-    public static string AsBlk(string qemuText) => qemuText.Replace("qemu-img: ", "blk: ").Replace("qemu-io: ", "blk: ");
-
     /// <summary>Runs the same qemu-img command with qemu-img and with blk and asserts the same stdout, stderr and exit code.</summary>
     public static void AssertSameOutput(params string[] args)
     {
         var q = QemuImg.Run(args);
-        var b = Blk(args);
+        var b = BlkRunner.Run(args);
         Assert.Equal(q.Stdout, b.Stdout);
-        Assert.Equal(AsBlk(q.Stderr), b.Stderr);
+        Assert.Equal(BlkRunner.AsBlk(q.Stderr), b.Stderr);
         Assert.Equal(q.ExitCode, b.ExitCode);
     }
 
@@ -82,7 +50,7 @@ internal static class Images
         foreach (var c in commands)
             args.AddRange(["-c", c]);
         args.Add(path);
-        var r = Blk([.. args]);
+        var r = BlkRunner.Run([.. args]);
         Assert.True(r.ExitCode == 0 && !r.Stdout.Contains("failed", StringComparison.Ordinal), r.Stdout + r.Stderr);
     }
 

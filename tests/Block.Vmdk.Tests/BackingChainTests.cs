@@ -29,7 +29,7 @@ public class BackingChainTests
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, child, readOnly: true);
-            Assert.Equal(expected, Vmdk.Read(backend, 0, expected.Length));
+            Assert.Equal(expected, BlockIo.Read(backend, 0, expected.Length));
         }
         InteropTests.AssertSameOutput(child, "map", "--output=json");
         InteropTests.AssertSameOutput(child, "map");
@@ -46,8 +46,8 @@ public class BackingChainTests
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, child);
-            Vmdk.Write(backend, 70000, Patterns.Fill(1000, 0x55));
-            Vmdk.Write(backend, 2 * 65536 - 512, Patterns.Fill(1024, 0x66));
+            BlockIo.Write(backend, 70000, Patterns.Fill(1000, 0x55));
+            BlockIo.Write(backend, 2 * 65536 - 512, Patterns.Fill(1024, 0x66));
         }
         Vmdk.QemuIo(child, "read -P 0x11 64k 4464", "read -P 0x55 70000 1000", "read -P 0x11 71000 59560",
             "read -P 0x66 130560 1024", "read -P 0x11 131584 65024");
@@ -67,11 +67,11 @@ public class BackingChainTests
         {
             var backend = Vmdk.Open(graph, image);
             cid0 = Vmdk.Info(backend).Cid;
-            _ = Vmdk.Read(backend, 0, 512);
+            _ = BlockIo.Read(backend, 0, 512);
             Assert.Equal(cid0, Vmdk.Info(backend).Cid);
-            Vmdk.Write(backend, 0, Patterns.Fill(512, 1));
+            BlockIo.Write(backend, 0, Patterns.Fill(512, 1));
             cid1 = Vmdk.Info(backend).Cid;
-            Vmdk.Write(backend, 512, Patterns.Fill(512, 2));
+            BlockIo.Write(backend, 512, Patterns.Fill(512, 2));
             Assert.Equal(cid1, Vmdk.Info(backend).Cid);
         }
         Assert.NotEqual(cid0, cid1);
@@ -82,7 +82,7 @@ public class BackingChainTests
         {
             var backend = Vmdk.Open(graph, image);
             Assert.Equal(cid1, Vmdk.Info(backend).Cid);
-            Vmdk.Write(backend, 0, Patterns.Fill(512, 3));
+            BlockIo.Write(backend, 0, Patterns.Fill(512, 3));
             cid2 = Vmdk.Info(backend).Cid;
         }
         Assert.NotEqual(cid1, cid2);
@@ -99,17 +99,17 @@ public class BackingChainTests
         Vmdk.QemuIo(child, "write -P 0x22 0 64k");
         // Writing to the parent gives it a new CID: the child's parentCID no longer matches.
         using (var graph = Vmdk.Graph())
-            Vmdk.Write(Vmdk.Open(graph, baseImage), 1 << 20, Patterns.Fill(512, 0x99));
+            BlockIo.Write(Vmdk.Open(graph, baseImage), 1 << 20, Patterns.Fill(512, 0x99));
 
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, child, readOnly: true);
-            Assert.Equal(Patterns.Fill(65536, 0x22), Vmdk.Read(backend, 0, 65536));
-            var e = Assert.Throws<BlockException>(() => Vmdk.Read(backend, 65536, 512));
+            Assert.Equal(Patterns.Fill(65536, 0x22), BlockIo.Read(backend, 0, 65536));
+            var e = Assert.Throws<BlockException>(() => BlockIo.Read(backend, 65536, 512));
             Assert.Equal(Errno.EINVAL, e.Errno);
         }
         var q = QemuIo.Run(child, "vmdk", "read -P 0x22 0 64k", "read 64k 512");
-        var b = Vmdk.Blk("io", "-f", "vmdk", "-c", "read -P 0x22 0 64k", "-c", "read 64k 512", child);
+        var b = BlkRunner.Run("io", "-f", "vmdk", "-c", "read -P 0x22 0 64k", "-c", "read 64k 512", child);
         Assert.Contains("read failed: Invalid argument", q.Stdout);
         Assert.Equal(StripTimes(q.Stdout), StripTimes(b.Stdout));
         Assert.Equal(q.ExitCode, b.ExitCode);
@@ -122,8 +122,8 @@ public class BackingChainTests
         string baseImage = dir.File("base.vmdk");
         Vmdk.QemuCreate(baseImage, "2M");
         Vmdk.QemuIo(baseImage, "write -P 0x11 0 2M");
-        Assert.Equal(0, Vmdk.Blk("create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", dir.File("child.vmdk")).ExitCode);
-        Assert.Equal(0, Vmdk.Blk("io", "-f", "vmdk", "-c", "write -P 0x22 100000 5000", dir.File("child.vmdk")).ExitCode);
+        Assert.Equal(0, BlkRunner.Run("create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", dir.File("child.vmdk")).ExitCode);
+        Assert.Equal(0, BlkRunner.Run("io", "-f", "vmdk", "-c", "write -P 0x22 100000 5000", dir.File("child.vmdk")).ExitCode);
         Vmdk.QemuIo(dir.File("child.vmdk"), "read -P 0x11 0 100000", "read -P 0x22 100000 5000", "read -P 0x11 105000 1992152");
         Vmdk.AssertCheckClean(dir.File("child.vmdk"));
         InteropTests.AssertSameOutput(dir.File("child.vmdk"), "map", "--output=json");
@@ -134,9 +134,9 @@ public class BackingChainTests
     {
         using var dir = new TempDirectory();
         var (_, child) = Chain(dir);
-        var r = Vmdk.Blk("io", "--image-opts", "-c", "read -P 0 0 4k", $"driver=vmdk,file.filename={child},backing=");
+        var r = BlkRunner.Run("io", "--image-opts", "-c", "read -P 0 0 4k", $"driver=vmdk,file.filename={child},backing=");
         Assert.True(r.ExitCode == 0 && !r.Stdout.Contains("failed", StringComparison.Ordinal), r.Stdout + r.Stderr);
-        r = Vmdk.Blk("io", "--image-opts", "-c", "read -P 0x11 0 4k", $"driver=vmdk,file.filename={child}");
+        r = BlkRunner.Run("io", "--image-opts", "-c", "read -P 0x11 0 4k", $"driver=vmdk,file.filename={child}");
         Assert.True(r.ExitCode == 0 && !r.Stdout.Contains("failed", StringComparison.Ordinal), r.Stdout + r.Stderr);
     }
 
@@ -147,7 +147,7 @@ public class BackingChainTests
         using var other = new TempDirectory();
         var (_, child) = Chain(dir);
         using (var graph = Vmdk.Graph(ImageReferencePolicy.RestrictTo(dir.Path)))
-            Assert.Equal(Patterns.Fill(512, 0x11), Vmdk.Read(Vmdk.Open(graph, child, readOnly: true), 0, 512));
+            Assert.Equal(Patterns.Fill(512, 0x11), BlockIo.Read(Vmdk.Open(graph, child, readOnly: true), 0, 512));
         using (var graph = Vmdk.Graph(ImageReferencePolicy.RestrictTo(other.Path)))
         {
             var e = Assert.ThrowsAny<BlockException>(() => Vmdk.Open(graph, child, readOnly: true));
@@ -167,7 +167,7 @@ public class BackingChainTests
         var (baseImage, child) = Chain(dir);
         File.Delete(baseImage);
         var q = QemuIo.Run(child, "vmdk", "read 0 512");
-        var b = Vmdk.Blk("io", "-f", "vmdk", "-c", "read 0 512", child);
+        var b = BlkRunner.Run("io", "-f", "vmdk", "-c", "read 0 512", child);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Contains("can't open device", q.Stderr);
         Assert.Contains("base.vmdk", b.Stderr);

@@ -15,7 +15,7 @@ public class ConcurrencyTests
     {
         using var dir = new TempDirectory();
         string image = dir.File("c.vmdk");
-        Vmdk.Blk("create", "-q", "-f", "vmdk", "-o", options, image, "8M").EnsureSuccess("create");
+        BlkRunner.Run("create", "-q", "-f", "vmdk", "-o", options, image, "8M").EnsureSuccess("create");
         const int Pieces = 256;
         const int PieceSize = 8192;
         using (var graph = Vmdk.Graph())

@@ -38,7 +38,7 @@ public partial class CreateTests
         using var ours = new TempDirectory();
         using var theirs = new TempDirectory();
         var q = QemuImg.Run("create", "-f", "vmdk", "-o", options, Path.Combine(theirs.Path, "disk.vmdk"), size);
-        var b = Vmdk.Blk("create", "-f", "vmdk", "-o", options, Path.Combine(ours.Path, "disk.vmdk"), size);
+        var b = BlkRunner.Run("create", "-f", "vmdk", "-o", options, Path.Combine(ours.Path, "disk.vmdk"), size);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(q.Stdout.Replace(theirs.Path, ours.Path), b.Stdout);
 
@@ -80,7 +80,7 @@ public partial class CreateTests
         var b = InDirectory(dir, ["create", "-f", "vmdk", "-o", options, "x.vmdk", "1M"]);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(q.Stdout, b.Stdout);
-        Assert.Equal(Vmdk.AsBlk(q.Stderr), b.Stderr);
+        Assert.Equal(BlkRunner.AsBlk(q.Stderr), b.Stderr);
     }
 
     [Theory]
@@ -104,11 +104,11 @@ public partial class CreateTests
         var b = InDirectory(ours, ["create", "-f", "vmdk", .. args]);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Equal(q.Stdout, b.Stdout);
-        Assert.Equal(Vmdk.AsBlk(q.Stderr), b.Stderr);
+        Assert.Equal(BlkRunner.AsBlk(q.Stderr), b.Stderr);
         if (q.ExitCode != 0)
             return;
         Assert.Equal(WithoutCid(theirs.File("child.vmdk")), WithoutCid(ours.File("child.vmdk")));
-        var info = Vmdk.Blk("info", "--output=json", ours.File("child.vmdk"));
+        var info = BlkRunner.Run("info", "--output=json", ours.File("child.vmdk"));
         Assert.Contains($"\"parent-cid\": {ParentCidOf(ours.File("base.vmdk"))}", info.Stdout);
         Vmdk.QemuIo(ours.File("child.vmdk"), "read -P 0x11 0 512k");
     }
@@ -123,7 +123,7 @@ public partial class CreateTests
         Environment.CurrentDirectory = dir.Path;
         try
         {
-            return Vmdk.Blk(args);
+            return BlkRunner.Run(args);
         }
         finally
         {

@@ -48,9 +48,9 @@ public class InteropTests
         using var graph = Vmdk.Graph();
         var backend = Vmdk.Open(graph, image, readOnly: true);
         Assert.Equal(SizeBytes, backend.Length);
-        Assert.Equal(expected, Vmdk.Read(backend, 0, SizeBytes));
+        Assert.Equal(expected, BlockIo.Read(backend, 0, SizeBytes));
         // Unaligned reads across grain and table boundaries go through the same mapping.
-        Assert.Equal(expected.AsSpan(65000, 70000).ToArray(), Vmdk.Read(backend, 65000, 70000));
+        Assert.Equal(expected.AsSpan(65000, 70000).ToArray(), BlockIo.Read(backend, 65000, 70000));
     }
 
     [Theory]
@@ -59,12 +59,12 @@ public class InteropTests
     {
         using var dir = new TempDirectory();
         string ours = dir.File("b.vmdk"), theirs = dir.File("q.vmdk");
-        Assert.Equal(0, Vmdk.Blk("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", ours, Size).ExitCode);
+        Assert.Equal(0, BlkRunner.Run("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", ours, Size).ExitCode);
         Vmdk.QemuCreate(theirs, Size, $"subformat={subformat}");
         var args = new List<string> { "io", "-f", "vmdk" };
         foreach (var w in WritesFor(subformat))
             args.AddRange(["-c", w]);
-        var r = Vmdk.Blk([.. args, ours]);
+        var r = BlkRunner.Run([.. args, ours]);
         Assert.True(r.ExitCode == 0 && !r.Stdout.Contains("failed", StringComparison.Ordinal), r.Stdout + r.Stderr);
         Vmdk.QemuIo(theirs, WritesFor(subformat));
 
@@ -81,12 +81,12 @@ public class InteropTests
     {
         using var dir = new TempDirectory();
         string ours = dir.File("b.vmdk"), theirs = dir.File("q.vmdk");
-        Assert.Equal(0, Vmdk.Blk("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", ours, Size).ExitCode);
+        Assert.Equal(0, BlkRunner.Run("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", ours, Size).ExitCode);
         Vmdk.QemuCreate(theirs, Size, $"subformat={subformat}");
         var args = new List<string> { "io", "-f", "vmdk" };
         foreach (var w in WritesFor(subformat))
             args.AddRange(["-c", w]);
-        Assert.Equal(0, Vmdk.Blk([.. args, ours]).ExitCode);
+        Assert.Equal(0, BlkRunner.Run([.. args, ours]).ExitCode);
         Vmdk.QemuIo(theirs, WritesFor(subformat));
 
         foreach (string image in new[] { ours, theirs })
@@ -108,14 +108,14 @@ public class InteropTests
     {
         using var dir = new TempDirectory();
         string image = dir.File("big.vmdk");
-        Assert.Equal(0, Vmdk.Blk("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", image, "3G").ExitCode);
+        Assert.Equal(0, BlkRunner.Run("create", "-q", "-f", "vmdk", "-o", $"subformat={subformat}", image, "3G").ExitCode);
         const long Boundary = 2L << 30;
         var data = Patterns.Fill(200_000, 0x42);
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, image);
-            Vmdk.Write(backend, Boundary - 100_000, data);
-            Assert.Equal(data, Vmdk.Read(backend, Boundary - 100_000, data.Length));
+            BlockIo.Write(backend, Boundary - 100_000, data);
+            Assert.Equal(data, BlockIo.Read(backend, Boundary - 100_000, data.Length));
         }
         Vmdk.QemuIo(image, $"read -P 0x42 {Boundary - 100_000} {data.Length}", $"read -P 0 {Boundary - 100_512} 512", $"read -P 0 {Boundary + 100_000} 512");
         Vmdk.AssertCheckClean(image);
@@ -125,7 +125,7 @@ public class InteropTests
         // qemu-io writes across the boundary; the library reads it back.
         Vmdk.QemuIo(image, $"write -P 0x77 {Boundary - 4096} 8192");
         using var again = Vmdk.Graph();
-        Assert.Equal(Patterns.Fill(8192, 0x77), Vmdk.Read(Vmdk.Open(again, image, readOnly: true), Boundary - 4096, 8192));
+        Assert.Equal(Patterns.Fill(8192, 0x77), BlockIo.Read(Vmdk.Open(again, image, readOnly: true), Boundary - 4096, 8192));
     }
 
     [Fact]
@@ -149,7 +149,7 @@ public class InteropTests
             using (var graph = Vmdk.Graph())
             {
                 var backend = Vmdk.Open(graph, image, readOnly: true);
-                Assert.Equal(QemuRaw(dir, image), Vmdk.Read(backend, 0, (int)backend.Length));
+                Assert.Equal(QemuRaw(dir, image), BlockIo.Read(backend, 0, (int)backend.Length));
             }
             AssertSameOutput(image, "info", "--output=json");
             AssertSameOutput(image, "map", "--output=json");
@@ -157,7 +157,7 @@ public class InteropTests
         }
         using var writable = Vmdk.Graph();
         Assert.Contains("can only be read", Assert.ThrowsAny<BlockException>(() => Vmdk.Open(writable, dir.File("sparse.vmdk"))).Message);
-        Vmdk.Write(Vmdk.Open(writable, dir.File("flat.vmdk")), 0, Patterns.Fill(512, 1));
+        BlockIo.Write(Vmdk.Open(writable, dir.File("flat.vmdk")), 0, Patterns.Fill(512, 1));
     }
 
     [Fact]
@@ -167,9 +167,9 @@ public class InteropTests
         string image = dir.File("r.vmdk");
         Vmdk.QemuCreate(image, "1M");
         var q = QemuImg.Run("resize", "-f", "vmdk", image, "2M");
-        var b = Vmdk.Blk("resize", "-f", "vmdk", image, "2M");
+        var b = BlkRunner.Run("resize", "-f", "vmdk", image, "2M");
         Assert.Contains("does not support resize", q.Stderr);
-        Assert.Equal((q.ExitCode, Vmdk.AsBlk(q.Stderr), q.Stdout), (b.ExitCode, b.Stderr, b.Stdout));
+        Assert.Equal((q.ExitCode, BlkRunner.AsBlk(q.Stderr), q.Stdout), (b.ExitCode, b.Stderr, b.Stdout));
         AssertSameOutput(image, "check", "-r", "leaks");
         AssertSameOutput(image, "check", "-r", "all");
         Assert.Equal(1L << 20, QemuImg.Info(image, "vmdk")["virtual-size"]!.GetValue<long>());
@@ -178,9 +178,9 @@ public class InteropTests
     internal static void AssertSameOutput(string image, params string[] args)
     {
         var q = QemuImg.Run([.. args, "-f", "vmdk", image]);
-        var b = Vmdk.Blk([.. args, "-f", "vmdk", image]);
+        var b = BlkRunner.Run([.. args, "-f", "vmdk", image]);
         Assert.Equal(q.Stdout, b.Stdout);
-        Assert.Equal(Vmdk.AsBlk(q.Stderr), b.Stderr);
+        Assert.Equal(BlkRunner.AsBlk(q.Stderr), b.Stderr);
         Assert.Equal(q.ExitCode, b.ExitCode);
     }
 

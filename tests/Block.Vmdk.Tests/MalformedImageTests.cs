@@ -95,10 +95,10 @@ public class MalformedImageTests
             Vmdk.QemuCreate(image, "1M");
             Poke(image, offset, value);
             var q = QemuImg.Run("info", image);
-            var b = Vmdk.Blk("info", image);
+            var b = BlkRunner.Run("info", image);
             Assert.Equal(q.ExitCode, b.ExitCode);
             // qemu-img's message, then ours may add the field and value.
-            Assert.StartsWith(Vmdk.AsBlk(q.Stderr).TrimEnd('\n'), b.Stderr.TrimEnd('\n')[..Math.Min(b.Stderr.TrimEnd('\n').Length, q.Stderr.TrimEnd('\n').Length)]);
+            Assert.StartsWith(BlkRunner.AsBlk(q.Stderr).TrimEnd('\n'), b.Stderr.TrimEnd('\n')[..Math.Min(b.Stderr.TrimEnd('\n').Length, q.Stderr.TrimEnd('\n').Length)]);
         }
     }
 
@@ -144,11 +144,11 @@ public class MalformedImageTests
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, image, readOnly: true);
-            Assert.Equal(Patterns.Fill(512, 1), Vmdk.Read(backend, 0, 512));
-            var e = Assert.ThrowsAny<BlockException>(() => Vmdk.Read(backend, 40 << 20, 512));
+            Assert.Equal(Patterns.Fill(512, 1), BlockIo.Read(backend, 0, 512));
+            var e = Assert.ThrowsAny<BlockException>(() => BlockIo.Read(backend, 40 << 20, 512));
             Assert.Contains("grain table 1", e.Message);
         }
-        Assert.NotEqual(0, Vmdk.Blk("check", image).ExitCode);
+        Assert.NotEqual(0, BlkRunner.Run("check", image).ExitCode);
     }
 
     [Fact]
@@ -161,11 +161,11 @@ public class MalformedImageTests
         using (var f = new FileStream(image, FileMode.Open))
             f.SetLength(f.Length - 65536 - 1000);
         var q = QemuImg.Check(image, "vmdk");
-        var b = Vmdk.Blk("check", image);
+        var b = BlkRunner.Run("check", image);
         Assert.Equal(q.ExitCode, b.ExitCode);
         Assert.Contains("cluster offset for sector 82048 points after EOF", q.Stdout + q.Stderr);
         Assert.Contains("cluster offset for sector 82048 points after EOF", b.Stderr);
-        Assert.Equal(63, Vmdk.Blk("check", "-r", "all", image).ExitCode);
+        Assert.Equal(63, BlkRunner.Run("check", "-r", "all", image).ExitCode);
     }
 
     [Fact]
@@ -183,9 +183,9 @@ public class MalformedImageTests
         Poke(dir.File("s.vmdk"), second + 12, "garbage!"u8);
         using var graph = Vmdk.Graph();
         var backend = Vmdk.Open(graph, dir.File("s.vmdk"), readOnly: true);
-        var size = Assert.ThrowsAny<BlockException>(() => Vmdk.Read(backend, 0, 512));
+        var size = Assert.ThrowsAny<BlockException>(() => BlockIo.Read(backend, 0, 512));
         Assert.Contains("compressed size", size.Message);
-        var data = Assert.ThrowsAny<BlockException>(() => Vmdk.Read(backend, 65536, 512));
+        var data = Assert.ThrowsAny<BlockException>(() => BlockIo.Read(backend, 65536, 512));
         Assert.Contains("zlib", data.Message);
     }
 
@@ -198,7 +198,7 @@ public class MalformedImageTests
         File.Copy(Path.Combine(RepositoryRoot(), "fuzz", "corpus", "vmdk-image", "regression-zlib-exception"), image);
         using var graph = Vmdk.Graph();
         var backend = Vmdk.Open(graph, image, readOnly: true);
-        var e = Assert.ThrowsAny<BlockException>(() => Vmdk.Read(backend, 0, (int)Math.Min(backend.Length, 65536)));
+        var e = Assert.ThrowsAny<BlockException>(() => BlockIo.Read(backend, 0, (int)Math.Min(backend.Length, 65536)));
         Assert.Contains("zlib", e.Message);
     }
 

@@ -89,11 +89,11 @@ public class ModelTests
             Vmdk.QemuIo(dir.File("base.vmdk"), "write -P 0x3c 0 300000", "write -P 0xc3 700000 200000");
             model.Write(0, Patterns.Fill(300000, 0x3c));
             model.Write(700000, Patterns.Fill(200000, 0xc3));
-            Vmdk.Blk("create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", image).EnsureSuccess("create child");
+            BlkRunner.Run("create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", image).EnsureSuccess("create child");
         }
         else
         {
-            Vmdk.Blk("create", "-q", "-f", "vmdk", "-o", setup.Options, image, setup.Size.ToString(System.Globalization.CultureInfo.InvariantCulture)).EnsureSuccess("create");
+            BlkRunner.Run("create", "-q", "-f", "vmdk", "-o", setup.Options, image, setup.Size.ToString(System.Globalization.CultureInfo.InvariantCulture)).EnsureSuccess("create");
         }
         long w = setup.WindowStart;
         var graph = OpenGraph(image, aio, out var backend);
@@ -186,7 +186,7 @@ public class ModelTests
         using var dir = new TempDirectory();
         string image = dir.File("s.vmdk");
         const int Size = StreamGrains * 65536;
-        Vmdk.Blk("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", image, Size.ToString(System.Globalization.CultureInfo.InvariantCulture)).EnsureSuccess("create");
+        BlkRunner.Run("create", "-q", "-f", "vmdk", "-o", "subformat=streamOptimized", image, Size.ToString(System.Globalization.CultureInfo.InvariantCulture)).EnsureSuccess("create");
         var model = new ByteModel(Size);
         var written = new bool[StreamGrains];
         var graph = OpenGraph(image, aio, out var backend);

@@ -43,10 +43,10 @@ public class StreamOptimizedTests
         QemuImg.Run("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", dir.File("in.raw"), dir.File("s.vmdk")).EnsureSuccess("convert");
         using var graph = Vmdk.Graph();
         var backend = Vmdk.Open(graph, dir.File("s.vmdk"), readOnly: true);
-        Assert.Equal(content, Vmdk.Read(backend, 0, content.Length));
+        Assert.Equal(content, BlockIo.Read(backend, 0, content.Length));
         // Small reads inside one compressed grain, and across two.
-        Assert.Equal(content.AsSpan(70000, 4096).ToArray(), Vmdk.Read(backend, 70000, 4096));
-        Assert.Equal(content.AsSpan(131000, 1000).ToArray(), Vmdk.Read(backend, 131000, 1000));
+        Assert.Equal(content.AsSpan(70000, 4096).ToArray(), BlockIo.Read(backend, 70000, 4096));
+        Assert.Equal(content.AsSpan(131000, 1000).ToArray(), BlockIo.Read(backend, 131000, 1000));
     }
 
     [Fact]
@@ -55,7 +55,7 @@ public class StreamOptimizedTests
         using var dir = new TempDirectory();
         var content = Content(5 * 1024 * 1024 + 512, 2);
         File.WriteAllBytes(dir.File("in.raw"), content);
-        var r = Vmdk.Blk("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", dir.File("in.raw"), dir.File("s.vmdk"));
+        var r = BlkRunner.Run("convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", dir.File("in.raw"), dir.File("s.vmdk"));
         Assert.True(r.ExitCode == 0, r.Stderr);
         Vmdk.AssertCheckClean(dir.File("s.vmdk"));
         Assert.Equal(0, QemuImg.Run("compare", "-f", "raw", "-F", "vmdk", dir.File("in.raw"), dir.File("s.vmdk")).ExitCode);
@@ -86,7 +86,7 @@ public class StreamOptimizedTests
         // The stream ends with an end-of-stream marker.
         Assert.False(file.AsSpan(file.Length - 512).ContainsAnyExcept((byte)0));
         // And converts back.
-        Assert.Equal(0, Vmdk.Blk("convert", "-f", "vmdk", "-O", "raw", dir.File("s.vmdk"), dir.File("out.raw")).ExitCode);
+        Assert.Equal(0, BlkRunner.Run("convert", "-f", "vmdk", "-O", "raw", dir.File("s.vmdk"), dir.File("out.raw")).ExitCode);
         Assert.Equal(content, File.ReadAllBytes(dir.File("out.raw")));
     }
 
@@ -99,15 +99,15 @@ public class StreamOptimizedTests
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, image);
-            var partial = Assert.Throws<BlockException>(() => Vmdk.Write(backend, 0, Patterns.Fill(4096, 1)));
+            var partial = Assert.Throws<BlockException>(() => BlockIo.Write(backend, 0, Patterns.Fill(4096, 1)));
             Assert.Equal(Errno.EINVAL, partial.Errno);
-            Vmdk.Write(backend, 65536, Patterns.Fill(131072, 2));
-            var again = Assert.Throws<BlockException>(() => Vmdk.Write(backend, 65536, Patterns.Fill(65536, 3)));
+            BlockIo.Write(backend, 65536, Patterns.Fill(131072, 2));
+            var again = Assert.Throws<BlockException>(() => BlockIo.Write(backend, 65536, Patterns.Fill(65536, 3)));
             Assert.Equal(Errno.EIO, again.Errno);
             Assert.Contains("Could not write to allocated cluster for streamOptimized", again.Message);
             // Out of order is fine, and the last grain may end at the end of the disk.
-            Vmdk.Write(backend, 0, Patterns.Fill(65536, 4));
-            Assert.Equal(Patterns.Fill(65536, 2), Vmdk.Read(backend, 131072, 65536));
+            BlockIo.Write(backend, 0, Patterns.Fill(65536, 4));
+            Assert.Equal(Patterns.Fill(65536, 2), BlockIo.Read(backend, 131072, 65536));
         }
         Vmdk.QemuIo(image, "read -P 4 0 64k", "read -P 2 64k 128k", "read -P 0 192k 832k");
         Vmdk.AssertCheckClean(image);
@@ -129,7 +129,7 @@ public class StreamOptimizedTests
         using (var graph = Vmdk.Graph())
         {
             var backend = Vmdk.Open(graph, image, readOnly: true);
-            Assert.Equal(content, Vmdk.Read(backend, 0, content.Length));
+            Assert.Equal(content, BlockIo.Read(backend, 0, content.Length));
         }
         InteropTests.AssertSameOutput(image, "map", "--output=json");
         InteropTests.AssertSameOutput(image, "info", "--output=json");
@@ -144,7 +144,7 @@ public class StreamOptimizedTests
         using var dir = new TempDirectory();
         var content = Patterns.Random(1 << 20, 9);
         File.WriteAllBytes(dir.File("in.raw"), content);
-        Assert.Equal(0, Vmdk.Blk("convert", "-O", "vmdk", "-o", "subformat=streamOptimized", dir.File("in.raw"), dir.File("s.vmdk")).ExitCode);
+        Assert.Equal(0, BlkRunner.Run("convert", "-O", "vmdk", "-o", "subformat=streamOptimized", dir.File("in.raw"), dir.File("s.vmdk")).ExitCode);
         Assert.Equal(content, InteropTests.QemuRaw(dir, dir.File("s.vmdk")));
     }
 
@@ -154,7 +154,7 @@ public class StreamOptimizedTests
         using var dir = new TempDirectory();
         var content = Content(1 << 20, 4);
         File.WriteAllBytes(dir.File("in.raw"), content);
-        var ours = Vmdk.Blk("convert", "-c", "-O", "vmdk", dir.File("in.raw"), dir.File("b.vmdk"));
+        var ours = BlkRunner.Run("convert", "-c", "-O", "vmdk", dir.File("in.raw"), dir.File("b.vmdk"));
         var theirs = QemuImg.Run("convert", "-c", "-O", "vmdk", dir.File("in.raw"), dir.File("q.vmdk"));
         Assert.Equal(theirs.ExitCode, ours.ExitCode);
         Assert.Equal(QemuImg.MapJsonText(dir.File("q.vmdk"), "vmdk"), QemuImg.MapJsonText(dir.File("b.vmdk"), "vmdk"));

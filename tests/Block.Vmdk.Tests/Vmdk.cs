@@ -5,15 +5,7 @@ using Block.Vmdk.Info;
 
 namespace Block.Vmdk.Tests;
 
-/// <summary>A graph for one test; disposing it closes every node.</summary>
-internal sealed class TestGraph(BlockGraph graph) : IDisposable
-{
-    public BlockGraph Graph { get; } = graph;
-
-    public void Dispose() => Graph.DisposeAsync().AsTask().GetAwaiter().GetResult();
-}
-
-/// <summary>Opening VMDK images through the library, and running <c>blk</c> in-process, for the tests.</summary>
+/// <summary>Opening VMDK images through the library, and asking qemu-img about them, for the tests.</summary>
 internal static class Vmdk
 {
     /// <summary>The subformats both tools create.</summary>
@@ -39,30 +31,6 @@ internal static class Vmdk
 
     /// <summary>The format-specific information of an open image.</summary>
     public static ImageInfoSpecificVmdk Info(BlockBackend backend) => (ImageInfoSpecificVmdk)backend.Root!.GetImageInfo().FormatSpecific!;
-
-    /// <summary>Reads <paramref name="length"/> bytes at <paramref name="offset"/>.</summary>
-    public static byte[] Read(BlockBackend backend, long offset, int length)
-    {
-        var buffer = new byte[length];
-        backend.ReadAsync(offset, buffer).AsTask().GetAwaiter().GetResult();
-        return buffer;
-    }
-
-    /// <summary>Writes <paramref name="data"/> at <paramref name="offset"/>.</summary>
-    public static void Write(BlockBackend backend, long offset, byte[] data) =>
-        backend.WriteAsync(offset, data).AsTask().GetAwaiter().GetResult();
-
-    /// <summary>Runs <c>blk</c> in-process.</summary>
-    public static ProcessResult Blk(params string[] args)
-    {
-        var stdout = new StringWriter { NewLine = "\n" };
-        var stderr = new StringWriter { NewLine = "\n" };
-        int code = Block.Cli.Blk.RunAsync(args, stdout, stderr).GetAwaiter().GetResult();
-        return new ProcessResult(code, stdout.ToString(), stderr.ToString());
-    }
-
-    /// <summary>qemu-img's stderr with its program name replaced by blk's.</summary>
-    public static string AsBlk(string qemuText) => qemuText.Replace("qemu-img: ", "blk: ").Replace("qemu-io: ", "blk: ");
 
     /// <summary>Creates an image with qemu-img; throws on failure.</summary>
     public static void QemuCreate(string path, string size, string? options = null) => QemuImg.Create("vmdk", path, size, options);

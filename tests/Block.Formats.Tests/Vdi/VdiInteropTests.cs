@@ -39,8 +39,8 @@ public class VdiInteropTests
         using var graph = Images.Graph();
         var backend = Images.Open(graph, image, "vdi", readOnly: true);
         Assert.Equal(SizeBytes, backend.Length);
-        Assert.Equal(expected, Images.Read(backend, 0, SizeBytes));
-        Assert.Equal(expected.AsSpan(1040000, 70000).ToArray(), Images.Read(backend, 1040000, 70000));
+        Assert.Equal(expected, BlockIo.Read(backend, 0, SizeBytes));
+        Assert.Equal(expected.AsSpan(1040000, 70000).ToArray(), BlockIo.Read(backend, 1040000, 70000));
     }
 
     [Theory]
@@ -49,7 +49,7 @@ public class VdiInteropTests
     {
         using var dir = new TempDirectory();
         string ours = dir.File("b.vdi"), theirs = dir.File("q.vdi");
-        Images.Blk("create", "-q", "-f", "vdi", "-o", options, ours, Size).EnsureSuccess("blk create");
+        BlkRunner.Run("create", "-q", "-f", "vdi", "-o", options, ours, Size).EnsureSuccess("blk create");
         QemuImg.Create("vdi", theirs, Size, options);
         Images.BlkIo(ours, "vdi", Writes);
         Images.QemuIo(theirs, "vdi", Writes);
@@ -67,7 +67,7 @@ public class VdiInteropTests
     {
         using var dir = new TempDirectory();
         string ours = dir.File("b.vdi"), theirs = dir.File("q.vdi");
-        Images.Blk("create", "-q", "-f", "vdi", "-o", options, ours, Size).EnsureSuccess("blk create");
+        BlkRunner.Run("create", "-q", "-f", "vdi", "-o", options, ours, Size).EnsureSuccess("blk create");
         QemuImg.Create("vdi", theirs, Size, options);
         Images.BlkIo(ours, "vdi", Writes);
         Images.QemuIo(theirs, "vdi", Writes);
@@ -98,7 +98,7 @@ public class VdiInteropTests
         string ours = dir.File("b.vdi"), theirs = dir.File("q.vdi");
         string[] o = options.Length == 0 ? [] : ["-o", options];
         var q = QemuImg.Run(["create", "-f", "vdi", .. o, theirs, size]);
-        var b = Images.Blk(["create", "-f", "vdi", .. o, ours, size]);
+        var b = BlkRunner.Run(["create", "-f", "vdi", .. o, ours, size]);
         Assert.Equal(q.Stdout.Replace(theirs, ours, StringComparison.Ordinal), b.Stdout);
         Assert.Equal((q.ExitCode, ""), (b.ExitCode, b.Stderr));
         AssertSameBytesButUuids(theirs, ours);
@@ -119,9 +119,9 @@ public class VdiInteropTests
         string[] o = options.Length == 0 ? [] : ["-o", options];
         var q = QemuImg.Run(["create", "-q", "-f", "vdi", .. o, image, size]);
         File.Delete(image);
-        var b = Images.Blk(["create", "-q", "-f", "vdi", .. o, image, size]);
+        var b = BlkRunner.Run(["create", "-q", "-f", "vdi", .. o, image, size]);
         Assert.NotEqual(0, q.ExitCode);
-        Assert.Equal((q.ExitCode, Images.AsBlk(q.Stderr)), (b.ExitCode, b.Stderr));
+        Assert.Equal((q.ExitCode, BlkRunner.AsBlk(q.Stderr)), (b.ExitCode, b.Stderr));
     }
 
     [Fact]
@@ -144,10 +144,10 @@ public class VdiInteropTests
         Patterns.Random(300_000, 7).CopyTo(content, 100_000);
         Patterns.Random(1 << 20, 8).CopyTo(content, 3 << 20);
         File.WriteAllBytes(raw, content);
-        Images.Blk("convert", "-f", "raw", "-O", "vdi", raw, vdi).EnsureSuccess("blk convert to vdi");
+        BlkRunner.Run("convert", "-f", "raw", "-O", "vdi", raw, vdi).EnsureSuccess("blk convert to vdi");
         Images.AssertCheckClean(vdi, "vdi");
         Assert.Equal(0, QemuImg.Compare(raw, vdi, "raw", "vdi"));
-        Images.Blk("convert", "-f", "vdi", "-O", "raw", vdi, back).EnsureSuccess("blk convert to raw");
+        BlkRunner.Run("convert", "-f", "vdi", "-O", "raw", vdi, back).EnsureSuccess("blk convert to raw");
         Assert.Equal(content, File.ReadAllBytes(back));
         // Only the blocks holding data were allocated, as qemu-img convert allocates them.
         string theirs = dir.File("theirs.vdi");

@@ -60,7 +60,7 @@ public class VdiMalformedImageTests
         string image = MakeImage(dir);
         Patch32(image, offset, value);
         var before = File.ReadAllBytes(image);
-        var r = Images.Blk("info", "-f", "vdi", image);
+        var r = BlkRunner.Run("info", "-f", "vdi", image);
         Assert.Equal(1, r.ExitCode);
         Assert.Contains(message, r.Stderr, StringComparison.Ordinal);
         Assert.Equal(before, File.ReadAllBytes(image));
@@ -74,11 +74,11 @@ public class VdiMalformedImageTests
         Patch32(image, 0x200 + 4, 7);
         using var graph = Images.Graph();
         var backend = Images.Open(graph, image, "vdi");
-        Assert.Equal(Patterns.Fill(4096, 0x61), Images.Read(backend, 0, 4096));
-        var read = Assert.ThrowsAny<BlockException>(() => Images.Read(backend, 1 << 20, 512));
+        Assert.Equal(Patterns.Fill(4096, 0x61), BlockIo.Read(backend, 0, 4096));
+        var read = Assert.ThrowsAny<BlockException>(() => BlockIo.Read(backend, 1 << 20, 512));
         Assert.Contains("block map entry 1 names data block 7", read.Message, StringComparison.Ordinal);
         long length = new FileInfo(image).Length;
-        Assert.ThrowsAny<BlockException>(() => Images.Write(backend, (1 << 20) + 512, new byte[512]));
+        Assert.ThrowsAny<BlockException>(() => BlockIo.Write(backend, (1 << 20) + 512, new byte[512]));
         Assert.Equal(length, new FileInfo(image).Length);
     }
 

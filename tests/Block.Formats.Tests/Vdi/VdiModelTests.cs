@@ -64,7 +64,7 @@ public class VdiModelTests
     {
         using var dir = new TempDirectory();
         string image = dir.File("m.vdi");
-        Images.Blk("create", "-q", "-f", "vdi", "-o", options, image, Size.ToString(CultureInfo.InvariantCulture)).EnsureSuccess("create");
+        BlkRunner.Run("create", "-q", "-f", "vdi", "-o", options, image, Size.ToString(CultureInfo.InvariantCulture)).EnsureSuccess("create");
         var model = new ByteModel(Size);
         var graph = Images.Graph();
         var backend = Images.Open(graph, image, "vdi", aio: aio);
@@ -76,7 +76,7 @@ public class VdiModelTests
                 {
                     case WriteOp write:
                         var data = Patterns.Random(write.Length, write.Seed);
-                        Images.Write(backend, write.Offset, data);
+                        BlockIo.Write(backend, write.Offset, data);
                         model.Write(write.Offset, data);
                         break;
                     case ZeroOp zero:
@@ -84,7 +84,7 @@ public class VdiModelTests
                         model.Zero(zero.Offset, zero.Length);
                         break;
                     case ReadOp read:
-                        Assert.Equal(-1, model.FirstMismatch(read.Offset, Images.Read(backend, read.Offset, read.Length)));
+                        Assert.Equal(-1, model.FirstMismatch(read.Offset, BlockIo.Read(backend, read.Offset, read.Length)));
                         break;
                     case ConcurrentWritesOp concurrent:
                         var pieces = concurrent.Offsets.Select((o, i) => (Offset: o, Data: Patterns.Random(70_000, concurrent.Seed + i))).ToArray();
@@ -103,7 +103,7 @@ public class VdiModelTests
                         break;
                 }
             }
-            Assert.Equal(-1, model.FirstMismatch(0, Images.Read(backend, 0, Size)));
+            Assert.Equal(-1, model.FirstMismatch(0, BlockIo.Read(backend, 0, Size)));
         }
         finally
         {

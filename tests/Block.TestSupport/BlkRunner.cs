@@ -1,10 +1,10 @@
 using System.Text.RegularExpressions;
-using Block.TestSupport;
+using Block.Cli;
 
-namespace Block.Cli.Tests;
+namespace Block.TestSupport;
 
 /// <summary>Runs <c>blk</c> in-process, capturing its streams, and normalises outputs for comparison with QEMU's tools.</summary>
-internal static partial class BlkRunner
+public static partial class BlkRunner
 {
     public static ProcessResult Run(params string[] args) => RunWithInput(null, args);
 
@@ -16,11 +16,14 @@ internal static partial class BlkRunner
         return new ProcessResult(code, stdout.ToString(), stderr.ToString());
     }
 
+    /// <summary>qemu-img's or qemu-io's text with its program name replaced by blk's.</summary>
+    public static string AsBlk(string qemuText) => qemuText.Replace("qemu-img: ", "blk: ").Replace("qemu-io: ", "blk: ");
+
     /// <summary>Program names and the parts of qemu-io's statistics that depend on timing are made equal.</summary>
     public static string Normalize(string text)
     {
         text = ArgvZero().Replace(text, "blk: ");
-        text = text.Replace("qemu-img: ", "blk: ").Replace("qemu-io: ", "blk: ").Replace("Try 'qemu-img --help'", "Try 'blk --help'");
+        text = AsBlk(text).Replace("Try 'qemu-img --help'", "Try 'blk --help'");
         text = Timing().Replace(text, "TIME (RATE and OPS)");
         text = Machine().Replace(text, "$1,$2,TIME,RATE,OPS");
         return text;
