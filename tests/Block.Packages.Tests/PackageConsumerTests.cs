@@ -9,10 +9,10 @@ namespace Block.Packages.Tests;
 /// </summary>
 public class PackageConsumerTests(PackageFeed feed) : IClassFixture<PackageFeed>
 {
-    private static readonly string[] s_libraries = ["Block", "Block.Qcow2", "Block.Vmdk", "Block.Formats", "Block.Crypto", "Block.Qmp"];
+    private static readonly string[] s_libraries = ["Block", "Block.Qcow2", "Block.Vmdk", "Block.Formats", "Block.Crypto", "Block.Qmp", "Block.Nbd"];
 
     [Fact]
-    public void A_project_using_only_the_packages_writes_reads_streams_and_makes_vmdk_and_luks_images()
+    public void A_project_using_only_the_packages_writes_reads_streams_makes_vmdk_vdi_and_luks_images_and_serves_nbd()
     {
         string consumer = Path.Combine(AppContext.BaseDirectory, "Consumer");
         var files = Directory.GetFiles(consumer).ToDictionary(f => Path.GetFileName(f), File.ReadAllText);
@@ -23,7 +23,8 @@ public class PackageConsumerTests(PackageFeed feed) : IClassFixture<PackageFeed>
             "stream: read and written at any position\n" +
             "vmdk: monolithicSparse and streamOptimized made, written and read back\n" +
             "vdi: made, written and read back\n" +
-            "luks: made with a secret, unlocked, written and read back encrypted\n", r.Stdout);
+            "luks: made with a secret, unlocked, written and read back encrypted\n" +
+            "nbd: the qcow2 disk served and read back, written through the export\n", r.Stdout);
     }
 
     /// <summary>The C# example of the README's "Using the library", as it is written there, built against the packages and run.</summary>

@@ -1,16 +1,18 @@
 // Uses the packages as a .NET hypervisor project would: a qcow2 image written and read back, a Stream over it, and a
-// vmdk, a vdi and a LUKS image made and used. Prints one line per check; any failure throws (exit code not 0).
+// vmdk, a vdi and a LUKS image made and used, and the qcow2 disk served over NBD and read through the nbd driver. Prints one line per check; any failure throws (exit code not 0).
 using System.Text.Json.Nodes;
 using Block.Crypto;
 using Block.Drivers;
 using Block.Formats;
 using Block.Graph;
+using Block.Nbd.Client;
+using Block.Nbd.Server;
 using Block.Qcow2;
 using Block.Streams;
 using Block.Vmdk;
 
 string dir = args[0];
-var drivers = DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks();
+var drivers = DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd();
 await using var graph = new BlockGraph(new BlockGraphOptions { Drivers = drivers });
 graph.Secrets.Add("key", "correct horse", null, null);
 
@@ -84,6 +86,23 @@ Check(back.AsSpan().SequenceEqual(pattern), "luks reads back what was written");
 var raw = File.ReadAllBytes(luks);
 Check(raw.AsSpan().IndexOf(pattern.AsSpan(0, 512)) < 0, "luks stores no plaintext");
 Console.WriteLine("luks: made with a secret, unlocked, written and read back encrypted");
+
+// NBD: serve the qcow2 disk on a unix socket, open it through the nbd driver, read and write through the export.
+string socket = Path.Combine(dir, "nbd.sock");
+await using (var server = new NbdServer())
+{
+    server.AddExport(new NbdExport("disk", disk, writable: true));
+    server.Listen(NbdServer.BindUnix(socket), socket);
+    await using var remote = await graph.OpenImageAsync($"nbd+unix:///disk?socket={socket}", new ImageOpenOptions { Format = "raw" });
+    Check(remote.Length == disk.Length, "the export has the disk's size");
+    await remote.ReadAsync(1 << 20, back);
+    Check(back.AsSpan().SequenceEqual(pattern), "the export reads what was written to the disk");
+    await remote.WriteAsync(16 << 20, pattern);
+    await remote.FlushAsync();
+}
+await disk.ReadAsync(16 << 20, back);
+Check(back.AsSpan().SequenceEqual(pattern), "the disk reads what was written through the export");
+Console.WriteLine("nbd: the qcow2 disk served and read back, written through the export");
 
 static void Check(bool condition, string what)
 {
