@@ -5,7 +5,7 @@
 # BLOCK_JOB_COMPLETED after block-job-complete (sent at BLOCK_JOB_READY). The two daemons alternate, three runs each;
 # the best of each is kept and the ratio is QSD's time over blk's (> 1: blk is faster).
 #   flock /tmp/block-build.lock bench/mirror-compare.sh      (about two minutes; 4 GiB in BENCH_DIR)
-# Environment: BENCH_DIR (default /tmp/blk-bench), SIZE (default 1G).
+# Environment: BENCH_DIR (default /tmp/blk-bench), SIZE (default 1G), RUNS (default 3), WORKLOADS (default "mirror commit").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${BENCH_DIR:-/tmp/blk-bench}/jobs"
@@ -42,9 +42,9 @@ commit='{"execute":"block-commit","arguments":{"device":"top","job-id":"j"}}'
 
 printf '%-22s %9s %9s %7s\n' workload "blk s" "QSD s" ratio
 declare -A best
-for workload in mirror commit; do
+for workload in ${WORKLOADS:-mirror commit}; do
   best[blk]=999999; best[qsd]=999999
-  for _ in 1 2 3; do
+  for _ in $(seq "${RUNS:-3}"); do
     for name in blk qsd; do
       if [ "$workload" = mirror ]; then
         rm -f "$dir/dst.qcow2"; sync

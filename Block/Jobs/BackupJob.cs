@@ -83,8 +83,11 @@ internal sealed class BackupJob : BlockJob, IBeforeWriteNotifier
         try
         {
             Hold(_source, "source", BlockPermissions.ConsistentRead, BlockPermissions.All & ~BlockPermissions.Resize);
+            // The target is shared for everything but resizing, as QEMU 7.2's copy-before-write filter shares it: a
+            // target whose backing node is the source (drive-backup sync=none, image fleecing) passes that on to its
+            // backing edge, and the guest keeps writing the source.
             Hold(_target, "target", BlockPermissions.Write | BlockPermissions.WriteUnchanged,
-                BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged);
+                BlockPermissions.All & ~BlockPermissions.Resize);
             await using (await Graph.BeginDrainAsync().ConfigureAwait(false))
             {
                 await FillToCopyAsync().ConfigureAwait(false);

@@ -187,6 +187,38 @@ public sealed class BackupJobOracleTests
         Assert.DoesNotContain(" 0.00% compressed clusters", check, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Drive_backup_sync_none_fleeces_into_a_new_file_and_into_an_existing_one_that_holds_data_as_qemu_storage_daemon_does()
+    {
+        using var dir = new TempDirectory();
+        BlockBackend? device = null;
+        var s = Setup(dir, () => device, d => device = d);
+        string n1 = dir.File("n1.qcow2"), n2 = dir.File("n2.qcow2");
+        QemuImg.Create("qcow2", n2, "4M");
+        QemuIo.RunChecked(n2, "qcow2", "write -P 0x77 0 1M", "write -P 0x78 2M 128k");
+        s.File("n1.qcow2").File("n2.qcow2")
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "n1", "target": "{{n1}}", "sync": "none", "format": "qcow2"}"""))
+            .Poll("query-block-jobs", jobs => jobs is JsonArray { Count: 1 } a && !(bool)a[0]!["busy"]!)
+            .Command("query-block-jobs");
+        Write(s, dir, () => device, 0x55, 1 << 20, 65536);
+        Write(s, dir, () => device, 0x66, 2 << 20, 4096);
+        s.Command("block-job-cancel", J("""{"device": "n1"}"""))
+            .WaitEvent("BLOCK_JOB_CANCELLED")
+            .Command("drive-backup", J($$"""{"device": "s", "job-id": "n2", "target": "{{n2}}", "sync": "none", "mode": "existing", "format": "qcow2"}"""))
+            .Poll("query-block-jobs", jobs => jobs is JsonArray { Count: 1 } a && !(bool)a[0]!["busy"]!);
+        Write(s, dir, () => device, 0x67, 0, 65536);
+        Write(s, dir, () => device, 0x68, 2 << 20, 512);
+        s.Command("block-job-cancel", J("""{"device": "n2"}"""))
+            .WaitEvent("BLOCK_JOB_CANCELLED")
+            .Command("query-block-jobs");
+        await s.RunAsync();
+        s.AssertSameReplies();
+        AssertSameJobEvents(s);
+        AssertSameTarget(s, dir, "n1.qcow2");
+        AssertSameTarget(s, dir, "n2.qcow2");
+        AssertSameTarget(s, dir, "src.qcow2");
+    }
+
     [Theory]
     [InlineData("source", "report", 5)]
     [InlineData("source", "ignore", 5)]
