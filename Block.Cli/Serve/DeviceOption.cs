@@ -23,7 +23,9 @@ internal static class DeviceOption
             reader.Skip(placement);
         if (driver is "virtio-scsi-pci" or "ich9-ahci" or "ahci")
         {
-            reader.Skip("id");
+            // A controller holds no backend: device commands given its id say so, as QEMU does.
+            if (reader.String("id") is { } controller)
+                graph.AddDeviceWithoutBackend(controller);
             reader.Finish();
             return;
         }
@@ -39,5 +41,9 @@ internal static class DeviceOption
         var backend = graph.FindBackend(drive)
             ?? throw new BlockOptionsException($"Property '{driver}.drive' can't find value '{drive}'");
         backend.AttachDevice(model);
+        // virtio-blk-pci's id names the PCI proxy; the backend belongs to the virtio-blk device inside it, which has
+        // no id, so QEMU answers device commands given this id with "Device does not have a block device backend".
+        if (driver is "virtio-blk-pci" or "virtio-blk")
+            graph.AddDeviceWithoutBackend(id);
     }
 }

@@ -52,6 +52,8 @@ internal static class DriveOption
         {
             Format = reader.String("format"),
             AllowProbing = true,
+            // As QEMU 2.8's -drive: a legacy AES qcow2 image without its secret opens, waiting for block_passwd.
+            KeyLater = true,
             ReadOnly = reader.Bool("readonly") ?? false,
             CacheDirect = cache?.Bool("direct") ?? false,
             NoFlush = cache?.Bool("no-flush") ?? false,

@@ -143,7 +143,7 @@ internal sealed partial class Qcow2NodeDriver
     private static bool IsSectorAligned(long offset, int length) => ((offset | (long)length) & (Sector - 1)) == 0;
 
     private static BlockException LockedError() =>
-        new(Errno.EIO, "The encrypted qcow2 image was opened without its key (metadata only); reading or writing data needs encrypt.key-secret");
+        new(Errno.EIO, "The encrypted qcow2 image was opened without its key; reading or writing data needs encrypt.key-secret (or block_passwd)");
 
     /// <summary>
     /// Creation only, on a new image: makes it encrypted with <paramref name="method"/>. For LUKS,

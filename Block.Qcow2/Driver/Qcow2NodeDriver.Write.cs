@@ -99,6 +99,9 @@ internal sealed partial class Qcow2NodeDriver
     {
         if (_corrupt)
             return ValueTask.FromException(CorruptError());
+        // Refused before any cluster is allocated: the data could not be encrypted.
+        if (_encryption is { Cipher: null })
+            return ValueTask.FromException(LockedError());
         if ((flags & RequestFlags.Compressed) != 0)
             return WriteCompressedAsync(offset, buffers);
         int length = buffers.Length;

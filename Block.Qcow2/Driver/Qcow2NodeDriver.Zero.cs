@@ -15,6 +15,8 @@ internal sealed partial class Qcow2NodeDriver
     /// fails).</remarks>
     public override async ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
     {
+        if (_encryption is { Cipher: null })
+            throw LockedError();
         await ZeroRawDataFileAsync(offset, length, flags & RequestFlags.MayUnmap).ConfigureAwait(false);
         ClusterChange change;
         if (_header.Version < 3)

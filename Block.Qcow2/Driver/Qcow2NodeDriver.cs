@@ -131,6 +131,18 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     public override bool IsEncrypted => _encryption != null;
 
     /// <inheritdoc />
+    public override bool IsKeyMissing => _encryption is { KeyMissing: true };
+
+    /// <inheritdoc />
+    /// <remarks>Legacy AES only: its key is the password itself. A LUKS image's passphrase only opens it.</remarks>
+    public override void SetKey(string password)
+    {
+        if (_encryption is null)
+            throw new BlockException(Errno.EINVAL, "Password incorrect");
+        _encryption.SetLegacyKey(password);
+    }
+
+    /// <inheritdoc />
     /// <remarks>As QEMU answers: an image without preallocated L2 tables reads as zeroes wherever nothing was written
     /// (encrypted or not); an encrypted preallocated one does not, its zeroed clusters decrypting to noise.</remarks>
     public override bool HasZeroInit => _encryption is null || _l1.Length == 0 || _l1[0] == 0;
@@ -221,7 +233,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
             (snapshots, snapshotLength) = await ReadSnapshotsAsync(file, header, fileLength).ConfigureAwait(false);
 
         var cache = Qcow2CacheSizes.Resolve(options, (long)header.Size, layout.ClusterSize, layout.L2EntrySize);
-        var encryption = await Qcow2Encryption.OpenAsync(header, file, options.Encrypt, context.Graph.Secrets, options.NoIo, cancellationToken).ConfigureAwait(false);
+        var encryption = await Qcow2Encryption.OpenAsync(header, file, options.Encrypt, context.Graph.Secrets, options.NoIo, options.KeyLater, cancellationToken).ConfigureAwait(false);
         try
         {
             return await FinishOpenAsync(context, options, header, new Qcow2NodeDriver(node, file, header, layout, l1, refTable, snapshots, snapshotLength, options, cache, encryption),

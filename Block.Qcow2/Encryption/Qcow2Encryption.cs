@@ -28,10 +28,12 @@ internal sealed class Qcow2Encryption : IDisposable
 {
     private const int LegacyKeyBytes = 16;
 
+    private SectorCipher? _cipher;
+
     private Qcow2Encryption(Qcow2CryptMethod method, SectorCipher? cipher, LuksVolume? volume)
     {
         Method = method;
-        Cipher = cipher;
+        _cipher = cipher;
         Volume = volume;
     }
 
@@ -41,8 +43,14 @@ internal sealed class Qcow2Encryption : IDisposable
     /// <summary>The method the header names.</summary>
     public Qcow2CryptMethod Method { get; }
 
-    /// <summary>The data cipher; null when opened without the key (metadata only).</summary>
-    public SectorCipher? Cipher { get; }
+    /// <summary>The data cipher; null when opened without the key (metadata only, or a key to come).</summary>
+    public SectorCipher? Cipher => Volatile.Read(ref _cipher);
+
+    /// <summary>
+    /// True for a legacy AES image opened with <see cref="Block.Options.BlockdevOptions.KeyLater"/> and no secret until
+    /// <see cref="SetLegacyKey"/> gives it (QEMU 2.8's <c>encryption_key_missing</c>).
+    /// </summary>
+    public bool KeyMissing => Method == Qcow2CryptMethod.Aes && Cipher is null;
 
     /// <summary>The LUKS volume (LUKS only).</summary>
     public LuksVolume? Volume { get; }
@@ -60,13 +68,14 @@ internal sealed class Qcow2Encryption : IDisposable
 
     /// <summary>
     /// Checks <paramref name="options"/> against the header and, for an encrypted image, opens its encryption: with the
-    /// secret, unlocked; under <paramref name="noIo"/>, locked (the LUKS header is still read and validated).
+    /// secret, unlocked; under <paramref name="noIo"/>, locked (the LUKS header is still read and validated); a legacy
+    /// AES image without a secret under <paramref name="keyLater"/>, locked until <see cref="SetLegacyKey"/>.
     /// Returns null for an image without encryption.
     /// </summary>
     /// <exception cref="BlockOptionsException">The options disagree with the header, or the secret is missing.</exception>
     /// <exception cref="BlockException">The secret is unknown or wrong (EACCES), or the LUKS header is damaged.</exception>
     public static async ValueTask<Qcow2Encryption?> OpenAsync(Qcow2Header header, BlockNode file, BlockdevQcow2Encryption? options,
-        SecretStore secrets, bool noIo, CancellationToken cancellationToken)
+        SecretStore secrets, bool noIo, bool keyLater, CancellationToken cancellationToken)
     {
         var method = (Qcow2CryptMethod)header.CryptMethod;
         if (method == Qcow2CryptMethod.None)
@@ -80,7 +89,8 @@ internal sealed class Qcow2Encryption : IDisposable
             throw new BlockOptionsException($"Header reported '{name}' encryption format but options specify '{format}'");
 
         ReadOnlyMemory<byte>? secret = null;
-        if (!noIo)
+        // A legacy AES image may open without its key when the caller gives it later (block_passwd), as 2.8's -drive did.
+        if (!noIo && !(keyLater && method == Qcow2CryptMethod.Aes && options?.KeySecret is null))
         {
             string id = options?.KeySecret ?? throw new BlockOptionsException("Parameter 'encrypt.key-secret' is required for cipher");
             secret = secrets.Get(id);
@@ -116,6 +126,29 @@ internal sealed class Qcow2Encryption : IDisposable
         {
             CryptographicOperations.ZeroMemory(key);
         }
+    }
+
+    /// <summary>
+    /// Keys a legacy AES image with <paramref name="password"/> (QEMU 2.8's <c>block_passwd</c>): any password is taken,
+    /// since nothing in the image can tell a wrong one. The caller has drained the node, so no request uses the old
+    /// cipher, which is wiped.
+    /// </summary>
+    /// <exception cref="BlockException">"Password incorrect" on a LUKS image, whose passphrase only opens it.</exception>
+    public void SetLegacyKey(string password)
+    {
+        if (Method != Qcow2CryptMethod.Aes)
+            throw new BlockException(Errno.EINVAL, "Password incorrect");
+        byte[] bytes = System.Text.Encoding.UTF8.GetBytes(password);
+        SectorCipher cipher;
+        try
+        {
+            cipher = CreateLegacyCipher(bytes, "block_passwd");
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(bytes);
+        }
+        Interlocked.Exchange(ref _cipher, cipher)?.Dispose();
     }
 
     /// <summary>

@@ -4,7 +4,7 @@ using Block.Throttle;
 
 namespace Block.Qmp.Commands;
 
-/// <summary>The schema's device commands (throttling, trays, removable media, <c>cont</c> after an error stop), each decoding its arguments and calling the library.</summary>
+/// <summary>The schema's device commands (throttling, trays, removable media, <c>block_passwd</c>, <c>cont</c> after an error stop), each decoding its arguments and calling the library.</summary>
 internal static class DeviceCommands
 {
     public static void Register(QmpCommandTable table)
@@ -27,11 +27,19 @@ internal static class DeviceCommands
         table.Add("blockdev-insert-medium", InsertMediumAsync);
         table.Add("blockdev-change-medium", ChangeMediumAsync);
         table.Add("eject", EjectAsync);
+        table.Add("block_passwd", SetPasswordAsync);
         table.Add("cont", (c, _, _) =>
         {
             c.Graph.Continue();
             return Empty;
         });
+    }
+
+    private static async ValueTask<JsonNode?> SetPasswordAsync(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)
+    {
+        await context.Graph.SetPasswordAsync(arguments.OptionalString("device"), arguments.OptionalString("node-name"),
+            arguments.RequiredString("password"), cancellationToken).ConfigureAwait(false);
+        return null;
     }
 
     private static async ValueTask<JsonNode?> RemoveMediumAsync(QmpCommandContext context, JsonObject arguments, CancellationToken cancellationToken)

@@ -202,6 +202,19 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual bool IsEncrypted => false;
 
     /// <summary>
+    /// True while an encrypted image opened with <see cref="Options.BlockdevOptions.KeyLater"/> waits for the key that
+    /// <see cref="SetKey"/> gives (QEMU 2.8's <c>encryption_key_missing</c>): its data can be neither read nor written.
+    /// </summary>
+    public virtual bool IsKeyMissing => false;
+
+    /// <summary>
+    /// Gives an encrypted image its key from <paramref name="password"/> (QEMU 2.8's <c>block_passwd</c>), replacing
+    /// any it had. Called on a drained node whose <see cref="IsEncrypted"/> is true.
+    /// </summary>
+    /// <exception cref="BlockException">"Password incorrect": the format takes no password this way.</exception>
+    public virtual void SetKey(string password) => throw new BlockException(Errno.EINVAL, "Password incorrect");
+
+    /// <summary>
     /// True if a newly created image reads as zeroes everywhere (QEMU's <c>bdrv_has_zero_init</c>), so that a copy
     /// into it may skip zero ranges.
     /// </summary>

@@ -60,3 +60,19 @@ public sealed class BlockNotFoundException : BlockException
     /// <inheritdoc />
     public override QmpErrorClass ErrorClass => _class;
 }
+
+/// <summary>
+/// An encrypted image still waits for its key (QEMU 2.8's <c>'NAME' (FILE) is encrypted</c>, class DeviceEncrypted):
+/// <c>cont</c> refuses to run until <c>block_passwd</c> gives it.
+/// </summary>
+public sealed class DeviceEncryptedException : BlockException
+{
+    /// <summary>Creates the exception naming the device or node and its encrypted file.</summary>
+    public DeviceEncryptedException(string name, string filename)
+        : base(Errno.EACCES, $"'{name}' ({filename}) is encrypted")
+    {
+    }
+
+    /// <inheritdoc />
+    public override QmpErrorClass ErrorClass => QmpErrorClass.DeviceEncrypted;
+}

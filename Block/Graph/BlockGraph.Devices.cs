@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using Block.Events;
 using Block.Qapi;
 using Block.Throttle;
@@ -6,13 +7,15 @@ namespace Block.Graph;
 
 public sealed partial class BlockGraph
 {
+    private readonly ConcurrentDictionary<string, byte> _devicesWithoutBackend = new(StringComparer.Ordinal);
     private int _ioErrorStopped;
 
     /// <summary>
     /// The backend a device command names by backend name (<paramref name="device"/>) or by the qdev id of the
     /// device attached to it (<paramref name="id"/>), exactly one of the two (QEMU's <c>qmp_get_blk</c>).
     /// </summary>
-    /// <exception cref="BlockException">"Need exactly one of 'device' and 'id'".</exception>
+    /// <exception cref="BlockException">"Need exactly one of 'device' and 'id'"; "Device does not have a block device
+    /// backend" for an id given to <see cref="AddDeviceWithoutBackend"/>.</exception>
     /// <exception cref="BlockNotFoundException">"Device 'x' not found", class DeviceNotFound.</exception>
     public BlockBackend LookupDevice(string? device, string? id)
     {
@@ -20,8 +23,23 @@ public sealed partial class BlockGraph
             throw new BlockException(Errno.EINVAL, "Need exactly one of 'device' and 'id'");
         if (device != null)
             return LookupBackend(device);
+        if (_devicesWithoutBackend.ContainsKey(id!))
+            throw new BlockException(Errno.EINVAL, "Device does not have a block device backend");
         return Backends.FirstOrDefault(b => b.Device?.Id == id)
             ?? throw new BlockNotFoundException($"Device '{id}' not found", QmpErrorClass.DeviceNotFound);
+    }
+
+    /// <summary>
+    /// Tells the graph of a VMM device that holds no backend under its qdev <paramref name="id"/>: a controller
+    /// (virtio-scsi-pci, ahci), or a proxy such as QEMU's virtio-blk-pci, whose id names the PCI function while the
+    /// backend belongs to the virtio-blk device inside it. Device commands given that id answer QEMU's "Device does
+    /// not have a block device backend" instead of finding a model attached under the same id, as qemu-system-x86_64
+    /// answers for <c>-device virtio-blk-pci,id=…</c>.
+    /// </summary>
+    public void AddDeviceWithoutBackend(string id)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(id);
+        _devicesWithoutBackend.TryAdd(id, 0);
     }
 
     /// <summary>
@@ -44,18 +62,60 @@ public sealed partial class BlockGraph
     /// <summary>
     /// QMP <c>cont</c>: resets every backend's io-status and lets every request held by a <c>stop</c> policy retry,
     /// raising <see cref="ResumeEvent"/> first if an error had stopped I/O (QEMU resets the io-statuses, starts the VM
-    /// and then restarts the devices' held requests).
+    /// and then restarts the devices' held requests). As in QEMU 2.8, nothing runs while a medium waits for its key.
     /// </summary>
+    /// <exception cref="DeviceEncryptedException">A backend's medium is encrypted and has no key yet
+    /// (<see cref="SetPasswordAsync"/>); the io-statuses are reset all the same, as in QEMU 2.8.</exception>
     public void Continue()
     {
         var backends = Backends;
         foreach (var backend in backends)
             backend.ResetIoStatus();
+        foreach (var backend in backends)
+        {
+            if (backend.Root is { KeyRequired: true } root)
+                throw new DeviceEncryptedException(DeviceOrNodeName(root), EncryptedFilename(root));
+        }
         if (Interlocked.Exchange(ref _ioErrorStopped, 0) != 0)
             RaiseEvent(new ResumeEvent());
         foreach (var backend in backends)
             backend.ReleaseHeld();
     }
+
+    /// <summary>
+    /// QMP <c>block_passwd</c> (QEMU 2.8; gone in 7.2): gives the encrypted image of a device (by backend name,
+    /// <paramref name="device"/>) or node (<paramref name="nodeName"/>) its password, and an encrypted backing node
+    /// below it the same one. An image opened with <see cref="ImageOpenOptions.KeyLater"/> and no key becomes usable;
+    /// a key already set is replaced. The graph is drained meanwhile, so no request sees a key change mid-way.
+    /// </summary>
+    /// <remarks>Legacy qcow2 AES takes any password (nothing in the image can tell a wrong one), as in QEMU 2.8.</remarks>
+    /// <exception cref="BlockException">The lookup's errors; "Node 'x' is not encrypted" (2.8's text, with the device
+    /// name for a backend's root); "Password incorrect" for a format that takes no password this way.</exception>
+    public async ValueTask SetPasswordAsync(string? device, string? nodeName, string password, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(password);
+        var node = LookupNode(device, nodeName);
+        if (!IsEncrypted(node))
+            throw new BlockException(Errno.EINVAL, $"Node '{DeviceOrNodeName(node)}' is not encrypted");
+        cancellationToken.ThrowIfCancellationRequested();
+        await using var drained = await BeginDrainAsync().ConfigureAwait(false);
+        SetKey(node, password);
+
+        static bool IsEncrypted(BlockNode n) => n.Impl.IsEncrypted || n.Backing?.Node.Impl.IsEncrypted == true;
+
+        // The backing node first, down its own chain as long as it is encrypted; then the node itself.
+        static void SetKey(BlockNode n, string password)
+        {
+            if (n.Backing?.Node is { } backing && backing.Impl.IsEncrypted)
+                SetKey(backing, password);
+            if (n.Impl.IsEncrypted)
+                n.Impl.SetKey(password);
+        }
+    }
+
+    /// <summary>The encrypted file a node waiting for its key names in errors: its own, else its backing node's.</summary>
+    private static string EncryptedFilename(BlockNode node) =>
+        node.Impl.IsEncrypted ? node.Filename : node.Backing?.Node.Filename ?? node.Filename;
 
     /// <summary>A backend's error policy held a request: the first one since <see cref="Continue"/> raises <see cref="StopEvent"/>.</summary>
     internal void OnIoErrorStop()

@@ -415,6 +415,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 formatOptions = raw with { Probed = true };
             if (options.NoIo)
                 formatOptions = formatOptions with { NoIo = true };
+            if (options.KeyLater)
+                formatOptions = formatOptions with { KeyLater = true };
             if (options.ForCheck)
                 formatOptions = formatOptions with { ForCheck = true };
             return await OpenNodeAsync(formatOptions, cancellationToken).ConfigureAwait(false);

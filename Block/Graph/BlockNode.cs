@@ -307,6 +307,12 @@ public sealed partial class BlockNode : IBlockParent
         return colon > 0 && (slash < 0 || colon < slash);
     }
 
+    /// <summary>
+    /// True while the node or its backing node is encrypted and waits for its key (QEMU 2.8's
+    /// <c>bdrv_key_required</c>, <c>encryption_key_missing</c>); <see cref="BlockGraph.SetPasswordAsync"/> gives it.
+    /// </summary>
+    public bool KeyRequired => Impl.IsKeyMissing || Backing?.Node.Impl.IsKeyMissing == true;
+
     /// <summary>The node as <c>query-named-block-nodes</c> shows it.</summary>
     public BlockDeviceInfo GetDeviceInfo() => new()
     {
@@ -317,7 +323,7 @@ public sealed partial class BlockNode : IBlockParent
         BackingFile = Impl.BackingFileName,
         BackingFileDepth = BackingDepth,
         Encrypted = Impl.IsEncrypted,
-        EncryptionKeyMissing = false,
+        EncryptionKeyMissing = KeyRequired,
         DetectZeroes = DetectZeroes,
         Image = GetImageInfo(backingChain: true),
         Cache = new BlockdevCacheInfo { Writeback = true, Direct = CacheDirect, NoFlush = CacheNoFlush },

@@ -41,6 +41,13 @@ public sealed record ImageOpenOptions
     public bool NoIo { get; init; }
 
     /// <summary>
+    /// The key may come later (QEMU 2.8's <c>-drive</c>): the format node is opened with
+    /// <see cref="Options.BlockdevOptions.KeyLater"/>, so a legacy AES qcow2 image without its secret opens
+    /// unusable until <see cref="BlockGraph.SetPasswordAsync"/>.
+    /// </summary>
+    public bool KeyLater { get; init; }
+
+    /// <summary>
     /// Opened to be checked (QEMU's <c>BDRV_O_CHECK</c>, as <c>qemu-img check</c> opens): the format node is opened with
     /// <see cref="Options.BlockdevOptions.ForCheck"/>, so a repair sees the image as it is.
     /// </summary>

@@ -42,6 +42,14 @@ public abstract record BlockdevOptions
     public bool NoIo { get; init; }
 
     /// <summary>
+    /// Not a QAPI member (never read from options): the key may come later, as with QEMU 2.8's <c>-drive</c>. An
+    /// encrypted format whose key is not given (legacy qcow2 AES without <c>encrypt.key-secret</c>) opens with
+    /// <see cref="Drivers.NodeDriver.IsKeyMissing"/> set, unusable until <see cref="Graph.BlockGraph.SetPasswordAsync"/>
+    /// (QMP <c>block_passwd</c>) gives the password.
+    /// </summary>
+    public bool KeyLater { get; init; }
+
+    /// <summary>
     /// Not a QAPI member (never read from options): QEMU's <c>BDRV_O_CHECK</c> open flag. The image is opened to be
     /// checked (<c>qemu-img check</c>): a format opens it as it is, so that a read-write open for a repair is allowed on
     /// an image marked corrupt and does not repair a dirty image by itself first. Such a node is for the check only:

@@ -63,9 +63,9 @@ internal static class EncryptedImages
     }
 
     /// <summary>Asserts <c>qemu-img check</c> (which needs the secret, as QEMU opens the image for I/O) finds nothing.</summary>
-    public static void AssertQemuCheckClean(string path)
+    public static void AssertQemuCheckClean(string path, string passphrase = Passphrase)
     {
-        var r = QemuImg.Run("check", "--object", SecretObject(), "--image-opts", Opts(path));
+        var r = QemuImg.Run("check", "--object", SecretObject(passphrase), "--image-opts", Opts(path));
         Assert.True(r.ExitCode == 0 && r.Stdout.Contains("No errors were found", StringComparison.Ordinal),
             $"qemu-img check {path} exited {r.ExitCode}:\n{r.Stdout}\n{r.Stderr}");
     }

@@ -77,6 +77,40 @@ public sealed class DeviceOracleTests
     }
 
     [Fact]
+    public async Task Device_commands_given_a_virtio_blk_pci_or_controller_id_find_no_block_backend_as_qemu_system_says()
+    {
+        using var dir = new TempDirectory();
+        string disk = dir.File("disk.img"), cd = dir.File("cd.iso");
+        QemuImg.Create("raw", disk, "16M");
+        QemuImg.Create("raw", cd, "1M");
+        var s = new DeviceScenario()
+            .Drive($"if=none,id=d0,file={disk},format=raw")
+            .Device("virtio-blk-pci,id=vd0,drive=d0")
+            .Device("virtio-scsi-pci,id=scsi0")
+            .Drive($"if=none,id=cd0,file={cd},format=raw,readonly=on")
+            .Device("scsi-cd,id=scd0,drive=cd0");
+        // The id of virtio-blk-pci names its PCI proxy and scsi0 is a controller: neither holds a backend.
+        foreach (string id in new[] { "vd0", "scsi0", "nope" })
+        {
+            JsonObject Id() => new() { ["id"] = id };
+            s.Command("blockdev-open-tray", Id())
+                .Command("blockdev-close-tray", Id())
+                .Command("blockdev-remove-medium", Id())
+                .Command("blockdev-insert-medium", new JsonObject { ["id"] = id, ["node-name"] = "x" })
+                .Command("blockdev-change-medium", new JsonObject { ["id"] = id, ["filename"] = cd })
+                .Command("eject", Id())
+                .Command("block_set_io_throttle", new JsonObject
+                {
+                    ["id"] = id, ["bps"] = 0, ["bps_rd"] = 0, ["bps_wr"] = 0, ["iops"] = 100, ["iops_rd"] = 0, ["iops_wr"] = 0,
+                });
+        }
+        s.Command("eject", new JsonObject { ["id"] = "scd0" })
+            .Command("query-block");
+        await s.RunAsync();
+        s.AssertSameReplies();
+    }
+
+    [Fact]
     public async Task Media_are_removed_inserted_changed_and_ejected_with_qemu_systems_replies_errors_events_and_query_block()
     {
         using var dir = new TempDirectory();

@@ -88,6 +88,52 @@ public sealed class ErrorPolicyTests
         }
     }
 
+    /// <summary>
+    /// True if this machine lets an unprivileged user mount a tmpfs in a user and mount namespace of its own
+    /// (<c>unshare -rm</c>), the one way to make a really full file system without root.
+    /// </summary>
+    private static bool CanMountTmpfs(string directory) =>
+        ProcessRunner.Run("unshare", ["-rm", "sh", "-c", "mount -t tmpfs -o size=64k none \"$0\"", directory], TimeSpan.FromSeconds(60)).ExitCode == 0;
+
+    [Fact]
+    public async Task Enospc_stops_on_a_really_full_file_system_and_cont_retries_once_space_is_freed()
+    {
+        using var dir = new TempDirectory();
+        string fs = dir.File("fs"), socket = dir.File("nbd.sock");
+        Directory.CreateDirectory(fs);
+        // The issue asks for a real full file system where the test can make one: without user namespaces, only the
+        // injected ENOSPC above runs.
+        if (!CanMountTmpfs(fs))
+            return;
+
+        // blk serve runs in a mount namespace with a 1 MiB tmpfs: a sparse 8 MiB image beside a 960 KiB filler, so
+        // writing 256 KiB of data runs the file system out of space.
+        const string script = "mount -t tmpfs -o size=1M none \"$0\" && truncate -s 8M \"$0/disk.img\" && " +
+            "dd if=/dev/zero of=\"$0/filler\" bs=64k count=15 status=none && exec \"$@\"";
+        await using var blk = await QemuStorageDaemon.StartAsync("unshare", ["-rm", "sh", "-c", script, fs, "dotnet", BlkServe.Assembly, "serve"],
+            ["--drive", $"if=none,id=d0,file={fs}/disk.img,format=raw,werror=enospc,rerror=report", "--device", "virtio-blk-pci,id=vd0,drive=d0",
+             "--nbd-server", $"addr.type=unix,addr.path={socket}"]);
+        await ExportAsync(blk);
+
+        var write = QemuIoAsync(socket, "write -P 0x7d 1M 256k");
+        var error = await blk.Qmp.WaitEventAsync("BLOCK_IO_ERROR", TimeSpan.FromSeconds(60));
+        Assert.Equal("action=\"stop\",device=\"d0\",node-name=#block,nospace=true,operation=\"write\",reason=\"No space left on device\"", EventText(error));
+        await blk.Qmp.WaitEventAsync("STOP", TimeSpan.FromSeconds(60));
+        Assert.Equal("nospace", await IoStatusAsync(blk));
+        Assert.False(write.IsCompleted);
+
+        // Free the space (the namespace's tmpfs, reached through the server's own root) and continue: the held write
+        // is retried and succeeds.
+        File.Delete($"/proc/{blk.ProcessId}/root{fs}/filler");
+        await blk.Qmp.ExecuteOkAsync("cont");
+        await blk.Qmp.WaitEventAsync("RESUME", TimeSpan.FromSeconds(60));
+        var result = await write.WaitAsync(TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0 && !result.Stdout.Contains("fail", StringComparison.Ordinal), result.Stdout + result.Stderr);
+        Assert.Equal("ok", await IoStatusAsync(blk));
+        var read = await QemuIoAsync(socket, "read -P 0x7d 1M 256k");
+        Assert.True(read.ExitCode == 0 && !read.Stdout.Contains("fail", StringComparison.Ordinal), read.Stdout + read.Stderr);
+    }
+
     [Fact]
     public async Task A_read_error_under_rerror_ignore_reaches_the_client_as_success_with_an_ignore_event_and_no_io_status()
     {

@@ -79,4 +79,26 @@ public sealed class ThrottleOracleTests
         var stats = (await blk.ExecuteOkAsync("query-blockstats"))!.AsArray().Single(s => (string?)s!["device"] == "d0")!["stats"]!;
         Assert.Equal((2, 1, 8192, 4096), ((int)stats["rd_operations"]!, (int)stats["wr_operations"]!, (int)stats["rd_bytes"]!, (int)stats["wr_bytes"]!));
     }
+
+    [Fact]
+    public async Task An_nbd_client_of_a_throttled_drive_is_held_to_its_limit()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("d.img"), socket = dir.File("nbd.sock");
+        QemuImg.Create("raw", image, "16M");
+        await using var blk = await BlkServe.StartAsync(
+            "--drive", $"if=none,id=d0,file={image},format=raw,throttling.iops-total=20",
+            "--nbd-server", $"addr.type=unix,addr.path={socket}");
+        await blk.ExecuteOkAsync("nbd-server-add", new JsonObject { ["device"] = "d0", ["name"] = "d0" });
+        var commands = Enumerable.Range(0, 30).SelectMany(i => new[] { "-c", $"read -q {i * 4096} 4k" });
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var io = ProcessRunner.Run(QemuIo.Path, ["-r", "-f", "raw", .. commands, $"nbd+unix:///d0?socket={socket}"], TimeSpan.FromSeconds(60));
+        watch.Stop();
+        Assert.True(io.ExitCode == 0, io.Stderr);
+        // A lower bound only, which load can lengthen but never break: two reads pass on the first tenth of a second
+        // of budget, the other 28 come at 20 a second, so 30 reads take at least 1.4 s.
+        Assert.True(watch.Elapsed >= TimeSpan.FromSeconds(1.35), $"30 reads at 20 iops took {watch.Elapsed}");
+        var stats = (await blk.ExecuteOkAsync("query-blockstats"))!.AsArray().Single(s => (string?)s!["device"] == "d0")!["stats"]!;
+        Assert.Equal(30, (int)stats["rd_operations"]!);
+    }
 }

@@ -123,4 +123,54 @@ public sealed class BackendThrottleTests
         await b.DisposeAsync();
         Assert.Null(graph.ThrottleGroups.Find("a"));
     }
+
+    /// <summary>
+    /// Submits <paramref name="count"/> requests of <paramref name="bytes"/> at once to each backend (reads or writes),
+    /// then runs the manual clock from timer to timer up to <paramref name="seconds"/>; returns how many of each
+    /// backend's requests the throttle admitted by then (submitted minus still queued, known as soon as a timer fires).
+    /// </summary>
+    private static async Task<int[]> AdmittedWithinAsync(ManualTimeProvider clock, BlockBackend[] backends, bool write, int count, int bytes, double seconds)
+    {
+        var tasks = new List<Task>();
+        var buffer = new byte[bytes];
+        foreach (var backend in backends)
+        {
+            for (int i = 0; i < count; i++)
+                tasks.Add(write ? backend.WriteAsync(0, buffer).AsTask() : backend.ReadAsync(0, buffer).AsTask());
+        }
+        var end = clock.Elapsed + TimeSpan.FromSeconds(seconds);
+        while (clock.NextDue is { } due && clock.Elapsed + due <= end)
+            clock.Advance(due);
+        var admitted = backends.Select(b => count - b.Throttle!.QueuedRequests(write)).ToArray();
+        // Let the rest through so that nothing waits when the graph closes.
+        foreach (var backend in backends)
+            backend.SetIoThrottle(ThrottleConfig.Unlimited, null);
+        await Task.WhenAll(tasks).WaitAsync(TimeSpan.FromSeconds(60));
+        return admitted;
+    }
+
+    [Theory]
+    [InlineData(false, 4096)]
+    [InlineData(true, 65536)]
+    public async Task Two_hundred_iops_or_2_MiB_per_second_hold_the_backends_rate_over_5_seconds_within_10_percent(bool bps, int bytes)
+    {
+        var (graph, clock, a, _) = await TwoBackendsAsync();
+        await using var _g = graph;
+        graph.SetIoThrottle("a", null, bps ? new ThrottleConfig { BpsTotal = new(2 << 20) } : new ThrottleConfig { IopsTotal = new(200) }, null);
+        int[] admitted = await AdmittedWithinAsync(clock, [a], write: bps, count: 2000, bytes, 5);
+        double expected = bps ? 5.0 * (2 << 20) / bytes : 5.0 * 200;
+        Assert.InRange(admitted[0], expected * 0.9, expected * 1.1);
+    }
+
+    [Fact]
+    public async Task Two_backends_in_one_group_each_get_half_of_its_budget()
+    {
+        var (graph, clock, a, b) = await TwoBackendsAsync();
+        await using var _g = graph;
+        graph.SetIoThrottle("a", null, new ThrottleConfig { IopsTotal = new(200) }, "g");
+        graph.SetIoThrottle("b", null, new ThrottleConfig { IopsTotal = new(200) }, "g");
+        int[] admitted = await AdmittedWithinAsync(clock, [a, b], write: false, count: 1000, 4096, 5);
+        Assert.InRange(admitted.Sum(), 900, 1100);
+        Assert.InRange((double)admitted[0] / admitted[1], 0.8, 1.2);
+    }
 }
