@@ -1,18 +1,22 @@
 using Block.Drivers;
 using Block.Formats.Vdi;
 using Block.Formats.Vpc;
+using Block.Formats.Vhdx;
 
 namespace Block.Formats;
 
 /// <summary>Registers the formats of this package with a driver registry.</summary>
 public static class FormatsDriverRegistration
 {
-    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>.</summary>
-    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc();
+    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>.</summary>
+    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx();
 
     /// <summary>Adds the <c>vdi</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddVdi(this DriverRegistry registry) => registry.Add(new VdiDriver());
 
     /// <summary>Adds the <c>vpc</c> (VHD) format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddVpc(this DriverRegistry registry) => registry.Add(new VpcDriver());
+
+    /// <summary>Adds the <c>vhdx</c> format driver to <paramref name="registry"/>.</summary>
+    public static DriverRegistry AddVhdx(this DriverRegistry registry) => registry.Add(new VhdxDriver());
 }
