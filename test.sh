@@ -15,6 +15,7 @@ command -v socat >/dev/null 2>&1 || packages+=(socat)
 command -v qemu-system-x86_64 >/dev/null 2>&1 || packages+=(qemu-system-x86)
 command -v nbdinfo >/dev/null 2>&1 || packages+=(libnbd-bin)
 command -v nbdkit >/dev/null 2>&1 || packages+=(nbdkit)
+command -v fio >/dev/null 2>&1 || packages+=(fio)
 command -v certtool >/dev/null 2>&1 || packages+=(gnutls-bin)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then

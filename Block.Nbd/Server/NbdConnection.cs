@@ -21,6 +21,9 @@ internal sealed class NbdConnection
     /// fits many times over; anything longer is not a client we can serve.</summary>
     private const int MaxOptionLength = 64 << 10;
 
+    /// <summary>READs up to this size leave with their reply header in one send.</summary>
+    private const int CoalescedRead = 64 << 10;
+
     /// <summary>At most this many extents per BLOCK_STATUS reply (1 MiB of extents, QEMU's limit too).</summary>
     private const int MaxExtents = (1 << 20) / 8;
 
@@ -33,6 +36,13 @@ internal sealed class NbdConnection
     private readonly CancellationTokenSource _abort = new();
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _slots;
+    private readonly Stack<RequestWatch> _watches = new();
+    private readonly object _budgetLock = new();
+    private readonly long _maxBytesInFlight;
+    private long _bytesInFlight;
+    private byte[] _receive = new byte[64 << 10];
+    private int _receiveStart;
+    private int _receiveEnd;
     private readonly int _maxInFlight;
     private NbdExport? _export;
     private bool _structured;
@@ -50,6 +60,7 @@ internal sealed class NbdConnection
         _input = CreateReader(stream);
         _maxInFlight = Math.Max(1, server.Options.MaxRequestsInFlight);
         _slots = new SemaphoreSlim(_maxInFlight, _maxInFlight);
+        _maxBytesInFlight = Math.Max(MaxPayload, server.Options.MaxBytesInFlight);
     }
 
     private static PipeReader CreateReader(Stream stream) =>
@@ -497,13 +508,56 @@ internal sealed class NbdConnection
 
     // ---- transmission ----
 
+    /// <summary>
+    /// Transmission: a dedicated thread reads requests with blocking reads (the kernel wakes it directly, where an
+    /// async socket read wakes the epoll thread, which then wakes a pool thread) and starts each request on itself.
+    /// A request that completes at once (a read from the page cache) is answered before the next is read; one that
+    /// waits (the disk, a worker) finishes where it completes, while the thread reads on.
+    /// </summary>
     private async Task TransmitAsync(CancellationToken cancellationToken)
     {
-        var header = new byte[RequestHeaderSize];
+        // What the handshake's reader buffered past GO (a client that pipelines its first requests) is read first.
+        if (_input.TryRead(out var pending))
+        {
+            var buffered = pending.Buffer;
+            if (buffered.Length > _receive.Length)
+                _receive = new byte[buffered.Length];
+            buffered.CopyTo(_receive);
+            _receiveEnd = (int)buffered.Length;
+            _input.AdvanceTo(buffered.End);
+        }
+        await _input.CompleteAsync().ConfigureAwait(false);
+        var finished = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        using var registration = cancellationToken.Register(static s => ((NbdConnection)s!).Abort(), this);
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                ReceiveRequests(cancellationToken);
+                finished.SetResult();
+            }
+            catch (Exception e)
+            {
+                finished.SetException(e);
+            }
+        })
+        {
+            IsBackground = true,
+            Name = "nbd-connection",
+        };
+        thread.UnsafeStart();
+        await finished.Task.ConfigureAwait(false);
+    }
+
+    /// <summary>The transmission thread's loop: until the client disconnects, sends garbage, or is aborted.</summary>
+    private void ReceiveRequests(CancellationToken cancellationToken)
+    {
+        Span<byte> header = stackalloc byte[RequestHeaderSize];
         var buffers = _export!.Backend.Graph.Buffers;
+        using var wake = cancellationToken.Register(static s => ((NbdConnection)s!).WakeBudgetWaiter(), this);
         while (true)
         {
-            if (!await ReadExactAsync(header, cancellationToken).ConfigureAwait(false))
+            if (!ReceiveExact(header))
                 return;
             if (!NbdRequest.TryParse(header, out var request))
                 return; // bad magic: nothing after it can be trusted
@@ -511,11 +565,23 @@ internal sealed class NbdConnection
                 return;
             if (request.Type == CmdWrite && request.Length > MaxPayload)
             {
-                // The payload cannot be skipped safely: say why, then hang up, as QEMU does.
-                await SendSimpleReplyAsync(request.Cookie, EINVAL, default).ConfigureAwait(false);
+                // The payload cannot be skipped safely: say why, then hang up, as qemu-nbd 7.2 does.
+                var refusal = _structured
+                    ? SendErrorChunkAsync(request.Cookie, EINVAL, $"len ({request.Length} ) is larger than max len ({MaxPayload})")
+                    : SendSimpleReplyAsync(request.Cookie, EINVAL);
+                refusal.AsTask().GetAwaiter().GetResult();
                 return;
             }
-            await _slots.WaitAsync(cancellationToken).ConfigureAwait(false);
+            _slots.Wait(cancellationToken);
+            try
+            {
+                ReserveBytes(PayloadBytes(request), cancellationToken);
+            }
+            catch
+            {
+                _slots.Release();
+                throw;
+            }
             AlignedBuffer? payload = null;
             if (request.Type == CmdWrite)
             {
@@ -523,33 +589,112 @@ internal sealed class NbdConnection
                 bool complete;
                 try
                 {
-                    complete = await ReadExactAsync(payload.Memory[..(int)request.Length], cancellationToken).ConfigureAwait(false);
+                    complete = ReceiveExact(payload.Memory.Span[..(int)request.Length]);
                 }
                 catch
                 {
                     payload.Dispose();
+                    ReleaseBytes(PayloadBytes(request));
                     _slots.Release();
                     throw;
                 }
                 if (!complete)
                 {
                     payload.Dispose();
+                    ReleaseBytes(PayloadBytes(request));
                     _slots.Release();
                     return;
                 }
             }
-            _ = ProcessAsync(request, payload);
+            Start(request, payload);
+        }
+    }
+
+    /// <summary>Fills <paramref name="destination"/> from the client, blocking; false when the client closed first.</summary>
+    private bool ReceiveExact(Span<byte> destination)
+    {
+        int buffered = Math.Min(_receiveEnd - _receiveStart, destination.Length);
+        _receive.AsSpan(_receiveStart, buffered).CopyTo(destination);
+        _receiveStart += buffered;
+        destination = destination[buffered..];
+        while (!destination.IsEmpty)
+        {
+            if (destination.Length >= _receive.Length)
+            {
+                // A large payload goes straight from the socket into its buffer.
+                int n = _stream.Read(destination);
+                if (n == 0)
+                    return false;
+                destination = destination[n..];
+                continue;
+            }
+            _receiveStart = 0;
+            _receiveEnd = _stream.Read(_receive);
+            if (_receiveEnd == 0)
+                return false;
+            int take = Math.Min(_receiveEnd, destination.Length);
+            _receive.AsSpan(0, take).CopyTo(destination);
+            _receiveStart = take;
+            destination = destination[take..];
+        }
+        return true;
+    }
+
+    /// <summary>
+    /// Runs one request: to the end when it completes at once, else it goes on where it completes and a pooled
+    /// <see cref="RequestWatch"/> collects it (so its pooled state machine goes back to the pool).
+    /// </summary>
+    private void Start(NbdRequest request, AlignedBuffer? payload)
+    {
+        var running = ProcessAsync(request, payload);
+        if (running.IsCompleted)
+        {
+            running.GetAwaiter().GetResult();
+            return;
+        }
+        RequestWatch? watch;
+        lock (_watches)
+            watch = _watches.Count > 0 ? _watches.Pop() : null;
+        (watch ?? new RequestWatch(this)).Watch(running);
+    }
+
+    /// <summary>Collects a request that finished on another thread; one per request in flight, reused.</summary>
+    private sealed class RequestWatch
+    {
+        private readonly NbdConnection _owner;
+        private readonly Action _finished;
+        private ValueTask _running;
+
+        public RequestWatch(NbdConnection owner)
+        {
+            _owner = owner;
+            _finished = Finished;
+        }
+
+        public void Watch(ValueTask running)
+        {
+            _running = running;
+            running.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_finished);
+        }
+
+        private void Finished()
+        {
+            var running = _running;
+            _running = default;
+            running.GetAwaiter().GetResult();
+            lock (_owner._watches)
+                _owner._watches.Push(this);
         }
     }
 
     /// <summary>Runs one request and sends its reply; never throws (a failed send disconnects the client).</summary>
-    private async Task ProcessAsync(NbdRequest request, AlignedBuffer? payload)
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ProcessAsync(NbdRequest request, AlignedBuffer? payload)
     {
         try
         {
             var export = _export!;
-            uint error = Validate(request, export);
-            string? message = null;
+            uint error = Validate(request, export, out string? message);
             if (error == 0)
             {
                 try
@@ -594,10 +739,11 @@ internal sealed class NbdConnection
                     message = e.Message;
                 }
             }
-            if (error != 0 && request.Type is CmdRead or CmdBlockStatus && _structured)
+            // Every error is an ERROR chunk once structured replies are on, as qemu-nbd 7.2 sends it.
+            if (error != 0 && _structured)
                 await SendErrorChunkAsync(request.Cookie, error, message ?? string.Empty).ConfigureAwait(false);
             else
-                await SendSimpleReplyAsync(request.Cookie, error, default).ConfigureAwait(false);
+                await SendSimpleReplyAsync(request.Cookie, error).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or ObjectDisposedException or OperationCanceledException or System.Net.Sockets.SocketException)
         {
@@ -612,84 +758,147 @@ internal sealed class NbdConnection
         finally
         {
             payload?.Dispose();
+            ReleaseBytes(PayloadBytes(request));
             _slots.Release();
         }
+    }
+
+    /// <summary>The buffer bytes <paramref name="request"/> holds while in flight (reads over the limit hold none: they are refused).</summary>
+    private static long PayloadBytes(in NbdRequest request) =>
+        request.Type is CmdRead or CmdWrite && request.Length <= MaxPayload ? request.Length : 0;
+
+    /// <summary>
+    /// Waits, on the transmission thread, until <paramref name="bytes"/> more fit under
+    /// <see cref="NbdServerOptions.MaxBytesInFlight"/> (one request always fits when none is in flight), so that a
+    /// client that sends faster than its requests complete stops being read rather than growing the server's memory.
+    /// </summary>
+    private void ReserveBytes(long bytes, CancellationToken cancellationToken)
+    {
+        if (bytes == 0)
+            return;
+        lock (_budgetLock)
+        {
+            while (_bytesInFlight > 0 && _bytesInFlight + bytes > _maxBytesInFlight)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                Monitor.Wait(_budgetLock);
+            }
+            _bytesInFlight += bytes;
+            _server.NotePeakBytesInFlight(_bytesInFlight);
+        }
+    }
+
+    private void ReleaseBytes(long bytes)
+    {
+        if (bytes == 0)
+            return;
+        lock (_budgetLock)
+        {
+            _bytesInFlight -= bytes;
+            Monitor.PulseAll(_budgetLock);
+        }
+    }
+
+    private void WakeBudgetWaiter()
+    {
+        lock (_budgetLock)
+            Monitor.PulseAll(_budgetLock);
     }
 
     private static RequestFlags FuaFlag(in NbdRequest request) =>
         (request.Flags & CmdFlagFua) != 0 ? RequestFlags.Fua : RequestFlags.None;
 
-    /// <summary>The NBD error a request gets before it runs (0 when it may run): flags, bounds, permission.</summary>
-    private uint Validate(in NbdRequest request, NbdExport export)
+    /// <summary>
+    /// The NBD error a request gets before it runs (0 when it may run) and its message: size, permission, bounds,
+    /// flags, command, in qemu-nbd 7.2's order and words. Like 7.2 every one is EINVAL (the spec suggests EPERM for a
+    /// read-only export and ENOSPC for a write past the end; 7.2 sends neither, checked with a raw client).
+    /// </summary>
+    private uint Validate(in NbdRequest request, NbdExport export, out string? message)
     {
-        ushort allowed = CmdFlagFua;
-        switch (request.Type)
-        {
-            case CmdRead:
-                if (_structured)
-                    allowed |= CmdFlagDf;
-                if (request.Length > MaxPayload)
-                    return EINVAL;
-                break;
-            case CmdWrite:
-            case CmdFlush:
-            case CmdTrim:
-            case CmdCache:
-                break;
-            case CmdWriteZeroes:
-                allowed |= CmdFlagNoHole | CmdFlagFastZero;
-                break;
-            case CmdBlockStatus:
-                allowed |= CmdFlagReqOne;
-                if (!_structured || (!_baseAllocation && _bitmapContexts.Length == 0) || request.Length == 0)
-                    return EINVAL;
-                break;
-            default:
-                return EINVAL;
-        }
-        if ((request.Flags & ~allowed) != 0)
-            return EINVAL;
-        if (!export.Writable && request.Type is CmdWrite or CmdTrim or CmdWriteZeroes)
-            return EPERM;
-        long size = export.Backend.Length;
-        if (request.Offset > (ulong)size || request.Length > size - (long)request.Offset)
-            return request.Type is CmdWrite or CmdWriteZeroes ? ENOSPC : EINVAL;
-        return 0;
+        message = null;
+        if (request.Type is CmdRead or CmdWrite && request.Length > MaxPayload)
+            message = $"len ({request.Length} ) is larger than max len ({MaxPayload})";
+        else if (!export.Writable && request.Type is CmdWrite or CmdTrim or CmdWriteZeroes)
+            message = "Export is read-only";
+        else if (request.Offset > (ulong)export.Backend.Length || request.Length > export.Backend.Length - (long)request.Offset)
+            message = $"operation past EOF; From: {request.Offset}, Len: {request.Length}, Size: {export.Backend.Length}";
+        else if (request.Type > CmdBlockStatus || request.Type == CmdDisc)
+            message = $"invalid request type ({request.Type}) received";
+        else if ((request.Flags & ~AllowedFlags(request.Type)) != 0)
+            message = $"unsupported flags for command {CommandName(request.Type)} (got 0x{request.Flags:x})";
+        else if (request.Type == CmdBlockStatus && (!_baseAllocation && _bitmapContexts.Length == 0))
+            message = "CMD_BLOCK_STATUS not negotiated";
+        else if (request.Type == CmdBlockStatus && request.Length == 0)
+            message = "need non-zero length";
+        return message is null ? 0 : EINVAL;
     }
 
+    /// <summary>The command flags <paramref name="type"/> takes on this connection.</summary>
+    private ushort AllowedFlags(ushort type) => type switch
+    {
+        CmdRead => _structured ? (ushort)(CmdFlagFua | CmdFlagDf) : CmdFlagFua,
+        CmdWriteZeroes => CmdFlagFua | CmdFlagNoHole | CmdFlagFastZero,
+        CmdBlockStatus => CmdFlagFua | CmdFlagReqOne,
+        _ => CmdFlagFua,
+    };
+
+    /// <summary>QEMU's name of a command, as its messages print it.</summary>
+    private static string CommandName(ushort type) => type switch
+    {
+        CmdRead => "read",
+        CmdWrite => "write",
+        CmdFlush => "flush",
+        CmdTrim => "trim",
+        CmdCache => "cache",
+        CmdWriteZeroes => "write zeroes",
+        CmdBlockStatus => "block status",
+        _ => "unknown",
+    };
+
+    /// <summary>
+    /// READ: the data is read into a pooled buffer behind room for the reply header, so that a read up to
+    /// <see cref="CoalescedRead"/> goes out in one send (one system call and one wake-up of the client, not two).
+    /// </summary>
     private async ValueTask ReadAsync(NbdRequest request, BlockBackend backend)
     {
         int length = (int)request.Length;
-        using var buffer = backend.Graph.Buffers.Rent(Math.Max(1, length));
-        var data = buffer.Memory[..length];
+        // The data starts on a 4 KiB boundary (O_DIRECT needs it); the header goes just before it.
+        int room = length <= CoalescedRead ? AlignedBufferPool.DefaultAlignment : 0;
+        using var buffer = backend.Graph.Buffers.Rent(Math.Max(1, room + length));
+        var data = buffer.Memory.Slice(room, length);
         if (length > 0)
             await backend.ReadAsync((long)request.Offset, data).ConfigureAwait(false);
+        int headerLength = !_structured ? SimpleReplyHeaderSize : length == 0 ? ChunkHeaderSize : ChunkHeaderSize + 8;
         await _sendLock.WaitAsync().ConfigureAwait(false);
         try
         {
-            var header = _sendHeader;
-            int headerLength;
-            if (_structured)
+            WriteReadHeader(room > 0 ? buffer.Memory.Span.Slice(room - headerLength, headerLength) : _sendHeader.AsSpan(0, headerLength), request);
+            if (room > 0)
             {
-                headerLength = ChunkHeaderSize + 8;
-                WriteChunkHeader(header, length == 0 ? ReplyTypeNone : ReplyTypeOffsetData, request.Cookie, length == 0 ? 0u : (uint)(8 + length));
-                if (length == 0)
-                    headerLength = ChunkHeaderSize;
-                else
-                    BinaryPrimitives.WriteUInt64BigEndian(header.AsSpan(ChunkHeaderSize), request.Offset);
+                await _stream.WriteAsync(buffer.Memory.Slice(room - headerLength, headerLength + length)).ConfigureAwait(false);
             }
             else
             {
-                headerLength = SimpleReplyHeaderSize;
-                WriteSimpleHeader(header, 0, request.Cookie);
-            }
-            await _stream.WriteAsync(header.AsMemory(0, headerLength)).ConfigureAwait(false);
-            if (length > 0)
+                await _stream.WriteAsync(_sendHeader.AsMemory(0, headerLength)).ConfigureAwait(false);
                 await _stream.WriteAsync(data).ConfigureAwait(false);
+            }
         }
         finally
         {
             _sendLock.Release();
+        }
+    }
+
+    private void WriteReadHeader(Span<byte> header, in NbdRequest request)
+    {
+        if (!_structured)
+            WriteSimpleHeader(header, 0, request.Cookie);
+        else if (request.Length == 0)
+            WriteChunkHeader(header, ReplyTypeNone, request.Cookie, 0);
+        else
+        {
+            WriteChunkHeader(header, ReplyTypeOffsetData, request.Cookie, 8 + request.Length);
+            BinaryPrimitives.WriteUInt64BigEndian(header[ChunkHeaderSize..], request.Offset);
         }
     }
 
@@ -792,15 +1001,13 @@ internal sealed class NbdConnection
         return payload;
     }
 
-    private async ValueTask SendSimpleReplyAsync(ulong cookie, uint error, ReadOnlyMemory<byte> data)
+    private async ValueTask SendSimpleReplyAsync(ulong cookie, uint error)
     {
         await _sendLock.WaitAsync().ConfigureAwait(false);
         try
         {
             WriteSimpleHeader(_sendHeader, error, cookie);
             await _stream.WriteAsync(_sendHeader.AsMemory(0, SimpleReplyHeaderSize)).ConfigureAwait(false);
-            if (!data.IsEmpty)
-                await _stream.WriteAsync(data).ConfigureAwait(false);
         }
         finally
         {

@@ -23,6 +23,7 @@ public sealed class NbdServer : IAsyncDisposable
     private string? _unixPath;
     private Task _acceptLoop = Task.CompletedTask;
     private bool _disposed;
+    private long _peakBytesInFlight;
 
     /// <summary>Creates a server with no exports and no listening socket.</summary>
     public NbdServer(NbdServerOptions? options = null)
@@ -168,6 +169,17 @@ public sealed class NbdServer : IAsyncDisposable
     }
 
     internal void ReportFailure(Exception e) => ConnectionFailed?.Invoke(e);
+
+    /// <summary>The most READ/WRITE payload bytes one client has held at once (tests check the bound with it).</summary>
+    internal long PeakBytesInFlight => Volatile.Read(ref _peakBytesInFlight);
+
+    internal void NotePeakBytesInFlight(long bytes)
+    {
+        long peak;
+        while (bytes > (peak = Volatile.Read(ref _peakBytesInFlight)) && Interlocked.CompareExchange(ref _peakBytesInFlight, bytes, peak) != peak)
+        {
+        }
+    }
 
     private async Task AcceptLoopAsync()
     {

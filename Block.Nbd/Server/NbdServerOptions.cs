@@ -17,6 +17,13 @@ public sealed record NbdServerOptions
     /// buffers, and in practice what its requests ask for.</remarks>
     public int MaxRequestsInFlight { get; init; } = 16;
 
+    /// <summary>The most READ and WRITE payload bytes of one client held at once; further requests wait unread in the
+    /// socket. At least 32 MiB (one request of the largest size always runs).</summary>
+    /// <remarks>64 MiB by default. QEMU bounds only the number of requests (16, so 512 MiB of 32 MiB requests per
+    /// client); with this bound a client that pipelines large writes faster than the disk takes them costs the server
+    /// 64 MiB, and ordinary clients (1–4 MiB requests, QD ≤ 16) never reach it.</remarks>
+    public long MaxBytesInFlight { get; init; } = 64L << 20;
+
     /// <summary>
     /// TLS for every client (QEMU's <c>tls-creds</c>), or null for none; <see cref="NbdServerTls"/> builds it from a
     /// <c>tls-creds-x509</c> object.

@@ -96,6 +96,12 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "pread", SetLastError = true)]
     public static partial nint PRead(int fd, byte* buffer, nuint count, long offset);
 
+    /// <summary><c>preadv2</c>'s flag: fail with EAGAIN rather than wait for the disk (data not in the page cache).</summary>
+    public const int RwfNoWait = 0x8;
+
+    [LibraryImport(Lib, EntryPoint = "preadv2", SetLastError = true)]
+    public static partial nint PReadV2(int fd, IoVec* iov, int iovcnt, long offset, int flags);
+
     [LibraryImport(Lib, EntryPoint = "pwrite", SetLastError = true)]
     public static partial nint PWrite(int fd, byte* buffer, nuint count, long offset);
 

@@ -48,6 +48,29 @@ internal static unsafe class PositionalIo
         }
     }
 
+    /// <summary>
+    /// Reads <paramref name="buffer"/> whole from the page cache with <c>RWF_NOWAIT</c>, without waiting for the disk:
+    /// the bytes read (less than the length when part of the range is not cached, or at end of file), -1 when nothing
+    /// is cached (EAGAIN), or -2 when the kernel or file system does not take the flag.
+    /// </summary>
+    public static int TryReadCached(int fd, Span<byte> buffer, long offset)
+    {
+        fixed (byte* p = buffer)
+        {
+            var iov = new LibC.IoVec { Base = p, Length = (nuint)buffer.Length };
+            while (true)
+            {
+                nint n = LibC.PReadV2(fd, &iov, 1, offset, LibC.RwfNoWait);
+                if (n >= 0)
+                    return (int)n;
+                int errno = LibC.LastErrno;
+                if (errno == (int)Errno.EINTR)
+                    continue;
+                return errno == (int)Errno.EAGAIN ? -1 : -2;
+            }
+        }
+    }
+
     private static int ReadSingle(int fd, Span<byte> buffer, long offset)
     {
         int total = 0;

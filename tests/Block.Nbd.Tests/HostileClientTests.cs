@@ -160,7 +160,7 @@ public sealed class HostileClientTests
             client.SendRequest(NbdProtocol.CmdRead, 3, 0, 64 << 20);
             Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
             client.SendRequest(NbdProtocol.CmdWrite, 4, (4 << 20) - 512, 1024, payload: new byte[1024]);
-            Assert.Equal(NbdProtocol.ENOSPC, client.ReceiveReply().Error);
+            Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
             client.SendRequest(NbdProtocol.CmdWriteZeroes, 5, 0, 512, flags: 0x80);
             Assert.Equal(NbdProtocol.EINVAL, client.ReceiveReply().Error);
             client.SendRequest(42, 6, 0, 512);
@@ -238,6 +238,117 @@ public sealed class HostileClientTests
             Assert.Equal(1u << 20, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload.AsSpan(4)));
             Assert.Equal(0u, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload.AsSpan(8)));
             Assert.Equal(NbdProtocol.StateHole | NbdProtocol.StateZero, BinaryPrimitives.ReadUInt32BigEndian(reply.Payload.AsSpan(16)));
+        }
+    }
+
+    /// <summary>
+    /// Every request error a raw client provokes (over 32 MiB, past the end, bad flags, unknown command, writes to a
+    /// read-only export), as (cookie, error, chunk type, message), then whether the server hung up.
+    /// </summary>
+    private static List<string> ProvokeRequestErrors(string socket, string export, bool oversizedWrite)
+    {
+        var seen = new List<string>();
+        using var client = RawNbdClient.Connect(socket);
+        client.Negotiate(export);
+        void Expect(ushort type, ulong cookie, ulong offset, uint length, ushort flags = 0, byte[]? payload = null)
+        {
+            client.SendRequest(type, cookie, offset, length, flags, payload);
+            var r = client.ReceiveReply();
+            string message = r.ChunkType == NbdProtocol.ReplyTypeError
+                ? System.Text.Encoding.UTF8.GetString(r.Payload.AsSpan(6, BinaryPrimitives.ReadUInt16BigEndian(r.Payload.AsSpan(4))))
+                : string.Empty;
+            seen.Add($"{r.Cookie} {r.Error} {r.ChunkType} {message}");
+        }
+        ulong size = client.Size;
+        Expect(NbdProtocol.CmdRead, 1, 0, (32u << 20) + 4096);
+        Expect(NbdProtocol.CmdRead, 2, size - 512, 1024);
+        Expect(NbdProtocol.CmdWrite, 3, size - 512, 1024, payload: new byte[1024]);
+        Expect(NbdProtocol.CmdTrim, 4, size, 1024);
+        Expect(NbdProtocol.CmdFlush, 5, size, 1024);
+        Expect(NbdProtocol.CmdWriteZeroes, 6, 0, 512, flags: 0x80);
+        Expect(NbdProtocol.CmdRead, 7, 0, 512, flags: NbdProtocol.CmdFlagReqOne);
+        Expect(42, 8, 0, 512);
+        Expect(NbdProtocol.CmdRead, 9, 0, 512);
+        if (oversizedWrite)
+        {
+            Expect(NbdProtocol.CmdWrite, 10, 0, (32u << 20) + 4096);
+            seen.Add($"closed {client.IsClosedByServer()}");
+        }
+        return seen;
+    }
+
+    [Fact]
+    public async Task Request_errors_are_qemu_nbds_codes_chunks_and_messages_and_an_oversized_write_hangs_up()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("disk.raw");
+        QemuImg.Create("raw", image, "4M");
+        List<string> qemu;
+        using (QemuNbd.Start(dir.File("q.sock"), image, "-f", "raw", "-x", Export))
+            qemu = ProvokeRequestErrors(dir.File("q.sock"), Export, oversizedWrite: true);
+        List<string> ours;
+        await using (var server = await NbdTestServer.StartAsync(dir.File("b.sock"), image, "raw", Export))
+            ours = ProvokeRequestErrors(dir.File("b.sock"), Export, oversizedWrite: true);
+        Assert.Equal(qemu, ours);
+        Assert.Contains("1 22 32769 len (33558528 ) is larger than max len (33554432)", ours);
+        Assert.Equal("closed True", ours[^1]);
+    }
+
+    [Fact]
+    public async Task Writes_to_a_read_only_export_get_qemu_nbds_error()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("disk.raw");
+        QemuImg.Create("raw", image, "4M");
+        static List<string> Provoke(string socket)
+        {
+            var seen = new List<string>();
+            using var client = RawNbdClient.Connect(socket);
+            client.Negotiate(Export);
+            client.SendRequest(NbdProtocol.CmdWrite, 1, 0, 512, payload: new byte[512]);
+            client.SendRequest(NbdProtocol.CmdTrim, 2, 0, 512);
+            client.SendRequest(NbdProtocol.CmdWriteZeroes, 3, 0, 512);
+            client.SendRequest(NbdProtocol.CmdWrite, 4, 4 << 20, 512, payload: new byte[512]);
+            for (int i = 0; i < 4; i++)
+            {
+                var r = client.ReceiveReply();
+                seen.Add($"{r.Cookie} {r.Error} {r.ChunkType} {System.Text.Encoding.UTF8.GetString(r.Payload.AsSpan(6))}");
+            }
+            seen.Sort(StringComparer.Ordinal);
+            return seen;
+        }
+        List<string> qemu;
+        using (QemuNbd.Start(dir.File("q.sock"), image, "-f", "raw", "-r", "-x", Export))
+            qemu = Provoke(dir.File("q.sock"));
+        List<string> ours;
+        await using (var server = await NbdTestServer.StartAsync(dir.File("b.sock"), image, "raw", Export, writable: false))
+            ours = Provoke(dir.File("b.sock"));
+        Assert.Equal(qemu, ours);
+        Assert.All(ours, line => Assert.EndsWith("Export is read-only", line));
+    }
+
+    [Fact]
+    public async Task A_client_pipelining_writes_holds_no_more_than_the_byte_budget_and_every_write_lands()
+    {
+        var options = new NbdServerOptions { MaxBytesInFlight = 32L << 20 };
+        var (dir, server) = await StartAsync(options);
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+            {
+                client.Negotiate(Export);
+                // 12 writes of 3 MiB (36 MiB) sent back to back, then 12 reads: the server may hold 32 MiB at once.
+                const int Count = 12, Size = 3 << 20;
+                for (int i = 0; i < Count; i++)
+                    client.SendRequest(NbdProtocol.CmdWrite, (ulong)i, 0, Size, payload: Patterns.Fill(Size, (byte)(i + 1)));
+                for (int i = 0; i < Count; i++)
+                    Assert.Equal(0u, client.ReceiveReply().Error);
+                client.SendRequest(NbdProtocol.CmdRead, 99, 0, 4096);
+                Assert.Equal(0u, client.ReceiveReply().Error);
+            }
+            long peak = server.Server.PeakBytesInFlight;
+            Assert.InRange(peak, 3 << 20, 32L << 20);
         }
     }
 }

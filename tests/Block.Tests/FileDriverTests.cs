@@ -97,7 +97,24 @@ public class FileDriverTests
         var tasks = Enumerable.Range(0, 256).Select(i => backend.ReadAsync(i * 65536L, new byte[65536]).AsTask()).ToArray();
         await Task.WhenAll(tasks);
         var engine = (Block.Io.ThreadsIoEngine)graph.GetEngine(BlockdevAioOptions.Threads);
-        Assert.InRange(engine.WorkerCount, 1, engine.MaxWorkers);
+        // Reads the page cache holds complete on the caller's thread (no worker at all); the rest go to the workers.
+        Assert.InRange(engine.WorkerCount, 0, engine.MaxWorkers);
         Assert.Equal(256, backend.GetStats().Stats.RdOperations);
+    }
+
+    [Fact]
+    public async Task A_read_of_cached_data_on_the_threads_engine_completes_on_the_callers_thread_without_a_worker()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        File.WriteAllBytes(path, Enumerable.Repeat((byte)0x5a, 65536).ToArray());
+        using var engine = new Block.Io.ThreadsIoEngine();
+        using var handle = File.OpenHandle(path);
+        var buffer = new byte[4096];
+        var read = engine.ReadAsync((int)handle.DangerousGetHandle(), new Block.Io.IoVector(buffer.AsMemory()), 4096);
+        Assert.True(read.IsCompletedSuccessfully);
+        Assert.Equal(4096, await read);
+        Assert.All(buffer, b => Assert.Equal(0x5a, b));
+        Assert.Equal(0, engine.WorkerCount);
     }
 }
