@@ -23,6 +23,15 @@ public interface IIoEngine
     /// <returns>The bytes read; fewer than requested only at the end of the file.</returns>
     ValueTask<int> ReadAsync(int fd, IoVector buffers, long offset);
 
+    /// <summary>
+    /// <see cref="ReadAsync"/> on a descriptor opened with <c>O_DIRECT</c>: the data never comes from the page cache.
+    /// </summary>
+    /// <remarks>
+    /// An engine that serves cached reads on the caller's thread (<see cref="ThreadsIoEngine"/>) must not try that
+    /// here: a direct read with <c>RWF_NOWAIT</c> still waits for the disk, so the caller's thread would block.
+    /// </remarks>
+    ValueTask<int> ReadDirectAsync(int fd, IoVector buffers, long offset) => ReadAsync(fd, buffers, offset);
+
     /// <summary>Writes all of <paramref name="buffers"/> at <paramref name="offset"/>.</summary>
     ValueTask WriteAsync(int fd, IoVector buffers, long offset);
 

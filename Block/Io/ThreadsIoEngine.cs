@@ -59,6 +59,12 @@ public sealed class ThreadsIoEngine : IIoEngine, IDisposable
     {
         if (buffers.IsSingleSegment && TryReadCached(fd, buffers.FirstSegment.Span, offset))
             return new ValueTask<int>(buffers.Length);
+        return ReadDirectAsync(fd, buffers, offset);
+    }
+
+    /// <inheritdoc />
+    public ValueTask<int> ReadDirectAsync(int fd, IoVector buffers, long offset)
+    {
         var op = Rent();
         op.Opcode = Opcode.Read;
         op.Fd = fd;

@@ -161,7 +161,7 @@ internal sealed class FileNodeDriver : NodeDriver
         ValueTask<int> task;
         try
         {
-            task = _engine.ReadAsync(_fd, buffers, offset);
+            task = _direct ? _engine.ReadDirectAsync(_fd, buffers, offset) : _engine.ReadAsync(_fd, buffers, offset);
         }
         catch (Exception e)
         {
@@ -191,7 +191,7 @@ internal sealed class FileNodeDriver : NodeDriver
         try
         {
             var memory = bounce.Memory[..buffers.Length];
-            int n = await _engine.ReadAsync(_fd, new IoVector(memory), offset).ConfigureAwait(false);
+            int n = await _engine.ReadDirectAsync(_fd, new IoVector(memory), offset).ConfigureAwait(false);
             memory.Span[n..].Clear();
             buffers.CopyFrom(memory.Span);
         }
