@@ -132,7 +132,9 @@ internal sealed class QedHeader
         // into memory whole, so a table past the end would be an allocation the file does not back.
         ulong headerBytes = (ulong)headerSize * clusterSize;
         ulong l1 = parsed.L1TableOffset;
-        if (headerSize == 0 || headerSize > int.MaxValue / clusterSize || l1 % clusterSize != 0 || l1 < headerBytes
+        // QEMU refuses tables of one cluster (its table check asks for a last cluster past the first), so images made
+        // with table_size=1 open in neither tool.
+        if (tableSize == 1 || headerSize == 0 || headerSize > int.MaxValue / clusterSize || l1 % clusterSize != 0 || l1 < headerBytes
             || l1 > (ulong)fileLength || (ulong)fileLength - l1 < (ulong)parsed.TableBytes)
         {
             throw new ImageFormatException("QED table offset is invalid");
@@ -140,7 +142,7 @@ internal sealed class QedHeader
         if ((features & FeatureBackingFile) != 0)
         {
             ulong end = (ulong)parsed.BackingFilenameOffset + parsed.BackingFilenameSize;
-            if (parsed.BackingFilenameOffset < Size || end > headerBytes || end > (ulong)header.Length)
+            if (end > headerBytes || end > (ulong)header.Length)
                 throw new ImageFormatException("QED backing filename offset is invalid");
             parsed.BackingFilename = Encoding.UTF8.GetString(header.Slice((int)parsed.BackingFilenameOffset, (int)parsed.BackingFilenameSize));
         }

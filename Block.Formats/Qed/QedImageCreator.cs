@@ -29,7 +29,8 @@ internal static class QedImageCreator
     /// </remarks>
     public static async ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken)
     {
-        ulong size = request.Size ?? throw new BlockOptionsException("Image creation needs a size parameter");
+        // The size is rounded up to whole sectors first, as qemu-img rounds it.
+        ulong size = (request.Size ?? throw new BlockOptionsException("Image creation needs a size parameter")) + 511 & ~511UL;
         ulong clusterSize = request.GetSize("cluster_size") ?? QedHeader.DefaultClusterSize;
         ulong tableSize = request.GetSize("table_size") ?? QedHeader.DefaultTableSize;
         string? backingFile = request.GetString("backing_file");

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# QED side by side on one fully allocated 1 GiB image (64 KiB clusters) of random data: `blk convert` qed -> raw against
+# `qemu-img convert` (best of three each, alternating, with CPU time), then `blk bench` against `qemu-img bench`
+# with 4 KiB reads at QD1 scattered over the image (a step of 1 MiB + 4 KiB, so every read lands in another cluster).
+#   bench/qed-compare.sh          (needs qemu-utils; run it under the build lock so no compiler shares the cores)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dir="${BENCH_DIR:-/tmp/blk-qed-bench}"
+mkdir -p "$dir"
+image="$dir/random-1g.qed"
+if [ ! -f "$image" ]; then
+  dd if=/dev/urandom of="$dir/random-1g.raw" bs=1M count=1024 status=none
+  qemu-img convert -O qed "$dir/random-1g.raw" "$image"
+  rm -f "$dir/random-1g.raw"
+fi
+cat "$image" > /dev/null
+# blk as it ships: Native AOT (bench/publish-blk.sh; BLK_BUILD=r2r or jit for the other builds).
+blk=("$("$root/bench/publish-blk.sh" "$dir/blk-publish")")
+
+timed() { # prints "real user+sys" of "$@"
+  /usr/bin/time -f "%e %U %S" "$@" 2>&1 >/dev/null | tail -1 | awk '{printf "%s %.2f\n", $1, $2 + $3}'
+}
+best_b=""; best_q=""; cpu_b=""; cpu_q=""
+for _ in 1 2 3; do
+  rm -f "$dir/b.raw" "$dir/q.raw"
+  read -r t c < <(timed "${blk[@]}" convert -f qed -O raw "$image" "$dir/b.raw")
+  if [ -z "$best_b" ] || awk "BEGIN{exit !($t < $best_b)}"; then best_b="$t"; cpu_b="$c"; fi
+  read -r t c < <(timed qemu-img convert -f qed -O raw "$image" "$dir/q.raw")
+  if [ -z "$best_q" ] || awk "BEGIN{exit !($t < $best_q)}"; then best_q="$t"; cpu_q="$c"; fi
+done
+cmp "$dir/b.raw" "$dir/q.raw"
+rm -f "$dir/b.raw" "$dir/q.raw"
+printf 'convert 1 GiB qed -> raw: blk %ss (cpu %ss), qemu-img %ss (cpu %ss), speed-up %.2fx\n' \
+  "$best_b" "$cpu_b" "$best_q" "$cpu_q" "$(awk "BEGIN{print $best_q / $best_b}")"
+
+seconds() { sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p'; }
+best() { local b=""; for _ in 1 2 3; do t="$("$@" | seconds)"; if [ -z "$b" ] || awk "BEGIN{exit !($t < $b)}"; then b="$t"; fi; done; echo "$b"; }
+count=200000
+step=$(( (1 << 20) + 4096 ))
+b="$(best "${blk[@]}" bench -f qed -c "$count" -d 1 -s 4k -S "$step" -i inline "$image")"
+q="$(best qemu-img bench -f qed -c "$count" -d 1 -s 4k -S "$step" -i io_uring "$image")"
+printf 'bench 4k read QD1 scattered (-S %d) on 1 GiB qed: blk -i inline %.0f req/s, qemu-img -i io_uring %.0f req/s, ratio %.2f\n' \
+  "$step" "$(awk "BEGIN{print $count / $b}")" "$(awk "BEGIN{print $count / $q}")" "$(awk "BEGIN{print $q / $b}")"

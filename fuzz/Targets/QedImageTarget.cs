@@ -1,0 +1,69 @@
+using Block.Drivers;
+using Block.Formats;
+using Block.Graph;
+using Block.Qapi;
+
+namespace Block.Fuzz.Targets;
+
+/// <summary>
+/// A whole QED file through the driver: open (header checks, L1 bounds, the need-check repair), reads at the start and the end, block
+/// status, <c>check</c>, then writes (in an allocated cluster, and one that allocates) and another <c>check</c>.
+/// </summary>
+public sealed class QedImageTarget : IFuzzTarget
+{
+    private static readonly string s_directory = CreateDirectory();
+    private static readonly BlockGraph s_graph = new(new BlockGraphOptions
+    {
+        Drivers = DriverRegistry.CreateDefault().AddFormats(),
+        ReferencePolicy = ImageReferencePolicy.Deny,
+    });
+
+    /// <inheritdoc />
+    public string Name => "qed-image";
+
+    /// <inheritdoc />
+    public void Run(ReadOnlySpan<byte> input)
+    {
+        string path = Path.Combine(s_directory, "input.qed");
+        File.WriteAllBytes(path, input.ToArray());
+        RunAsync(path).AsTask().GetAwaiter().GetResult();
+    }
+
+    private static async ValueTask RunAsync(string path)
+    {
+        var backend = await s_graph.OpenImageAsync(path, new ImageOpenOptions { Format = "qed", Aio = BlockdevAioOptions.Inline }).ConfigureAwait(false);
+        try
+        {
+            var buffer = new byte[65536];
+            long length = backend.Length;
+            var root = backend.Root!;
+            await backend.ReadAsync(0, buffer.AsMemory(0, (int)Math.Min(buffer.Length, length))).ConfigureAwait(false);
+            if (length >= 512)
+                await backend.ReadAsync(length - 512, buffer.AsMemory(0, 512)).ConfigureAwait(false);
+            if (length > 0)
+                await root.GetBlockStatusAsync(0, Math.Min(length, 8 << 20)).ConfigureAwait(false);
+            _ = root.GetImageInfo();
+            await root.Impl.CheckAsync(CheckRepair.None).ConfigureAwait(false);
+            // Writes only on small disks: a hostile header may claim terabytes, and the fuzzer's files live in memory.
+            if (length is >= 4096 and <= 64 << 20)
+            {
+                await backend.WriteAsync(0, buffer.AsMemory(0, 4096)).ConfigureAwait(false);
+                await backend.WriteAsync(length / 2 & ~511L, buffer.AsMemory(0, 512)).ConfigureAwait(false);
+                await root.Impl.CheckAsync(CheckRepair.None).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            await backend.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private static string CreateDirectory()
+    {
+        string root = Directory.Exists("/dev/shm") ? "/dev/shm" : Path.GetTempPath();
+        string dir = Path.Combine(root, $"blk-fuzz-qed-{Environment.ProcessId}");
+        Directory.CreateDirectory(dir);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(dir, recursive: true);
+        return dir;
+    }
+}
