@@ -1,4 +1,5 @@
 using Block.Drivers;
+using Block.Formats.Qed;
 using Block.Formats.Vdi;
 using Block.Formats.Vpc;
 using Block.Formats.Vhdx;
@@ -8,8 +9,8 @@ namespace Block.Formats;
 /// <summary>Registers the formats of this package with a driver registry.</summary>
 public static class FormatsDriverRegistration
 {
-    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>.</summary>
-    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx();
+    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>, <c>qed</c>.</summary>
+    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx().AddQed();
 
     /// <summary>Adds the <c>vdi</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddVdi(this DriverRegistry registry) => registry.Add(new VdiDriver());
@@ -19,4 +20,7 @@ public static class FormatsDriverRegistration
 
     /// <summary>Adds the <c>vhdx</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddVhdx(this DriverRegistry registry) => registry.Add(new VhdxDriver());
+
+    /// <summary>Adds the <c>qed</c> format driver to <paramref name="registry"/>.</summary>
+    public static DriverRegistry AddQed(this DriverRegistry registry) => registry.Add(new QedDriver());
 }

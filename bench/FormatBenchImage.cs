@@ -7,7 +7,7 @@ namespace Block.Bench;
 /// A fully allocated 1 GiB image of random data in one format, written once (in order, through the graph) and kept in
 /// the page cache for the read benchmarks.
 /// </summary>
-/// <param name="format">The format driver's name (<c>vmdk</c>, <c>vdi</c>).</param>
+/// <param name="format">The format driver's name (<c>vmdk</c>, <c>vdi</c>, <c>qed</c>).</param>
 /// <param name="fileName">The file's name in the temporary directory.</param>
 /// <param name="drivers">The drivers the format needs on top of the default registry.</param>
 internal sealed class FormatBenchImage(string format, string fileName, Func<DriverRegistry, DriverRegistry> drivers)

@@ -9,7 +9,7 @@ format="${1:?usage: bench/format-compare.sh FORMAT}"
 case "$format" in
   vdi)  ext=vdi;  block=$((1 << 20)) ;;   # 1 MiB blocks
   vpc)  ext=vhd;  block=$((2 << 20)) ;;   # 2 MiB blocks
-  qed)  ext=qed;  block=$((64 << 10)) ;;  # 64 KiB clusters
+  qed)  ext=qed;  block=$((1 << 20)) ;;   # 64 KiB clusters; 1 MiB apart
   vhdx) ext=vhdx; block=$((32 << 20)) ;;  # 32 MiB blocks at 1 GiB
   *) echo "format-compare.sh: no settings for '$format'" >&2; exit 2 ;;
 esac

@@ -6,7 +6,7 @@ using Block.Qapi;
 namespace Block.Fuzz.Targets;
 
 /// <summary>
-/// A whole image file of one format of Block.Formats (vdi, vpc…) through its driver: open (header checks, table
+/// A whole image file of one format of Block.Formats (vdi, vpc, qed…) through its driver: open (header checks, table
 /// bounds), reads at the start and the end, block status, <c>check</c> where the format has one, then writes (in an
 /// allocated block, and one that allocates) and another <c>check</c>.
 /// </summary>

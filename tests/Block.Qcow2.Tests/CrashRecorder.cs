@@ -84,6 +84,18 @@ internal sealed class CrashRecorder
         }
     }
 
+    /// <summary>The image if only the first <paramref name="count"/> writes since the last flush had reached the storage, whole and in order.</summary>
+    public byte[] Prefix(int count)
+    {
+        lock (_lock)
+        {
+            var image = new List<byte>(_durable);
+            foreach (var p in _pending.Take(count))
+                Apply(image, p, sectorMask: null);
+            return [.. image];
+        }
+    }
+
     private static void Apply(List<byte> image, (long Offset, byte[]? Data, long Length) p, Func<long, bool>? sectorMask)
     {
         if (p.Length < 0)
