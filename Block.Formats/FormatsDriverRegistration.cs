@@ -1,5 +1,6 @@
 using Block.Drivers;
 using Block.Formats.Qed;
+using Block.Formats.Bochs;
 using Block.Formats.Vdi;
 using Block.Formats.Vpc;
 using Block.Formats.Vhdx;
@@ -9,8 +10,8 @@ namespace Block.Formats;
 /// <summary>Registers the formats of this package with a driver registry.</summary>
 public static class FormatsDriverRegistration
 {
-    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>, <c>qed</c>.</summary>
-    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx().AddQed();
+    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>, <c>qed</c>, <c>bochs</c>.</summary>
+    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx().AddQed().AddBochs();
 
     /// <summary>Adds the <c>vdi</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddVdi(this DriverRegistry registry) => registry.Add(new VdiDriver());
@@ -23,4 +24,7 @@ public static class FormatsDriverRegistration
 
     /// <summary>Adds the <c>qed</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddQed(this DriverRegistry registry) => registry.Add(new QedDriver());
+
+    /// <summary>Adds the read-only <c>bochs</c> format driver to <paramref name="registry"/>.</summary>
+    public static DriverRegistry AddBochs(this DriverRegistry registry) => registry.Add(new BochsDriver());
 }

@@ -208,6 +208,11 @@ internal static class ConvertCommand
             cli.Error($"Unknown file format '{format}'");
             return 1;
         }
+        if (!driver.CanCreate && !skipCreate)
+        {
+            cli.Error($"Format driver '{format}' does not support image creation");
+            return 1;
+        }
         var descriptors = graph.CreateOptionsFor(driver, target);
         if (compress && !descriptors.Any(d => d.Name == "compression_type") && format is not ("qcow" or "vmdk"))
         {

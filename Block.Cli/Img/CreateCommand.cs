@@ -79,6 +79,11 @@ internal static class CreateCommand
             cli.Error($"{filename}: Unknown file format '{format}'");
             return 1;
         }
+        if (!driver.CanCreate)
+        {
+            cli.Error($"{filename}: Format driver '{format}' does not support image creation");
+            return 1;
+        }
 
         var descriptors = graph.CreateOptionsFor(driver, filename);
         Dictionary<string, string> createOptions;

@@ -6,12 +6,13 @@ using Block.Qapi;
 namespace Block.Fuzz.Targets;
 
 /// <summary>
-/// A whole image file of one format of Block.Formats (vdi, vpc, qed…) through its driver: open (header checks, table
-/// bounds), reads at the start and the end, block status, <c>check</c> where the format has one, then writes (in an
-/// allocated block, and one that allocates) and another <c>check</c>.
+/// A whole image file of one format of Block.Formats (vdi, vpc, qed, bochs…) through its driver: open (header checks,
+/// table bounds), reads at the start, the middle and the end, block status, <c>check</c> where the format has one, then
+/// (for a writable format) writes (in an allocated block, and one that allocates) and another <c>check</c>.
 /// </summary>
 /// <param name="format">The format's driver name; the target is named <c>format-image</c>.</param>
-public sealed class FormatImageTarget(string format) : IFuzzTarget
+/// <param name="readOnly">The format is read-only in QEMU (bochs, cloop, dmg): opened read-only, never written.</param>
+public sealed class FormatImageTarget(string format, bool readOnly = false) : IFuzzTarget
 {
     private static readonly string s_directory = CreateDirectory();
     private static readonly BlockGraph s_graph = new(new BlockGraphOptions
@@ -33,7 +34,7 @@ public sealed class FormatImageTarget(string format) : IFuzzTarget
 
     private async ValueTask RunAsync(string path)
     {
-        var backend = await s_graph.OpenImageAsync(path, new ImageOpenOptions { Format = format, Aio = BlockdevAioOptions.Inline }).ConfigureAwait(false);
+        var backend = await s_graph.OpenImageAsync(path, new ImageOpenOptions { Format = format, ReadOnly = readOnly, Aio = BlockdevAioOptions.Inline }).ConfigureAwait(false);
         try
         {
             var buffer = new byte[65536];
@@ -45,9 +46,11 @@ public sealed class FormatImageTarget(string format) : IFuzzTarget
             if (length > 0)
                 await root.GetBlockStatusAsync(0, Math.Min(length, 8 << 20)).ConfigureAwait(false);
             _ = root.GetImageInfo();
+            if (length >= 1 << 20)
+                await backend.ReadAsync(length / 2 & ~511L, buffer).ConfigureAwait(false);
             await CheckAsync(root).ConfigureAwait(false);
             // Writes only on small disks: a hostile header may claim terabytes, and the fuzzer's files live in memory.
-            if (length is >= 4096 and <= 64 << 20)
+            if (!readOnly && length is >= 4096 and <= 64 << 20)
             {
                 await backend.WriteAsync(0, buffer.AsMemory(0, 4096)).ConfigureAwait(false);
                 await backend.WriteAsync(length / 2 & ~511L, buffer.AsMemory(0, 512)).ConfigureAwait(false);
