@@ -144,7 +144,11 @@ internal sealed class QedHeader
             ulong end = (ulong)parsed.BackingFilenameOffset + parsed.BackingFilenameSize;
             if (end > headerBytes || end > (ulong)header.Length)
                 throw new ImageFormatException("QED backing filename offset is invalid");
-            parsed.BackingFilename = Encoding.UTF8.GetString(header.Slice((int)parsed.BackingFilenameOffset, (int)parsed.BackingFilenameSize));
+            // QEMU takes the name as a C string: it ends at the first NUL inside the given size (an offset of 0 names
+            // the header's own "QED\0" magic, so the name is "QED").
+            var name = header.Slice((int)parsed.BackingFilenameOffset, (int)parsed.BackingFilenameSize);
+            int nul = name.IndexOf((byte)0);
+            parsed.BackingFilename = Encoding.UTF8.GetString(nul >= 0 ? name[..nul] : name);
         }
         return parsed;
     }
