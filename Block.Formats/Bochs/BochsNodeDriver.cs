@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using Block.Drivers;
 using Block.Graph;
 using Block.Io;
@@ -14,7 +13,7 @@ namespace Block.Formats.Bochs;
 /// request, and then reads each run of stored sectors in one request and zero-fills the runs in between: a 64 KiB
 /// read of a fully written extent is two file requests, where a sector-at-a-time walk would be 256.
 /// </remarks>
-internal sealed class BochsNodeDriver : NodeDriver
+internal sealed class BochsNodeDriver : NodeDriver, IBlockReader
 {
     private const uint Unallocated = 0xffff_ffff;
 
@@ -51,22 +50,10 @@ internal sealed class BochsNodeDriver : NodeDriver
             buffers.Clear();
             return default;
         }
-        return ReadExtentsAsync(offset, buffers);
+        return BlockSpans.ReadAsync(this, _extentShift, offset, buffers);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadExtentsAsync(long offset, IoVector buffers)
-    {
-        int done = 0;
-        while (done < buffers.Length)
-        {
-            long at = offset + done;
-            int inExtent = (int)(at & (_header.ExtentSize - 1));
-            int n = (int)Math.Min(buffers.Length - done, _header.ExtentSize - inExtent);
-            await ReadInExtentAsync(at >> _extentShift, inExtent, buffers.Slice(done, n)).ConfigureAwait(false);
-            done += n;
-        }
-    }
+    ValueTask IBlockReader.ReadInBlockAsync(long block, long inBlock, IoVector buffers) => ReadInExtentAsync(block, (int)inBlock, buffers);
 
     private async ValueTask ReadInExtentAsync(long extent, int inExtent, IoVector buffers)
     {

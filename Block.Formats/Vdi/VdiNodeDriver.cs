@@ -20,7 +20,7 @@ namespace Block.Formats.Vdi;
 /// <para>Entries are published to readers only after the block's data is in the file, so a concurrent reader sees
 /// either zeroes (the write has not happened) or the data.</para>
 /// </remarks>
-internal sealed class VdiNodeDriver : NodeDriver
+internal sealed class VdiNodeDriver : NodeDriver, IBlockReader
 {
     private const uint Discarded = 0xffff_fffe;
     private const uint Unallocated = 0xffff_ffff;
@@ -73,7 +73,7 @@ internal sealed class VdiNodeDriver : NodeDriver
         int inBlock = (int)(offset & (BlockSize - 1));
         if (inBlock + buffers.Length <= BlockSize)
             return ReadInBlockAsync(offset >> VdiHeader.BlockShift, inBlock, buffers);
-        return ReadSpanningAsync(offset, buffers);
+        return BlockSpans.ReadAsync(this, VdiHeader.BlockShift, offset, buffers);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -88,19 +88,7 @@ internal sealed class VdiNodeDriver : NodeDriver
         return default;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadSpanningAsync(long offset, IoVector buffers)
-    {
-        int done = 0;
-        while (done < buffers.Length)
-        {
-            long at = offset + done;
-            int inBlock = (int)(at & (BlockSize - 1));
-            int n = Math.Min(buffers.Length - done, BlockSize - inBlock);
-            await ReadInBlockAsync(at >> VdiHeader.BlockShift, inBlock, buffers.Slice(done, n)).ConfigureAwait(false);
-            done += n;
-        }
-    }
+    ValueTask IBlockReader.ReadInBlockAsync(long block, long inBlock, IoVector buffers) => ReadInBlockAsync(block, (int)inBlock, buffers);
 
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {

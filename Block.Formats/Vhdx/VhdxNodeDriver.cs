@@ -19,7 +19,7 @@ namespace Block.Formats.Vhdx;
 /// 1 MiB boundary, the data is written and flushed, then the BAT sector goes through the log. A crash before the log
 /// entry is complete leaves a block no entry names (a leak); after it, replay on the next open finishes the update.</para>
 /// </remarks>
-internal sealed class VhdxNodeDriver : NodeDriver
+internal sealed class VhdxNodeDriver : NodeDriver, IBlockReader
 {
     private const ulong StateMask = 7, OffsetMask = ~0xfffffUL;
     private const ulong FullyPresent = 6, PartiallyPresent = 7;
@@ -69,7 +69,7 @@ internal sealed class VhdxNodeDriver : NodeDriver
         long inBlock = offset & (_blockSize - 1);
         if (inBlock + buffers.Length <= _blockSize)
             return ReadInBlockAsync(offset >> _blockShift, inBlock, buffers);
-        return ReadSpanningAsync(offset, buffers);
+        return BlockSpans.ReadAsync(this, _blockShift, offset, buffers);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -85,19 +85,7 @@ internal sealed class VhdxNodeDriver : NodeDriver
         return default;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadSpanningAsync(long offset, IoVector buffers)
-    {
-        int done = 0;
-        while (done < buffers.Length)
-        {
-            long at = offset + done;
-            long inBlock = at & (_blockSize - 1);
-            int n = (int)Math.Min(buffers.Length - done, _blockSize - inBlock);
-            await ReadInBlockAsync(at >> _blockShift, inBlock, buffers.Slice(done, n)).ConfigureAwait(false);
-            done += n;
-        }
-    }
+    ValueTask IBlockReader.ReadInBlockAsync(long block, long inBlock, IoVector buffers) => ReadInBlockAsync(block, inBlock, buffers);
 
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {

@@ -20,7 +20,7 @@ namespace Block.Formats.Vpc;
 /// data and the all-ones bitmap, then the footer at the new end, then the BAT entry. Entries are published to readers
 /// only after the data is in the file.</para>
 /// </remarks>
-internal sealed class VpcNodeDriver : NodeDriver
+internal sealed class VpcNodeDriver : NodeDriver, IBlockReader
 {
     /// <summary>The BAT entry of a block that is not in the file (reads as zeroes).</summary>
     public const uint Unallocated = 0xffff_ffff;
@@ -66,7 +66,7 @@ internal sealed class VpcNodeDriver : NodeDriver
         long inBlock = offset & (_blockSize - 1);
         if (inBlock + buffers.Length <= _blockSize)
             return ReadInBlockAsync(offset >> _blockShift, inBlock, buffers);
-        return ReadSpanningAsync(offset, buffers);
+        return BlockSpans.ReadAsync(this, _blockShift, offset, buffers);
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -79,19 +79,7 @@ internal sealed class VpcNodeDriver : NodeDriver
         return default;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ReadSpanningAsync(long offset, IoVector buffers)
-    {
-        int done = 0;
-        while (done < buffers.Length)
-        {
-            long at = offset + done;
-            long inBlock = at & (_blockSize - 1);
-            int n = (int)Math.Min(buffers.Length - done, _blockSize - inBlock);
-            await ReadInBlockAsync(at >> _blockShift, inBlock, buffers.Slice(done, n)).ConfigureAwait(false);
-            done += n;
-        }
-    }
+    ValueTask IBlockReader.ReadInBlockAsync(long block, long inBlock, IoVector buffers) => ReadInBlockAsync(block, inBlock, buffers);
 
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {
