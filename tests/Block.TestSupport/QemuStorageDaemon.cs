@@ -113,7 +113,7 @@ public sealed class QemuStorageDaemon : IAsyncDisposable
         try
         {
             daemon.Qmp = await daemon.ConnectAsync(timeout ?? TimeSpan.FromSeconds(30)).ConfigureAwait(false);
-            await daemon.Qmp.NegotiateAsync().ConfigureAwait(false);
+            await daemon.Qmp.NegotiateAsync(allowRepeatedGreeting: program == Path).ConfigureAwait(false);
             return daemon;
         }
         catch (Exception e)

@@ -78,9 +78,17 @@ public sealed class QmpClient : IAsyncDisposable
     }
 
     /// <summary>Sends <c>qmp_capabilities</c>; throws if the server refuses it.</summary>
-    public async Task NegotiateAsync(TimeSpan? timeout = null)
+    /// <param name="timeout">How long to wait for the reply.</param>
+    /// <param name="allowRepeatedGreeting">
+    /// Take a second copy of the greeting, arriving before the reply, as part of the connection. Only for QEMU's
+    /// daemon: qemu-storage-daemon 7.2, connected to while it still sets up its monitors, once sent its greeting twice
+    /// on one connection (a clean-clone run, 6 Dec 2026). Our own server must never do that, so it is not allowed there.
+    /// </param>
+    public async Task NegotiateAsync(TimeSpan? timeout = null, bool allowRepeatedGreeting = false)
     {
         var reply = await ExecuteAsync("qmp_capabilities", timeout: timeout).ConfigureAwait(false);
+        if (allowRepeatedGreeting && JsonNode.DeepEquals(reply, Greeting))
+            reply = await NextReplyAsync(timeout ?? DefaultTimeout, "qmp_capabilities").ConfigureAwait(false);
         if (reply["return"] is null)
             throw new InvalidOperationException($"qmp_capabilities failed: {reply.ToJsonString()}");
     }
