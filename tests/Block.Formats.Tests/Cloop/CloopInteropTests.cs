@@ -53,6 +53,16 @@ public class CloopInteropTests
     }
 
     [Fact]
+    public void An_empty_file_probes_as_raw_as_in_qemu_not_as_cloop()
+    {
+        using var dir = new TempDirectory();
+        string empty = dir.File("empty.img");
+        File.WriteAllBytes(empty, []);
+        Images.AssertSameOutput("info", empty);
+        Images.AssertSameOutput("info", "--output=json", empty);
+    }
+
+    [Fact]
     public void Io_reads_print_what_qemu_io_prints()
     {
         using var dir = new TempDirectory();
