@@ -73,6 +73,38 @@ public sealed class NodeOpenContext
         }
     }
 
+    /// <summary>
+    /// Opens the image file <paramref name="filename"/> as a command-line image is opened (protocol by prefix, format
+    /// probed) and attaches it as <paramref name="childName"/>: a child named in this node's own file name syntax, such
+    /// as the test image of <c>blkverify:RAW:TEST</c>. It inherits read-only, cache and discard options as other
+    /// children do.
+    /// </summary>
+    public async ValueTask<BlockChild> OpenChildImageAsync(string childName, string filename, ChildRole role, CancellationToken cancellationToken = default)
+    {
+        if (AttachKept(childName) is { } keptEdge)
+            return keptEdge;
+        var child = await Graph.OpenImageNodeAsync(filename, new ImageOpenOptions
+        {
+            AllowProbing = true,
+            ReadOnly = Node.ReadOnly,
+            ForceShare = Node.ForceShare,
+            CacheDirect = Node.CacheDirect,
+            NoFlush = Node.CacheNoFlush,
+            Discard = Node.Discard,
+        }, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            var edge = Graph.AttachChild(Node, childName, child, role);
+            _openedChildren.Add(child);
+            return edge;
+        }
+        catch
+        {
+            await Graph.ReleaseNodeAsync(child).ConfigureAwait(false);
+            throw;
+        }
+    }
+
     private const int MaxChainLength = 1000;
     private static readonly AsyncLocal<System.Collections.Immutable.ImmutableList<string>?> s_chain = new();
 
