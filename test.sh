@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs the oracle (Debian's qemu-utils, qemu-system-common for
 # qemu-storage-daemon, qemu-system-x86 for device models, socat, a QMP client we did not write, nbdkit, libnbd-bin and
-# gnutls-bin for NBD peers and certificates, and cryptsetup-bin) when missing,
+# gnutls-bin for NBD peers and certificates, cryptsetup-bin, and cloop-utils for cloop images) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,6 +17,7 @@ command -v nbdinfo >/dev/null 2>&1 || packages+=(libnbd-bin)
 command -v nbdkit >/dev/null 2>&1 || packages+=(nbdkit)
 command -v fio >/dev/null 2>&1 || packages+=(fio)
 command -v certtool >/dev/null 2>&1 || packages+=(gnutls-bin)
+command -v create_compressed_fs >/dev/null 2>&1 || packages+=(cloop-utils)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

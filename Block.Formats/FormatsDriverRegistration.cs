@@ -2,6 +2,7 @@ using Block.Drivers;
 using Block.Formats.Qed;
 using Block.Formats.Qcow;
 using Block.Formats.Bochs;
+using Block.Formats.Cloop;
 using Block.Formats.Vdi;
 using Block.Formats.Vpc;
 using Block.Formats.Vhdx;
@@ -11,8 +12,8 @@ namespace Block.Formats;
 /// <summary>Registers the formats of this package with a driver registry.</summary>
 public static class FormatsDriverRegistration
 {
-    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>, <c>qed</c>, <c>qcow</c>, <c>bochs</c>.</summary>
-    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx().AddQed().AddQcow().AddBochs();
+    /// <summary>Adds every format driver of this package to <paramref name="registry"/>: <c>vdi</c>, <c>vpc</c>, <c>vhdx</c>, <c>qed</c>, <c>qcow</c>, <c>bochs</c>, <c>cloop</c>.</summary>
+    public static DriverRegistry AddFormats(this DriverRegistry registry) => registry.AddVdi().AddVpc().AddVhdx().AddQed().AddQcow().AddBochs().AddCloop();
 
     /// <summary>Adds the <c>vdi</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddVdi(this DriverRegistry registry) => registry.Add(new VdiDriver());
@@ -31,4 +32,7 @@ public static class FormatsDriverRegistration
 
     /// <summary>Adds the read-only <c>bochs</c> format driver to <paramref name="registry"/>.</summary>
     public static DriverRegistry AddBochs(this DriverRegistry registry) => registry.Add(new BochsDriver());
+
+    /// <summary>Adds the read-only <c>cloop</c> format driver to <paramref name="registry"/>.</summary>
+    public static DriverRegistry AddCloop(this DriverRegistry registry) => registry.Add(new CloopDriver());
 }

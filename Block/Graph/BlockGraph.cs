@@ -448,7 +448,8 @@ public sealed partial class BlockGraph : IAsyncDisposable
                 }
             }
             cancellationToken.ThrowIfCancellationRequested();
-            return Drivers.ProbeFormat(memory.Span, protocol.Filename);
+            // An empty file is raw without probing, as in QEMU: weak probes (cloop's script prefix, dmg's name) would claim it.
+            return n == 0 ? Drivers.Get("raw") : Drivers.ProbeFormat(memory.Span, protocol.Filename);
         }
         finally
         {
