@@ -295,7 +295,7 @@ internal sealed partial class QcowNodeDriver : NodeDriver
         if (entry == 0)
         {
             if (Node.Backing?.Node is { } backing)
-                await ReadBackingAsync(backing, offset, buffers).ConfigureAwait(false);
+                await BackingReads.ReadAsync(backing, offset, buffers).ConfigureAwait(false);
             else
                 buffers.Clear();
             return;
@@ -377,21 +377,6 @@ internal sealed partial class QcowNodeDriver : NodeDriver
                 $"Corrupt qcow image '{_file.Filename}': the compressed cluster for guest offset 0x{guestOffset & ~(_clusterSize - 1):x} ({compressedBytes} bytes at 0x{at:x}) does not inflate to {_clusterSize} bytes"), Errno.EIO);
         }
         _inflatedEntry = entry;
-    }
-
-    /// <summary>Reads from the backing node, with zeroes past its end.</summary>
-    private static ValueTask ReadBackingAsync(BlockNode backing, long offset, IoVector buffers)
-    {
-        long available = backing.Length - offset;
-        if (available >= buffers.Length)
-            return backing.ReadAsync(offset, buffers);
-        if (available <= 0)
-        {
-            buffers.Clear();
-            return default;
-        }
-        buffers.Slice((int)available).Clear();
-        return backing.ReadAsync(offset, buffers.Slice(0, (int)available));
     }
 
     // ---- block status -----------------------------------------------------------------------------------------
