@@ -73,6 +73,13 @@ public static class Blk
                     return Usage(cli, $"Command not found: {command}");
             }
         }
+        catch (Block.Drivers.Blkverify.BlkverifyMismatchException e)
+        {
+            // QEMU ends the process on a blkverify mismatch; blk stops the same way, whatever the command.
+            await stdout.FlushAsync();
+            stderr.WriteLine(e.Message);
+            return 1;
+        }
         finally
         {
             await stdout.FlushAsync();

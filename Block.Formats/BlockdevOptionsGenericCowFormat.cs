@@ -32,24 +32,28 @@ public sealed record BlockdevOptionsGenericCowFormat : BlockdevOptions
     /// <summary>Reads the options of <paramref name="driver"/> from <paramref name="reader"/>.</summary>
     public static BlockdevOptionsGenericCowFormat Parse(string driver, OptionsReader reader, BlockdevOptionsParser parser)
     {
-        bool noBacking = false;
-        BlockdevRef? backing = null;
-        if (reader.Source.TryGetPropertyValue("backing", out var node)
-            && (node is null || (reader.Keyval && node is System.Text.Json.Nodes.JsonValue v
-                && v.GetValueKind() == System.Text.Json.JsonValueKind.String && v.GetValue<string>().Length == 0)))
-        {
-            noBacking = true;
-            reader.Skip("backing");
-        }
-        else
-        {
-            backing = reader.Ref("backing", parser);
-        }
+        var (backing, noBacking) = ReadBacking(reader, parser);
         return new BlockdevOptionsGenericCowFormat(driver)
         {
             File = reader.RequiredRef("file", parser),
             Backing = backing,
             NoBacking = noBacking,
         };
+    }
+
+    /// <summary>
+    /// Reads <c>backing</c>: a reference, or null (JSON <c>null</c>, or an empty keyval <c>backing=</c>) for no backing
+    /// image at all; the formats with a backing child share this.
+    /// </summary>
+    internal static (BlockdevRef? Backing, bool NoBacking) ReadBacking(OptionsReader reader, BlockdevOptionsParser parser)
+    {
+        if (reader.Source.TryGetPropertyValue("backing", out var node)
+            && (node is null || (reader.Keyval && node is System.Text.Json.Nodes.JsonValue v
+                && v.GetValueKind() == System.Text.Json.JsonValueKind.String && v.GetValue<string>().Length == 0)))
+        {
+            reader.Skip("backing");
+            return (null, true);
+        }
+        return (reader.Ref("backing", parser), false);
     }
 }

@@ -1,4 +1,5 @@
 using Block.Drivers;
+using Block.Graph;
 
 namespace Block.Formats;
 
@@ -14,5 +15,22 @@ internal static class ReadOnlyFormat
     {
         if (!context.Node.ReadOnly)
             throw new BlockException(Errno.EACCES, "Image is read-only");
+    }
+
+    /// <summary>
+    /// Opens the file child of a read-only format node, refuses a read-write open, and reads the first
+    /// <paramref name="headerSize"/> bytes; a shorter file leaves zeroes past its end, as QEMU reads it.
+    /// </summary>
+    /// <returns>The file, the header bytes, and how many of them the file held.</returns>
+    public static async ValueTask<(BlockNode File, byte[] Header, int Stored)> OpenAsync(NodeOpenContext context, int headerSize,
+        CancellationToken cancellationToken)
+    {
+        var options = (BlockdevOptionsGenericFormat)context.Options;
+        var file = (await context.OpenChildAsync("file", options.File, ChildRole.Storage, cancellationToken).ConfigureAwait(false)).Node;
+        EnsureReadOnly(context);
+        var header = new byte[headerSize];
+        int stored = (int)Math.Min(file.Length, headerSize);
+        await file.ReadAsync(0, header.AsMemory(0, stored)).ConfigureAwait(false);
+        return (file, header, stored);
     }
 }

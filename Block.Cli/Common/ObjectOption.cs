@@ -18,6 +18,9 @@ internal static class ObjectOption
         if (type is not ("secret" or "throttle-group" or "tls-creds-x509"))
             throw new BlockOptionsException($"Parameter 'qom-type' does not accept value '{type}'");
         string id = reader.String("id") ?? throw new BlockOptionsException("Parameter 'id' is missing");
+        // QEMU's objects share one namespace (/objects), whatever their type.
+        if (graph.Secrets.Find(id) is not null || graph.TlsCredentials.Find(id) is not null || graph.ThrottleGroups.IsObject(id))
+            throw new BlockException(Errno.EEXIST, $"attempt to add duplicate property '{id}' to object (type 'container')");
         if (type == "throttle-group")
         {
             graph.ThrottleGroups.AddObject(id, ReadThrottleLimits(reader));

@@ -8,7 +8,7 @@ namespace Block.Cli.Serve;
 
 /// <summary>
 /// <c>--drive</c> in QEMU's <c>-drive</c> syntax: a named backend (<c>id</c>) over an image (<c>file</c>,
-/// <c>format</c>, probed when absent; no <c>file</c> makes an empty drive), with the drive's own options (<c>if=none</c>, <c>readonly</c>, <c>cache.*</c>,
+/// <c>format</c>, probed when absent; no <c>file</c> makes an empty drive), with the drive's own options (<c>if=none</c>, <c>read-only</c>, <c>cache.*</c>,
 /// <c>aio</c>, <c>discard</c>, <c>detect-zeroes</c>, <c>rerror</c>, <c>werror</c>, <c>throttling.*</c>,
 /// <c>stats-intervals.N</c>, <c>stats-account-invalid</c>/<c>-failed</c>); other keys go to the format node.
 /// </summary>
@@ -54,7 +54,8 @@ internal static class DriveOption
             AllowProbing = true,
             // As QEMU 2.8's -drive: a legacy AES qcow2 image without its secret opens, waiting for block_passwd.
             KeyLater = true,
-            ReadOnly = reader.Bool("readonly") ?? false,
+            // read-only is -drive's name; 2.8 and 7.2 also take the older readonly.
+            ReadOnly = reader.Bool("read-only") ?? reader.Bool("readonly") ?? false,
             CacheDirect = cache?.Bool("direct") ?? false,
             NoFlush = cache?.Bool("no-flush") ?? false,
             Aio = reader.Enum<BlockdevAioOptions>("aio"),
@@ -81,7 +82,7 @@ internal static class DriveOption
             if (key == "file" && value is JsonObject)
                 extra[key] = value.DeepClone();
             else if (key is not ("id" or "if" or "file" or "rerror" or "werror" or "cache" or "stats-intervals" or "throttling" or "format"
-                or "readonly" or "aio" or "discard" or "detect-zeroes" or "stats-account-invalid" or "stats-account-failed"))
+                or "read-only" or "readonly" or "aio" or "discard" or "detect-zeroes" or "stats-account-invalid" or "stats-account-failed"))
                 extra[key] = value?.DeepClone();
         }
         if (extra.Count > 0)

@@ -1,6 +1,5 @@
 using System.Buffers.Binary;
 using Block.Drivers;
-using Block.Graph;
 using Block.Options;
 
 namespace Block.Formats.Bochs;
@@ -29,12 +28,7 @@ public sealed class BochsDriver : BlockDriver
     /// <inheritdoc />
     public override async ValueTask<NodeDriver> OpenAsync(NodeOpenContext context, CancellationToken cancellationToken)
     {
-        var options = (BlockdevOptionsGenericFormat)context.Options;
-        var file = (await context.OpenChildAsync("file", options.File, ChildRole.Storage, cancellationToken).ConfigureAwait(false)).Node;
-        ReadOnlyFormat.EnsureReadOnly(context);
-        var bytes = new byte[BochsHeader.Size];
-        int got = (int)Math.Min(file.Length, BochsHeader.Size);
-        await file.ReadAsync(0, bytes.AsMemory(0, got)).ConfigureAwait(false);
+        var (file, bytes, got) = await ReadOnlyFormat.OpenAsync(context, BochsHeader.Size, cancellationToken).ConfigureAwait(false);
         var header = BochsHeader.Parse(bytes.AsSpan(0, got), file.Length);
 
         // Bounded by the file (checked by Parse) and by QEMU's limit of 1 Mi entries.

@@ -1,5 +1,4 @@
 using Block.Drivers;
-using Block.Graph;
 using Block.Options;
 
 namespace Block.Formats.Cloop;
@@ -28,12 +27,7 @@ public sealed class CloopDriver : BlockDriver
     /// <inheritdoc />
     public override async ValueTask<NodeDriver> OpenAsync(NodeOpenContext context, CancellationToken cancellationToken)
     {
-        var options = (BlockdevOptionsGenericFormat)context.Options;
-        var file = (await context.OpenChildAsync("file", options.File, ChildRole.Storage, cancellationToken).ConfigureAwait(false)).Node;
-        ReadOnlyFormat.EnsureReadOnly(context);
-        // A file shorter than the header reads as zeroes past its end, as QEMU reads it.
-        var bytes = new byte[CloopHeader.Size];
-        await file.ReadAsync(0, bytes.AsMemory(0, (int)Math.Min(file.Length, CloopHeader.Size))).ConfigureAwait(false);
+        var (file, bytes, _) = await ReadOnlyFormat.OpenAsync(context, CloopHeader.Size, cancellationToken).ConfigureAwait(false);
         var header = CloopHeader.Parse(bytes);
 
         // Bounded by the file and by QEMU's 512 MiB table limit (checked by Parse).

@@ -190,9 +190,9 @@ internal sealed partial class QedNodeDriver
             else
             {
                 if (head > 0)
-                    await ReadBackingAsync(backing, runStart, whole[..head]).ConfigureAwait(false);
+                    await BackingReads.ReadAsync(backing, runStart, whole[..head]).ConfigureAwait(false);
                 if (tailStart < bytes)
-                    await ReadBackingAsync(backing, runStart + tailStart, whole[tailStart..]).ConfigureAwait(false);
+                    await BackingReads.ReadAsync(backing, runStart + tailStart, whole[tailStart..]).ConfigureAwait(false);
             }
             data.CopyTo(whole.Span[head..tailStart]);
             await _file.WriteAsync(host, whole).ConfigureAwait(false);

@@ -259,24 +259,9 @@ internal sealed partial class QedNodeDriver : NodeDriver
             return _file.ReadAsync((long)entry + (offset & (_clusterSize - 1)), buffers);
         }
         if (entry == 0 && Node.Backing?.Node is { } backing)
-            return ReadBackingAsync(backing, offset, buffers);
+            return BackingReads.ReadAsync(backing, offset, buffers);
         buffers.Clear();
         return default;
-    }
-
-    /// <summary>Reads from the backing node, with zeroes past its end.</summary>
-    private static ValueTask ReadBackingAsync(BlockNode backing, long offset, IoVector buffers)
-    {
-        long available = backing.Length - offset;
-        if (available >= buffers.Length)
-            return backing.ReadAsync(offset, buffers);
-        if (available <= 0)
-        {
-            buffers.Clear();
-            return default;
-        }
-        buffers.Slice((int)available).Clear();
-        return backing.ReadAsync(offset, buffers.Slice(0, (int)available));
     }
 
     // ---- block status -----------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ internal sealed class NbdPendingRequest : IValueTaskSource
     /// <summary>True from the moment the request is registered until its reply is complete or the connection dies.</summary>
     public bool InFlight;
 
+    /// <summary>The next part of the same split request, sent after this one (<c>NbdClient.RunSplitAsync</c>).</summary>
+    public NbdPendingRequest? Next;
+
     public ushort Command;
     public long Offset;
     public int Length;

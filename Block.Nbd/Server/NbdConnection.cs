@@ -72,6 +72,27 @@ internal sealed class NbdConnection
     /// <summary>Completes when the connection is closed and every request it started has finished.</summary>
     public Task Completion => _completion.Task;
 
+    /// <summary>
+    /// True if the client's end of a socket connection is already closed: the socket polls readable with nothing
+    /// left to read. The connection will finish on its own; it just has not seen the end yet.
+    /// </summary>
+    public bool PeerClosed
+    {
+        get
+        {
+            if (_socket is not System.Net.Sockets.NetworkStream { Socket: var socket })
+                return false;
+            try
+            {
+                return socket.Poll(0, System.Net.Sockets.SelectMode.SelectRead) && socket.Available == 0;
+            }
+            catch (Exception e) when (e is ObjectDisposedException or System.Net.Sockets.SocketException)
+            {
+                return true;
+            }
+        }
+    }
+
     /// <summary>Disconnects the client (export removal, server stop); requests in flight still finish.</summary>
     public void Abort()
     {

@@ -160,6 +160,23 @@ public sealed class NbdExport
             _connections.Remove(connection);
     }
 
+    /// <summary>
+    /// Waits for the connections whose client already hung up to finish, so that a safe removal made after a client
+    /// left does not count it. QEMU's event loop has always seen such a hang-up by the time it runs the next QMP
+    /// command; our per-client threads may not have, on a loaded machine.
+    /// </summary>
+    internal async ValueTask SettleHungUpConnectionsAsync()
+    {
+        NbdConnection[] connections;
+        lock (_connections)
+            connections = [.. _connections];
+        foreach (var c in connections)
+        {
+            if (c.PeerClosed)
+                await c.Completion.ConfigureAwait(false);
+        }
+    }
+
     /// <summary>Disconnects every client and closes the backend if the export created it.</summary>
     internal async ValueTask CloseAsync()
     {

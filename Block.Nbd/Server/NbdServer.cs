@@ -95,6 +95,13 @@ public sealed class NbdServer : IAsyncDisposable
     public async ValueTask RemoveExportAsync(string name, bool hard)
     {
         NbdExport? export;
+        if (!hard)
+        {
+            lock (_exports)
+                export = _exports.GetValueOrDefault(name);
+            if (export != null)
+                await export.SettleHungUpConnectionsAsync().ConfigureAwait(false);
+        }
         lock (_exports)
         {
             if (!_exports.TryGetValue(name, out export))

@@ -1,9 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Security.Cryptography;
-using System.Text.Unicode;
 using Block.Crypto.Ciphers;
 using Block.Crypto.Luks;
-using Block.Crypto.Qapi;
 using Block.Graph;
 using Block.Qcow2.Driver;
 using Block.Qcow2.Format;
@@ -26,8 +24,6 @@ namespace Block.Qcow2.Encryption;
 /// </remarks>
 internal sealed class Qcow2Encryption : IDisposable
 {
-    private const int LegacyKeyBytes = 16;
-
     private SectorCipher? _cipher;
 
     private Qcow2Encryption(Qcow2CryptMethod method, SectorCipher? cipher, LuksVolume? volume)
@@ -38,7 +34,7 @@ internal sealed class Qcow2Encryption : IDisposable
     }
 
     /// <summary>The legacy AES suite: AES-128, CBC, plain64 IVs.</summary>
-    public static CipherSuite LegacySuite { get; } = new(CryptoCipherAlgorithm.Aes128, CryptoCipherMode.Cbc, CryptoIvGenAlgorithm.Plain64);
+    public static CipherSuite LegacySuite => LegacyQcowAes.Suite;
 
     /// <summary>The method the header names.</summary>
     public Qcow2CryptMethod Method { get; }
@@ -105,28 +101,8 @@ internal sealed class Qcow2Encryption : IDisposable
         return new Qcow2Encryption(method, volume.Cipher, volume);
     }
 
-    /// <summary>
-    /// The legacy AES cipher keyed by <paramref name="secret"/> (its text up to a NUL, cut or zero-padded to 16 bytes);
-    /// <paramref name="secretId"/> names it in errors.
-    /// </summary>
-    public static SectorCipher CreateLegacyCipher(ReadOnlySpan<byte> secret, string secretId)
-    {
-        int nul = secret.IndexOf((byte)0);
-        var text = nul >= 0 ? secret[..nul] : secret;
-        if (!Utf8.IsValid(text))
-            throw new BlockException(Errno.EINVAL, $"Data from secret {secretId} is not valid UTF-8");
-        Span<byte> key = stackalloc byte[LegacyKeyBytes];
-        key.Clear();
-        text[..Math.Min(text.Length, LegacyKeyBytes)].CopyTo(key);
-        try
-        {
-            return SectorCipher.Create(LegacySuite, key);
-        }
-        finally
-        {
-            CryptographicOperations.ZeroMemory(key);
-        }
-    }
+    /// <summary>The legacy AES cipher keyed by <paramref name="secret"/> (<see cref="LegacyQcowAes.CreateCipher"/>).</summary>
+    public static SectorCipher CreateLegacyCipher(ReadOnlySpan<byte> secret, string secretId) => LegacyQcowAes.CreateCipher(secret, secretId);
 
     /// <summary>
     /// Keys a legacy AES image with <paramref name="password"/> (QEMU 2.8's <c>block_passwd</c>): any password is taken,

@@ -22,6 +22,7 @@ public sealed class DriverRegistry
         registry.Add(new NullDriver("null-aio"));
         registry.Add(new RawDriver());
         registry.Add(new BlkdebugDriver());
+        registry.Add(new Blkverify.BlkverifyDriver());
         return registry;
     }
 

@@ -62,6 +62,13 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask FlushToDiskAsync() => default;
 
     /// <summary>
+    /// Starts writing what the storage caches for this node towards the disk, without waiting and without making
+    /// anything durable (protocol drivers on files: <c>sync_file_range(SYNC_FILE_RANGE_WRITE)</c>). The caller
+    /// passes the hint on to the children afterwards; the default does nothing.
+    /// </summary>
+    public virtual ValueTask StartWritebackAsync() => default;
+
+    /// <summary>
     /// The status of <c>[offset, offset + length)</c>, or of a prefix of it. The default says "all data, allocated
     /// here", which is right for drivers without sparse storage.
     /// </summary>

@@ -73,6 +73,21 @@ public sealed class NodeOpenContext
         }
     }
 
+    /// <summary>
+    /// Opens the image file <paramref name="filename"/> as a command-line image is opened (protocol by prefix, format
+    /// probed) and attaches it as <paramref name="childName"/>: a child named in this node's own file name syntax, such
+    /// as the test image of <c>blkverify:RAW:TEST</c>. It inherits read-only, cache and discard options as other
+    /// children do.
+    /// </summary>
+    public async ValueTask<BlockChild> OpenChildImageAsync(string childName, string filename, ChildRole role, CancellationToken cancellationToken = default)
+    {
+        if (AttachKept(childName) is { } keptEdge)
+            return keptEdge;
+        var child = await Graph.OpenImageNodeAsync(filename, InheritedImageOptions(readOnly: false) with { AllowProbing = true },
+            cancellationToken).ConfigureAwait(false);
+        return await AttachOpenedAsync(childName, child, role).ConfigureAwait(false);
+    }
+
     private const int MaxChainLength = 1000;
     private static readonly AsyncLocal<System.Collections.Immutable.ImmutableList<string>?> s_chain = new();
 
@@ -113,21 +128,32 @@ public sealed class NodeOpenContext
         BlockNode child;
         try
         {
-            child = await Graph.OpenImageNodeAsync(resolved, new ImageOpenOptions
+            child = await Graph.OpenImageNodeAsync(resolved, InheritedImageOptions(readOnly) with
             {
                 Format = format,
                 AllowProbing = Graph.ReferencePolicy.AllowProbing,
-                ReadOnly = readOnly || Node.ReadOnly,
-                ForceShare = Node.ForceShare,
-                CacheDirect = Node.CacheDirect,
-                NoFlush = Node.CacheNoFlush,
-                Discard = Node.Discard,
             }, cancellationToken).ConfigureAwait(false);
         }
         finally
         {
             s_chain.Value = previous;
         }
+        return await AttachOpenedAsync(childName, child, role).ConfigureAwait(false);
+    }
+
+    /// <summary>Options for an image this node opens by name: read-only, force-share, cache and discard as the node's.</summary>
+    private ImageOpenOptions InheritedImageOptions(bool readOnly) => new()
+    {
+        ReadOnly = readOnly || Node.ReadOnly,
+        ForceShare = Node.ForceShare,
+        CacheDirect = Node.CacheDirect,
+        NoFlush = Node.CacheNoFlush,
+        Discard = Node.Discard,
+    };
+
+    /// <summary>Attaches a child this context opened, releasing it if the attach fails.</summary>
+    private async ValueTask<BlockChild> AttachOpenedAsync(string childName, BlockNode child, ChildRole role)
+    {
         try
         {
             var edge = Graph.AttachChild(Node, childName, child, role);

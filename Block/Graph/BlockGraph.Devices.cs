@@ -86,7 +86,9 @@ public sealed partial class BlockGraph
     /// QMP <c>block_passwd</c> (QEMU 2.8; gone in 7.2): gives the encrypted image of a device (by backend name,
     /// <paramref name="device"/>) or node (<paramref name="nodeName"/>) its password, and an encrypted backing node
     /// below it the same one. An image opened with <see cref="ImageOpenOptions.KeyLater"/> and no key becomes usable;
-    /// a key already set is replaced. The graph is drained meanwhile, so no request sees a key change mid-way.
+    /// a key already set is replaced. The graph is drained meanwhile, so no request sees a key change mid-way. The first
+    /// key of a device's image tells the device its medium loaded (<see cref="Devices.IBlockDeviceModel.ChangeMedia"/>), as 2.8
+    /// does: a CD-ROM's open tray closes, with <see cref="DeviceTrayMovedEvent"/>.
     /// </summary>
     /// <remarks>Legacy qcow2 AES takes any password (nothing in the image can tell a wrong one), as in QEMU 2.8.</remarks>
     /// <exception cref="BlockException">The lookup's errors; "Node 'x' is not encrypted" (2.8's text, with the device
@@ -99,7 +101,18 @@ public sealed partial class BlockGraph
             throw new BlockException(Errno.EINVAL, $"Node '{DeviceOrNodeName(node)}' is not encrypted");
         cancellationToken.ThrowIfCancellationRequested();
         await using var drained = await BeginDrainAsync().ConfigureAwait(false);
+        bool waiting = node.Impl.IsKeyMissing;
         SetKey(node, password);
+        // As 2.8's bdrv_set_key: the first valid key of a device's own image loads its medium, which a CD-ROM sees as
+        // a medium change (its tray closes on it). A key for an encrypted backing node alone tells no device.
+        if (waiting && !node.Impl.IsKeyMissing)
+        {
+            foreach (var backend in Backends)
+            {
+                if (backend.Root == node)
+                    ChangeMedia(backend, load: true);
+            }
+        }
 
         static bool IsEncrypted(BlockNode n) => n.Impl.IsEncrypted || n.Backing?.Node.Impl.IsEncrypted == true;
 

@@ -35,6 +35,7 @@ internal static unsafe partial class IoUring
     public const byte OpReadv = 1;
     public const byte OpWritev = 2;
     public const byte OpFsync = 3;
+    public const byte OpSyncFileRange = 8;
     public const byte OpFallocate = 17;
     public const byte OpRead = 22;
     public const byte OpWrite = 23;

@@ -117,6 +117,12 @@ internal static unsafe partial class LibC
     [LibraryImport(Lib, EntryPoint = "fdatasync", SetLastError = true)]
     public static partial int FDataSync(int fd);
 
+    /// <summary><c>sync_file_range</c>'s flag: start write-out of the range's dirty pages, without waiting.</summary>
+    public const uint SYNC_FILE_RANGE_WRITE = 2;
+
+    [LibraryImport(Lib, EntryPoint = "sync_file_range", SetLastError = true)]
+    public static partial int SyncFileRange(int fd, long offset, long length, uint flags);
+
     [LibraryImport(Lib, EntryPoint = "fallocate", SetLastError = true)]
     public static partial int FAllocate(int fd, int mode, long offset, long length);
 

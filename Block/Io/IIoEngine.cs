@@ -38,6 +38,12 @@ public interface IIoEngine
     /// <summary><c>fdatasync</c> (or <c>fsync</c> when <paramref name="dataOnly"/> is false).</summary>
     ValueTask FlushAsync(int fd, bool dataOnly);
 
+    /// <summary>
+    /// <c>sync_file_range(fd, offset, length, SYNC_FILE_RANGE_WRITE)</c>: starts write-out of the dirty pages in the
+    /// range (0 bytes: to the end of the file) and completes without waiting for it. A hint: it makes nothing durable.
+    /// </summary>
+    ValueTask StartWritebackAsync(int fd, long offset, long length);
+
     /// <summary><c>fallocate(fd, mode, offset, length)</c>: hole punching, zero ranges and preallocation.</summary>
     ValueTask FallocateAsync(int fd, int mode, long offset, long length);
 }

@@ -63,6 +63,20 @@ public sealed class InlineIoEngine : IIoEngine
     }
 
     /// <inheritdoc />
+    public ValueTask StartWritebackAsync(int fd, long offset, long length)
+    {
+        try
+        {
+            PositionalIo.StartWriteback(fd, offset, length);
+            return default;
+        }
+        catch (BlockException e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    /// <inheritdoc />
     public ValueTask FallocateAsync(int fd, int mode, long offset, long length)
     {
         try

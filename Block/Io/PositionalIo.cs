@@ -182,6 +182,17 @@ internal static unsafe class PositionalIo
         }
     }
 
+    /// <summary>Starts write-out of the file's dirty pages in <c>[offset, offset + length)</c> (0: to the end), without waiting for it.</summary>
+    public static void StartWriteback(int fd, long offset, long length)
+    {
+        while (LibC.SyncFileRange(fd, offset, length, LibC.SYNC_FILE_RANGE_WRITE) != 0)
+        {
+            int errno = LibC.LastErrno;
+            if (errno != (int)Errno.EINTR)
+                ThrowHelper.ThrowFromErrno(errno, "sync_file_range");
+        }
+    }
+
     public static void Fallocate(int fd, int mode, long offset, long length)
     {
         while (LibC.FAllocate(fd, mode, offset, length) != 0)

@@ -97,6 +97,18 @@ public sealed class ThreadsIoEngine : IIoEngine, IDisposable
     }
 
     /// <inheritdoc />
+    public ValueTask StartWritebackAsync(int fd, long offset, long length)
+    {
+        var op = Rent();
+        op.Opcode = Opcode.Writeback;
+        op.Fd = fd;
+        op.Offset = offset;
+        op.Length = length;
+        Submit(op);
+        return new ValueTask(op, op.Version);
+    }
+
+    /// <inheritdoc />
     public ValueTask FallocateAsync(int fd, int mode, long offset, long length)
     {
         var op = Rent();
@@ -212,6 +224,7 @@ public sealed class ThreadsIoEngine : IIoEngine, IDisposable
         Sync,
         DataSync,
         Fallocate,
+        Writeback,
     }
 
     private sealed class Operation : IValueTaskSource<int>, IValueTaskSource
@@ -253,6 +266,9 @@ public sealed class ThreadsIoEngine : IIoEngine, IDisposable
                         break;
                     case Opcode.Fallocate:
                         PositionalIo.Fallocate(Fd, Mode, Offset, Length);
+                        break;
+                    case Opcode.Writeback:
+                        PositionalIo.StartWriteback(Fd, Offset, Length);
                         break;
                 }
             }

@@ -16,7 +16,9 @@ namespace Block.Jobs;
 /// initial pass marks what the sync mode copies (for full, what the chain holds; for top and for a commit, what lies
 /// above the base; for none, nothing). Each iteration takes the next dirty run, up to one chunk
 /// (<c>max(buf-size / 16, granularity)</c>, 1 MiB by default), clears its bits first, then reads the source and writes
-/// the target (zero runs as write-zeroes), with up to 16 copies and <c>buf-size</c> bytes in flight as in QEMU. A guest
+/// the target (zero runs as write-zeroes), with up to 16 copies and <c>buf-size</c> bytes in flight as in QEMU.
+/// Every <see cref="WritebackBytes"/> copied, the target is told to start writing to disk (a hint QEMU does not give):
+/// the flush at READY then finds little left to write. A guest
 /// write landing during a copy marks its range again, so the range is copied again later; two copies of one range
 /// never run at once. A failed copy marks its range again and follows the side's error policy.</para>
 /// <para>Progress: <c>offset</c> counts bytes copied; <c>len</c> = offset + dirty + in flight, so it moves with guest
@@ -35,6 +37,12 @@ internal sealed class MirrorJob : BlockJob
 
     private const long IdleNapNs = 100_000_000;
 
+    /// <summary>Bytes written to the target between two write-out hints (<see cref="BlockNode.StartWritebackAsync"/>).</summary>
+    /// <remarks>The target is flushed at READY (and a new qcow2 L2 table is synced midway): without the hints the copy
+    /// waits in the page cache for those flushes, which then write it all while the job waits. drive-mirror of 1 GiB
+    /// into a new qcow2 (bench/mirror-compare.sh, 2 busy cores): median 1.63 s without, 1.23 s with (QSD 1.39 s).</remarks>
+    public const long WritebackBytes = 32L << 20;
+
     private readonly BlockNode _source;
     private readonly BlockNode _target;
     private readonly MirrorJobOptions _options;
@@ -45,6 +53,7 @@ internal sealed class MirrorJob : BlockJob
     private DirtyBitmap? _dirty;
     private DirtyBitmap? _inFlight;
     private long _bytesInFlight;
+    private long _writtenSinceHint;
     private long _cursor;
     private bool _converged;
     private bool _reopenedTarget;
@@ -122,6 +131,11 @@ internal sealed class MirrorJob : BlockJob
 
             long count = dirty.Count;
             SetLength(Offset + count + Volatile.Read(ref _bytesInFlight));
+            if (Volatile.Read(ref _writtenSinceHint) >= WritebackBytes)
+            {
+                Interlocked.Exchange(ref _writtenSinceHint, 0);
+                _ops.Add(_target.StartWritebackAsync().AsTask());
+            }
             if (!IsReady && Speed > 0 && count > 0)
             {
                 // Rate limited, QEMU's way: one iteration issues a contiguous dirty run of up to buf-size, then the
@@ -263,6 +277,7 @@ internal sealed class MirrorJob : BlockJob
             else
             {
                 AddProgress(bytes);
+                Interlocked.Add(ref _writtenSinceHint, bytes);
             }
         }
         finally

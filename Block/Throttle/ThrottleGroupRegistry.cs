@@ -26,6 +26,13 @@ public sealed class ThrottleGroupRegistry
             return _groups.GetValueOrDefault(name);
     }
 
+    /// <summary>Whether an object (<c>--object throttle-group</c>) made the group named <paramref name="name"/>.</summary>
+    public bool IsObject(string name)
+    {
+        lock (_groups)
+            return _objects.Contains(name);
+    }
+
     /// <summary>Makes a group as <c>--object throttle-group,id=…</c> does.</summary>
     /// <exception cref="BlockOptionsException">The limits break QEMU's rules, or the name is taken.</exception>
     public ThrottleGroup AddObject(string name, ThrottleConfig config)

@@ -32,6 +32,34 @@ public sealed class HostileClientTests
     }
 
     [Fact]
+    public async Task A_safe_removal_right_after_a_client_hung_up_does_not_count_it_as_connected()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using (var client = RawNbdClient.Connect(server.Socket))
+                client.Negotiate(Export);
+            // No wait for the server's thread to notice: QEMU's event loop has seen the hang-up by its next QMP command.
+            await server.Server.RemoveExportAsync(Export, hard: false);
+        }
+    }
+
+    [Fact]
+    public async Task A_safe_removal_fails_while_a_client_is_connected()
+    {
+        var (dir, server) = await StartAsync();
+        using (dir)
+        await using (server)
+        {
+            using var client = RawNbdClient.Connect(server.Socket);
+            client.Negotiate(Export);
+            var e = await Assert.ThrowsAsync<BlockException>(async () => await server.Server.RemoveExportAsync(Export, hard: false));
+            Assert.Equal($"export '{Export}' still in use", e.Message);
+        }
+    }
+
+    [Fact]
     public async Task Bad_option_magic_closes_the_connection()
     {
         var (dir, server) = await StartAsync();

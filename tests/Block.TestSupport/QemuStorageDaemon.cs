@@ -27,11 +27,14 @@ public sealed class QemuStorageDaemon : IAsyncDisposable
     private readonly List<QmpClient> _extraClients = [];
     private readonly string _socketDirectory;
 
-    private QemuStorageDaemon(Process process, string socketPath, string directory)
+    private readonly string _readyPath;
+
+    private QemuStorageDaemon(Process process, string socketPath, string directory, string readyPath)
     {
         _process = process;
         SocketPath = socketPath;
         _socketDirectory = directory;
+        _readyPath = readyPath;
     }
 
     /// <summary>Path of the qemu-storage-daemon binary.</summary>
@@ -88,9 +91,20 @@ public sealed class QemuStorageDaemon : IAsyncDisposable
         string directory = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "qsd-" + Guid.NewGuid().ToString("N")[..12]);
         Directory.CreateDirectory(directory);
         string socket = System.IO.Path.Combine(directory, "qmp.sock");
-        var process = ProcessRunner.Start(program, leadingArguments.Concat(arguments)
+        // QSD writes its pid file after making its chardevs, monitors and exports and before it accepts a connection
+        // (documented, qemu-storage-daemon(1)); connecting only then avoids a monitor still being set up, which once
+        // left qmp_capabilities unanswered for a minute and once repeated the greeting. A caller's own --pidfile
+        // leaves the socket itself as the sign of readiness.
+        var args = arguments.ToList();
+        string readyPath = socket;
+        if (!args.Contains("--pidfile"))
+        {
+            readyPath = System.IO.Path.Combine(directory, "daemon.pid");
+            args.AddRange(["--pidfile", readyPath]);
+        }
+        var process = ProcessRunner.Start(program, leadingArguments.Concat(args)
             .Concat(["--chardev", $"socket,id=testmon,path={socket},server=on,wait=off", "--monitor", "chardev=testmon"]));
-        var daemon = new QemuStorageDaemon(process, socket, directory);
+        var daemon = new QemuStorageDaemon(process, socket, directory, readyPath);
         process.ErrorDataReceived += (_, e) =>
         {
             if (e.Data != null)
@@ -212,7 +226,7 @@ public sealed class QemuStorageDaemon : IAsyncDisposable
         {
             if (_process.HasExited)
                 throw new InvalidOperationException($"the daemon exited with code {_process.ExitCode}");
-            if (File.Exists(SocketPath))
+            if (File.Exists(_readyPath) && File.Exists(SocketPath))
             {
                 try
                 {

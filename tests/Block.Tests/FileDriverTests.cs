@@ -118,4 +118,38 @@ public class FileDriverTests
         Assert.All(buffer, b => Assert.Equal(0x5a, b));
         Assert.Equal(0, engine.WorkerCount);
     }
+
+    [Theory]
+    [InlineData(BlockdevAioOptions.Threads, false)]
+    [InlineData(BlockdevAioOptions.IoUring, false)]
+    [InlineData(BlockdevAioOptions.Inline, false)]
+    [InlineData(BlockdevAioOptions.Threads, true)]
+    public async Task Starting_write_out_on_each_engine_completes_and_changes_nothing_a_read_returns(BlockdevAioOptions aio, bool direct)
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        TestImages.CreateZeroFile(path, 4 << 20);
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(TestImages.RawOverFile(path, aio, direct));
+        await backend.WriteAsync(1 << 20, Patterns.Fill(2 << 20, 0x3c));
+        // Through the raw node to its file, and a second time with nothing left dirty.
+        await backend.Root!.StartWritebackAsync();
+        await backend.Root!.StartWritebackAsync();
+        await backend.WriteAsync(0, Patterns.Fill(4096, 0x11));
+        await backend.FlushAsync();
+        Assert.All(await File.ReadAllBytesAsync(path), (b, i) => Assert.Equal(i < 4096 ? 0x11 : i is >= 1 << 20 and < 3 << 20 ? 0x3c : 0, b));
+        Assert.Equal(0, backend.Root!.InFlight);
+    }
+
+    [Fact]
+    public async Task Starting_write_out_on_a_read_only_node_does_nothing()
+    {
+        using var dir = new TempDirectory();
+        string path = dir.File("a.raw");
+        TestImages.CreateZeroFile(path, 1 << 20);
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(TestImages.RawOverFile(path, readOnly: true));
+        await backend.Root!.StartWritebackAsync();
+        Assert.Equal(1 << 20, new FileInfo(path).Length);
+    }
 }

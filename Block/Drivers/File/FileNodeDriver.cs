@@ -297,6 +297,9 @@ internal sealed class FileNodeDriver : NodeDriver
 
     public override ValueTask FlushToDiskAsync() => _engine.FlushAsync(_fd, dataOnly: true);
 
+    /// <remarks>A file opened with <c>O_DIRECT</c> has no dirty pages, and a read-only one none of ours: nothing to start.</remarks>
+    public override ValueTask StartWritebackAsync() => _writable && !_direct ? _engine.StartWritebackAsync(_fd, 0, 0) : default;
+
     public override ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long length, bool wantZero)
     {
         const BlockStatusFlags data = BlockStatusFlags.Data | BlockStatusFlags.OffsetValid | BlockStatusFlags.Allocated;

@@ -55,4 +55,30 @@ public sealed class BlockPasswdTests
         var read = await QemuIoAsync(socket, "read -P 0x6e 0 64k");
         Assert.True(read.ExitCode == 0 && !read.Stdout.Contains("fail", StringComparison.Ordinal), read.Stdout + read.Stderr);
     }
+
+    [Fact]
+    public async Task The_first_key_of_a_cdroms_encrypted_medium_loads_it_and_closes_its_open_tray_as_qemu_2_8_did()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("aes.qcow2");
+        const string secret = "secret,id=sec0,data=12345";
+        QemuImg.Create("qcow2", image, "1M", "encrypt.format=aes,encrypt.key-secret=sec0", secret);
+        await using var blk = await BlkServe.StartAsync(
+            "--drive", $"if=none,id=cd0,file={image},format=qcow2,read-only=on", "--device", "ide-cd,id=ide0,drive=cd0");
+        await blk.Qmp.ExecuteOkAsync("blockdev-open-tray", new JsonObject { ["device"] = "cd0" });
+        Assert.Equal([(true)], blk.Qmp.TakeEvents().Where(e => (string?)e["event"] == "DEVICE_TRAY_MOVED").Select(e => (bool)e["data"]!["tray-open"]!));
+
+        await blk.Qmp.ExecuteOkAsync("block_passwd", new JsonObject { ["device"] = "cd0", ["password"] = "12345" });
+        var moved = blk.Qmp.TakeEvents().Single(e => (string?)e["event"] == "DEVICE_TRAY_MOVED")["data"]!;
+        Assert.Equal(("cd0", "ide0", false), ((string?)moved["device"], (string?)moved["id"], (bool)moved["tray-open"]!));
+        var block = (await blk.Qmp.ExecuteOkAsync("query-block"))!.AsArray().Single(b => (string?)b!["device"] == "cd0")!;
+        Assert.False((bool)block["tray_open"]!);
+        Assert.False((bool)block["inserted"]!["encryption_key_missing"]!);
+
+        // A key replacing a valid one is no medium change.
+        await blk.Qmp.ExecuteOkAsync("blockdev-open-tray", new JsonObject { ["device"] = "cd0" });
+        blk.Qmp.TakeEvents();
+        await blk.Qmp.ExecuteOkAsync("block_passwd", new JsonObject { ["device"] = "cd0", ["password"] = "12345" });
+        Assert.DoesNotContain(blk.Qmp.TakeEvents(), e => (string?)e["event"] == "DEVICE_TRAY_MOVED");
+    }
 }

@@ -23,6 +23,13 @@ internal sealed class DeviceScenario
         return this;
     }
 
+    /// <summary>An <c>-object</c> (<c>--object</c>).</summary>
+    public DeviceScenario Object(string value)
+    {
+        _arguments.Add(("object", value));
+        return this;
+    }
+
     /// <summary>A <c>-device</c> (<c>--device</c>).</summary>
     public DeviceScenario Device(string value)
     {

@@ -206,6 +206,14 @@ public sealed class ServeTests
         new[] { "--bogus" },
         new[] { "extra" },
         new[] { "--object", "secret,id=s0" },
+        // QSD's keyval --object takes limits.* (qemu-system's QemuOpts -object refuses them; blk serve follows QSD).
+        new[] { "--object", "throttle-group,id=g,limits.iops-totl=100" },
+        new[] { "--object", "throttle-group,id=g,limits.iops-total=abc" },
+        new[] { "--object", "throttle-group,id=g,limits.iops-total=100,limits.iops-total-max=50" },
+        new[] { "--object", "throttle-group,id=g,x-bps-read=10,limits.bps-total=5" },
+        new[] { "--object", "throttle-group,id=g,limits.iops-total=1", "--object", "throttle-group,id=g" },
+        new[] { "--object", "secret,id=g,data=x", "--object", "throttle-group,id=g" },
+        new[] { "--object", "throttle-group,id=g", "--object", "secret,id=g,data=x" },
         new[] { "--monitor", "chardev=m0,mode=readline" },
     };
 

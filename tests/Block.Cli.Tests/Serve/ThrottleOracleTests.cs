@@ -64,6 +64,34 @@ public sealed class ThrottleOracleTests
     }
 
     [Fact]
+    public async Task Drives_join_an_object_made_throttle_group_as_qemu_system_joins_them()
+    {
+        using var dir = new TempDirectory();
+        string a = dir.File("a.img"), b = dir.File("b.img"), c = dir.File("c.img");
+        foreach (var file in new[] { a, b, c })
+            QemuImg.Create("raw", file, "1M");
+        // A drive naming the group without limits of its own stays out of it; a drive with limits joins it and its
+        // limits become the group's, so the last drive's limits are every member's. The JSON form takes limits.*.
+        var s = new DeviceScenario()
+            .Object("throttle-group,id=g,x-iops-total=100,x-bps-read=4096")
+            .Object("""{"qom-type":"throttle-group","id":"h","limits":{"iops-total":300,"iops-total-max":600}}""")
+            .Drive($"if=none,id=d0,file={a},format=raw,throttling.group=g")
+            .Drive($"if=none,id=d1,file={b},format=raw,throttling.group=g,throttling.iops-total=200")
+            .Drive($"if=none,id=d2,file={c},format=raw,read-only=on,throttling.group=g,throttling.bps-total=5000")
+            .Command("query-block")
+            // block_set_io_throttle into an object's group sets that group's limits for all its members.
+            .Command("block_set_io_throttle", Limits("d0", ("iops", 50), ("group", "h")))
+            .Command("query-block")
+            .Command("block_set_io_throttle", Limits("d1", ("bps", 8192), ("group", "g")))
+            .Command("query-block")
+            // A drive leaving by zero limits leaves the object's group in place for the others.
+            .Command("block_set_io_throttle", Limits("d2"))
+            .Command("query-block");
+        await s.RunAsync();
+        s.AssertSameReplies();
+    }
+
+    [Fact]
     public async Task An_nbd_export_of_a_drive_serves_the_drives_own_backend_so_its_statistics_count_nbd_clients()
     {
         using var dir = new TempDirectory();

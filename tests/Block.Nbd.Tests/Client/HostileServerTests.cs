@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Block.Nbd.Client;
 using Block.Nbd.Protocol;
 
 namespace Block.Nbd.Tests.Client;
@@ -125,6 +126,42 @@ public sealed class HostileServerTests
             await next;
             Assert.True(buffer.All(x => x == 0x5a));
             Assert.False(client.IsClosed);
+        }
+    }
+
+    [Fact]
+    public async Task A_large_read_goes_out_in_parts_together_and_a_failed_part_fails_it_only_after_every_part_is_answered()
+    {
+        var (server, client) = await ScriptedNbdServer.StartAsync();
+        await using (server)
+        await using (client)
+        {
+            var buffer = new byte[ScriptedNbdServer.Size];
+            var read = client.ReadAsync(0, buffer.AsMemory()).AsTask();
+            // Every part is sent before any reply comes: they are in flight together.
+            var parts = new NbdRequest[ScriptedNbdServer.Size / NbdClient.PartSize];
+            for (int i = 0; i < parts.Length; i++)
+                parts[i] = await server.ReceiveRequestAsync();
+            Assert.Equal(Enumerable.Range(0, parts.Length).Select(i => ((ulong)i * NbdClient.PartSize, (uint)NbdClient.PartSize)),
+                parts.Select(p => (p.Offset, p.Length)));
+            await server.SendAsync(ScriptedNbdServer.Error(parts[1].Cookie, NbdProtocol.EIO, "bad sector"));
+            foreach (var part in parts.Skip(2).Reverse())
+                await server.SendAsync(ScriptedNbdServer.Data(part.Cookie, part.Offset, NbdClient.PartSize, 0x11));
+            Assert.False(read.IsCompleted);
+            await server.SendAsync(ScriptedNbdServer.Data(parts[0].Cookie, 0, NbdClient.PartSize, 0x33));
+            var e = await Assert.ThrowsAsync<BlockException>(() => read);
+            Assert.Equal(Errno.EIO, e.Errno);
+            Assert.Contains("bad sector", e.Message, StringComparison.Ordinal);
+            Assert.False(client.IsClosed);
+
+            // Every slot went back: as many requests as the client allows can be in flight again.
+            var small = Enumerable.Range(0, 16).Select(i => client.ReadAsync(i * 512L, new byte[512].AsMemory()).AsTask()).ToArray();
+            for (int i = 0; i < 16; i++)
+            {
+                var r = await server.ReceiveRequestAsync();
+                await server.SendAsync(ScriptedNbdServer.Data(r.Cookie, r.Offset, 512, 0x55));
+            }
+            await Task.WhenAll(small);
         }
     }
 

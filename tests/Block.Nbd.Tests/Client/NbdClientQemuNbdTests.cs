@@ -59,6 +59,43 @@ public sealed class NbdClientQemuNbdTests
             QemuIo.RunChecked(dir.File("img.qcow2"), "qcow2", $"read -q -P {i + 1} {16L << 20 | (long)i << 16} {(i % 4 + 1) * 16384}");
     }
 
+    [Theory]
+    [InlineData(16)]
+    [InlineData(3)]
+    public async Task Large_reads_and_writes_many_at_once_split_into_parts_that_share_the_slots_without_deadlock(int maxInFlight)
+    {
+        var (dir, server) = Serve();
+        using var directory = dir;
+        using (server)
+        {
+            var options = new NbdClientOptions { Export = "disk", MaxInFlight = maxInFlight };
+            await using (var client = await NbdClient.ConnectAsync(NbdServerAddress.Unix(dir.File("s.sock")), options))
+            {
+                // Eight 2 MiB requests at once: 256 parts of 64 KiB for at most 16 (or 3) slots.
+                const int Size = 2 << 20;
+                var writes = Enumerable.Range(0, 8).Select(i =>
+                {
+                    var data = new byte[Size];
+                    for (int k = 0; k < data.Length; k += 4096)
+                        data.AsSpan(k, 4096).Fill(Pattern(i, k / NbdClient.PartSize));
+                    return client.WriteAsync(32L << 20 | (long)i * Size, data.AsMemory(), fua: false).AsTask();
+                }).ToArray();
+                await Task.WhenAll(writes);
+                var buffers = Enumerable.Range(0, 8).Select(_ => new byte[Size]).ToArray();
+                await Task.WhenAll(Enumerable.Range(0, 8).Select(i => client.ReadAsync(32L << 20 | (long)i * Size, buffers[i].AsMemory()).AsTask()));
+                for (int i = 0; i < 8; i++)
+                {
+                    for (int part = 0; part < Size / NbdClient.PartSize; part++)
+                        Assert.True(buffers[i].AsSpan(part * NbdClient.PartSize, NbdClient.PartSize).IndexOfAnyExcept(Pattern(i, part)) < 0, $"request {i} part {part}");
+                }
+                await client.FlushAsync();
+            }
+        }
+        QemuIo.RunChecked(dir.File("img.qcow2"), "qcow2", $"read -q -P {Pattern(5, 3)} {(32L << 20) + 5 * (2L << 20) + 3 * NbdClient.PartSize} {NbdClient.PartSize}");
+    }
+
+    private static byte Pattern(int request, int part) => (byte)((request * 32 + part) % 251 + 1);
+
     [Fact]
     public async Task Block_status_write_zeroes_and_trim_reach_qemu_nbd()
     {
