@@ -62,8 +62,9 @@ internal readonly record struct DmgTrailer(long At, ulong DataForkOffset, ulong 
         ulong xmlOffset = Read64(trailer, 0xd8), xmlLength = Read64(trailer, 0xe0);
         if (xmlOffset >= koly || xmlLength > koly - xmlOffset)
             throw invalid();
+        // A size past what a 64-bit byte length holds is refused with the negative counts QEMU refuses.
         long sectors = (long)Read64(trailer, 0x1ec);
-        if (sectors < 0)
+        if (sectors < 0 || sectors > long.MaxValue / 512)
             throw invalid();
         return new DmgTrailer(at, dataFork, rsrcOffset, rsrcLength, xmlOffset, xmlLength, sectors);
     }
