@@ -427,8 +427,8 @@ public abstract class BlockJob
             }
             else
             {
-                if (_wake.Task.IsCompleted)
-                    _wake = NewSignal();
+                // A wake that came since the last sleep ended (a speed change after the caller computed its delay)
+                // ends this sleep at once: it is consumed below, never discarded here.
                 wake = _wake.Task;
                 _busy = false;
             }
@@ -446,6 +446,9 @@ public abstract class BlockJob
         }
         lock (_lock)
         {
+            // The wake is consumed after the sleep: what it announced (speed, pause, cancel) is read again after this.
+            if (!yieldOnly && _wake.Task.IsCompleted)
+                _wake = NewSignal();
             // A job woken to pause stays quiescent on its way to the pause point, as QEMU's parks at once.
             if (_pauseCount == 0 || _cancelled)
                 _busy = true;
