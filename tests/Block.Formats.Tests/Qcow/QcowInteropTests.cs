@@ -94,17 +94,24 @@ public class QcowInteropTests
         Assert.Equal(SizeBytes, expected.Length);
     }
 
-    [Theory]
-    [MemberData(nameof(Setups))]
-    public void What_blk_writes_qemu_reads_identically_laid_out_byte_for_byte_as_qemu_lays_it_out(string backingFormat, bool encrypted)
+    /// <summary>The same image created and written by blk (<c>b.qcow</c>) and by qemu-img/qemu-io (<c>q.qcow</c>).</summary>
+    private static (string Ours, string Theirs) WrittenByBoth(TempDirectory dir, string backingFormat, bool encrypted)
     {
-        using var dir = new TempDirectory();
         string ours = dir.File("b.qcow"), theirs = dir.File("q.qcow");
         string? backing = backingFormat.Length == 0 ? null : backingFormat;
         Create(withBlk: true, dir, ours, backing, encrypted);
         Create(withBlk: false, dir, theirs, backing, encrypted);
         Io(withBlk: true, ours, encrypted);
         Io(withBlk: false, theirs, encrypted);
+        return (ours, theirs);
+    }
+
+    [Theory]
+    [MemberData(nameof(Setups))]
+    public void What_blk_writes_qemu_reads_identically_laid_out_byte_for_byte_as_qemu_lays_it_out(string backingFormat, bool encrypted)
+    {
+        using var dir = new TempDirectory();
+        var (ours, theirs) = WrittenByBoth(dir, backingFormat, encrypted);
 
         Assert.Equal(Raw(dir, theirs, encrypted), Raw(dir, ours, encrypted));
         // The same writes in the same order allocate the same clusters and tables, and legacy AES has no random IVs:
@@ -117,12 +124,7 @@ public class QcowInteropTests
     public void Info_and_map_equal_qemu_img_for_images_written_by_either_tool(string backingFormat, bool encrypted)
     {
         using var dir = new TempDirectory();
-        string ours = dir.File("b.qcow"), theirs = dir.File("q.qcow");
-        string? backing = backingFormat.Length == 0 ? null : backingFormat;
-        Create(withBlk: true, dir, ours, backing, encrypted);
-        Create(withBlk: false, dir, theirs, backing, encrypted);
-        Io(withBlk: true, ours, encrypted);
-        Io(withBlk: false, theirs, encrypted);
+        var (ours, theirs) = WrittenByBoth(dir, backingFormat, encrypted);
         foreach (string image in new[] { ours, theirs })
         {
             foreach (var command in new[] { new[] { "info" }, ["info", "--output=json"], ["map"], ["map", "--output=json"], ["check"] })
