@@ -125,6 +125,7 @@ internal sealed class MirrorJob : BlockJob
                 await WaitAllAsync().ConfigureAwait(false);
                 if ((failure = ApplyErrors()) != null)
                     break;
+                SettleLength();
                 await PausePointAsync().ConfigureAwait(false);
                 continue;
             }
@@ -190,8 +191,18 @@ internal sealed class MirrorJob : BlockJob
         }
         await WaitAllAsync().ConfigureAwait(false);
         if (failure != null)
+        {
+            SettleLength();
             throw failure;
+        }
     }
+
+    /// <summary>
+    /// Sets the length from a quiet moment (nothing in flight, failed runs dirty again). The loop's running figure reads
+    /// the dirty count and the bytes in flight one after the other, so a copy that fails between the two reads can
+    /// drop out of both; a paused or failed job must report what QEMU reports there.
+    /// </summary>
+    private void SettleLength() => SetLength(Offset + _dirty!.Count);
 
     /// <summary>Zeroes the target first when asked (a full copy onto an image that may hold data), then marks what the sync mode copies.</summary>
     private async ValueTask MarkInitialAsync(long length)
