@@ -271,11 +271,7 @@ public abstract class BlockJob
     internal void CancelForShutdown()
     {
         lock (_lock)
-        {
-            if (_status is JobStatus.Pending or JobStatus.Aborting or JobStatus.Concluded)
-                return;
             CancelLocked(force: true);
-        }
     }
 
     /// <summary>An internal pause (a drained section begins): counted with the user's, invisible to commands.</summary>
@@ -586,6 +582,10 @@ public abstract class BlockJob
 
     private void CancelLocked(bool force)
     {
+        // Once the run is over its outcome is decided: QEMU ignores a cancel of a job that has finished its work, and
+        // here it must not mark a job cancelled that goes on to complete (its bitmap already consumed).
+        if (_status is JobStatus.Pending or JobStatus.Aborting or JobStatus.Concluded)
+            return;
         if (!_cancelled)
         {
             _cancelled = true;
