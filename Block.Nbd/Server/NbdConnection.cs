@@ -73,8 +73,8 @@ internal sealed class NbdConnection
     public Task Completion => _completion.Task;
 
     /// <summary>
-    /// True if the client's end of a socket connection is already closed: the socket polls readable with nothing
-    /// left to read. The connection will finish on its own; it just has not seen the end yet.
+    /// True if the client's end of a socket connection is already closed, even with its last requests (its
+    /// disconnect) still unread. The connection will finish on its own; it just has not seen the end yet.
     /// </summary>
     public bool PeerClosed
     {
@@ -84,7 +84,7 @@ internal sealed class NbdConnection
                 return false;
             try
             {
-                return socket.Poll(0, System.Net.Sockets.SelectMode.SelectRead) && socket.Available == 0;
+                return SocketHangUp.HasHungUp(socket);
             }
             catch (Exception e) when (e is ObjectDisposedException or System.Net.Sockets.SocketException)
             {
