@@ -30,6 +30,7 @@ public sealed class QmpServer : IAsyncDisposable
     private readonly List<QmpSession> _sessions = [];
     private readonly TaskCompletionSource _quit = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stopping = new();
+    private readonly QmpEventThrottle _throttle;
 
     /// <summary>Creates a server over <paramref name="graph"/> with the block commands registered.</summary>
     public QmpServer(BlockGraph graph, QmpServerOptions? options = null)
@@ -44,6 +45,7 @@ public sealed class QmpServer : IAsyncDisposable
         JobCommands.Register(Commands);
         BackupCommands.Register(Commands);
         MirrorCommands.Register(Commands);
+        _throttle = new QmpEventThrottle(Options.TimeProvider, Deliver);
         graph.EventRaised += OnBlockEvent;
     }
 
@@ -111,6 +113,7 @@ public sealed class QmpServer : IAsyncDisposable
     /// <param name="name">The event's name (<c>DEVICE_TRAY_MOVED</c>…).</param>
     /// <param name="data">Its <c>data</c> member, or null for none.</param>
     /// <param name="timestamp">When it happened.</param>
+    /// <remarks>Events a guest can trigger at will (quorum's) are rate-limited as QEMU's monitor limits them: see <see cref="QmpServerOptions.TimeProvider"/>.</remarks>
     public void Emit(string name, JsonObject? data, DateTimeOffset timestamp)
     {
         var message = new JsonObject { ["event"] = name };
@@ -122,6 +125,14 @@ public sealed class QmpServer : IAsyncDisposable
             ["seconds"] = micros / 1_000_000,
             ["microseconds"] = micros % 1_000_000,
         };
+        if (QmpEventThrottle.IsLimited(name, data, out string? key))
+            _throttle.Offer(name, key, message);
+        else
+            Deliver(message);
+    }
+
+    private void Deliver(JsonObject message)
+    {
         QmpSession[] sessions;
         lock (_sessions)
             sessions = [.. _sessions];
@@ -136,6 +147,7 @@ public sealed class QmpServer : IAsyncDisposable
     public ValueTask DisposeAsync()
     {
         Graph.EventRaised -= OnBlockEvent;
+        _throttle.Dispose();
         _stopping.Cancel();
         QmpSession[] sessions;
         lock (_sessions)
@@ -202,6 +214,12 @@ public sealed record QmpServerOptions
 
     /// <summary>The bounds of one incoming JSON text.</summary>
     public QmpReaderLimits ReaderLimits { get; init; } = QmpReaderLimits.Default;
+
+    /// <summary>
+    /// The clock of the event rate limit (one <c>QUORUM_REPORT_BAD</c> per child and one <c>QUORUM_FAILURE</c> per
+    /// second, the last one of a second delivered late), as in QEMU's monitor.
+    /// </summary>
+    public TimeProvider TimeProvider { get; init; } = TimeProvider.System;
 
     /// <summary>How many replies and events may wait for a slow client before it is disconnected.</summary>
     /// <remarks>4096 messages of a few hundred bytes: about a megabyte per client at worst.</remarks>

@@ -292,6 +292,13 @@ public sealed partial class QapiSchema
             "master-key-iters", "int", "uuid", "str", "slots", "[QCryptoBlockInfoLUKSSlot]"]);
         b.ImplicitStruct("q_obj_DEVICE_TRAY_MOVED-arg", null, ["device", "str", "id", "str", "tray-open", "bool"]);
         b.Event("DEVICE_TRAY_MOVED", "q_obj_DEVICE_TRAY_MOVED-arg");
+        b.Enum("QuorumOpType", ["read", "write", "flush"]);
+        b.ImplicitStruct("q_obj_QUORUM_FAILURE-arg", null, ["reference", "str", "sector-num", "int",
+            "sectors-count", "int"]);
+        b.Event("QUORUM_FAILURE", "q_obj_QUORUM_FAILURE-arg");
+        b.ImplicitStruct("q_obj_QUORUM_REPORT_BAD-arg", null, ["type", "QuorumOpType", "*error", "str",
+            "node-name", "str", "sector-num", "int", "sectors-count", "int"]);
+        b.Event("QUORUM_REPORT_BAD", "q_obj_QUORUM_REPORT_BAD-arg");
         b.ImplicitStruct("q_obj_blockdev-remove-medium-arg", null, ["id", "str"]);
         b.Command("blockdev-remove-medium", "q_obj_blockdev-remove-medium-arg", null);
         b.ImplicitStruct("q_obj_blockdev-insert-medium-arg", null, ["id", "str", "node-name", "str"]);

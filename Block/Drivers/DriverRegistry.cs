@@ -12,7 +12,7 @@ public sealed class DriverRegistry
 {
     private readonly Dictionary<string, BlockDriver> _drivers = new(StringComparer.Ordinal);
 
-    /// <summary>A registry with the core drivers: file, host_device, null-co, null-aio, raw and blkdebug.</summary>
+    /// <summary>A registry with the core drivers: file, host_device, null-co, null-aio, raw, blkdebug, blkverify and quorum.</summary>
     public static DriverRegistry CreateDefault()
     {
         var registry = new DriverRegistry();
@@ -23,6 +23,7 @@ public sealed class DriverRegistry
         registry.Add(new RawDriver());
         registry.Add(new BlkdebugDriver());
         registry.Add(new Blkverify.BlkverifyDriver());
+        registry.Add(new Quorum.QuorumDriver());
         return registry;
     }
 

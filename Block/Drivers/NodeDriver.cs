@@ -55,6 +55,12 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask DiscardAsync(long offset, long length) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, "discard not supported"));
 
+    /// <summary>
+    /// True if <see cref="FlushToOsAsync"/> flushes the children itself and decides what their failures mean (quorum's
+    /// vote); the node then does not flush them again.
+    /// </summary>
+    public virtual bool FlushesChildren => false;
+
     /// <summary>Writes the driver's cached state (metadata) to its children. Children are flushed by the caller afterwards.</summary>
     public virtual ValueTask FlushToOsAsync() => default;
 

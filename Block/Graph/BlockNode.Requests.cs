@@ -605,8 +605,11 @@ public sealed partial class BlockNode
                     throw;
                 }
             }
-            foreach (var child in Children)
-                await child.Node.FlushAsync().ConfigureAwait(false);
+            if (!impl.FlushesChildren)
+            {
+                foreach (var child in Children)
+                    await child.Node.FlushAsync().ConfigureAwait(false);
+            }
         }
         finally
         {

@@ -76,7 +76,11 @@ public sealed class BlockdevOptionsParser
     /// </summary>
     public BlockdevOptions Parse(OptionsReader reader)
     {
-        string driverName = reader.String("driver") ?? throw reader.Missing("driver");
+        // In an image's options (--image-opts, json:), a child with a file name and no driver gets the protocol its
+        // name implies, as QEMU fills it in for every child it opens (blockdev-add's schema requires the driver).
+        string driverName = reader.String("driver")
+            ?? (reader.Keyval && reader.Prefix.Length > 0 && reader.PeekString("filename") is { } filename ? _registry.ProtocolFor(filename).Name : null)
+            ?? throw reader.Missing("driver");
         var driver = _registry.Find(driverName)
             ?? throw new BlockOptionsException($"Parameter '{reader.FullName("driver")}' does not accept value '{driverName}'");
 

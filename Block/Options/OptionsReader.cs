@@ -62,6 +62,10 @@ public sealed class OptionsReader
         throw TypeError(name, "string");
     }
 
+    /// <summary>The string member <paramref name="name"/>, without reading it (it stays for its owner), or null.</summary>
+    public string? PeekString(string name) =>
+        _object[name] is JsonValue v && v.GetValueKind() == JsonValueKind.String ? v.GetValue<string>() : null;
+
     /// <summary>Reads an optional boolean (<c>on</c>/<c>off</c>, <c>yes</c>/<c>no</c>, <c>true</c>/<c>false</c> in keyval mode).</summary>
     public bool? Bool(string name)
     {
@@ -238,6 +242,31 @@ public sealed class OptionsReader
         if (node is JsonObject o)
             return parser.Parse(new OptionsReader(o, Keyval, FullName(name)));
         throw TypeError(name, "object");
+    }
+
+    /// <summary>
+    /// Reads an optional list of <c>BlockdevRef</c>s (<c>children.0.driver=raw,children.1=node</c> in keyval mode):
+    /// each a node name string, or nested options parsed by <paramref name="parser"/>.
+    /// </summary>
+    public IReadOnlyList<BlockdevRef>? RefList(string name, BlockdevOptionsParser parser)
+    {
+        ArgumentNullException.ThrowIfNull(parser);
+        var node = Take(name);
+        if (node is null)
+            return null;
+        if (node is not JsonArray array)
+            throw TypeError(name, "array");
+        var result = new List<BlockdevRef>(array.Count);
+        for (int i = 0; i < array.Count; i++)
+        {
+            if (array[i] is JsonValue v && v.GetValueKind() == JsonValueKind.String)
+                result.Add(BlockdevRef.ToNode(v.GetValue<string>()));
+            else if (array[i] is JsonObject o)
+                result.Add(parser.Parse(new OptionsReader(o, Keyval, $"{FullName(name)}.{i}")));
+            else
+                throw new BlockOptionsException($"Invalid parameter type for '{FullName(name)}[{i}]', expected: object");
+        }
+        return result;
     }
 
     /// <summary>Reads a required <c>BlockdevRef</c>.</summary>

@@ -145,3 +145,25 @@ public enum NewImageMode
     /// <summary>Create the file, with the old image's file name as its backing file (the default).</summary>
     [JsonStringEnumMemberName("absolute-paths")] AbsolutePaths,
 }
+
+/// <summary>QAPI <c>QuorumReadPattern</c>: how a quorum node serves reads.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<QuorumReadPattern>))]
+public enum QuorumReadPattern
+{
+    /// <summary>Read every child and vote on the data.</summary>
+    [JsonStringEnumMemberName("quorum")] Quorum,
+    /// <summary>Read the children one after another, in order, until one succeeds; no vote.</summary>
+    [JsonStringEnumMemberName("fifo")] Fifo,
+}
+
+/// <summary>QAPI <c>QuorumOpType</c>: the kind of request a <c>QUORUM_REPORT_BAD</c> event is about.</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<QuorumOpType>))]
+public enum QuorumOpType
+{
+    /// <summary>A read.</summary>
+    [JsonStringEnumMemberName("read")] Read,
+    /// <summary>A write (zero writes included).</summary>
+    [JsonStringEnumMemberName("write")] Write,
+    /// <summary>A flush.</summary>
+    [JsonStringEnumMemberName("flush")] Flush,
+}

@@ -33,7 +33,7 @@ public sealed class SchemaTableTests
         Assert.Equal([.. BlockCoreCommands, .. devices, .. core, .. nbd], Schema.Commands.Select(c => c.Name));
         Assert.Equal(
             ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR",
-             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "STOP", "RESUME", "BLOCK_EXPORT_DELETED"],
+             "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "QUORUM_FAILURE", "QUORUM_REPORT_BAD", "STOP", "RESUME", "BLOCK_EXPORT_DELETED"],
             Schema.Events.Select(e => e.Name));
     }
 
