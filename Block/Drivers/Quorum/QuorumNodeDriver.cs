@@ -144,25 +144,7 @@ internal sealed class QuorumNodeDriver : NodeDriver
                     ? children[i].Node.ReadAsync(offset, buffers, flags)
                     : children[i].Node.ReadAsync(offset, copies[i].AsMemory(0, length), flags);
             }
-            int successes = 0;
-            for (int i = 0; i < n; i++)
-            {
-                errors[i] = null;
-                try
-                {
-                    await reads[i].ConfigureAwait(false);
-                    successes++;
-                }
-                catch (BlockException e)
-                {
-                    errors[i] = e;
-                }
-            }
-            for (int i = 0; i < n; i++)
-            {
-                if (errors[i] is { } e)
-                    ReportBad(QuorumOpType.Read, e, children[i].Node, offset, length);
-            }
+            int successes = await AwaitAllAsync(QuorumOpType.Read, children, reads, errors, offset, length).ConfigureAwait(false);
             if (successes < _threshold)
             {
                 ReportFailure(offset, length);
@@ -357,25 +339,7 @@ internal sealed class QuorumNodeDriver : NodeDriver
                     : zeroes ? child.WriteZeroesAsync(offset, length, flags)
                     : child.WriteAsync(offset, buffers, flags);
             }
-            int successes = 0;
-            for (int i = 0; i < n; i++)
-            {
-                errors[i] = null;
-                try
-                {
-                    await requests[i].ConfigureAwait(false);
-                    successes++;
-                }
-                catch (BlockException e)
-                {
-                    errors[i] = e;
-                }
-            }
-            for (int i = 0; i < n; i++)
-            {
-                if (errors[i] is { } e)
-                    ReportBad(type, e, children[i].Node, offset, length);
-            }
+            int successes = await AwaitAllAsync(type, children, requests, errors, offset, length).ConfigureAwait(false);
             if (successes >= _threshold)
                 return;
             if (type != QuorumOpType.Flush)
@@ -387,6 +351,36 @@ internal sealed class QuorumNodeDriver : NodeDriver
             ArrayPool<BlockException?>.Shared.Return(errors, clearArray: true);
             ArrayPool<ValueTask>.Shared.Return(requests, clearArray: true);
         }
+    }
+
+    /// <summary>
+    /// Waits for every child's request (none is left in flight), keeps each failure in <paramref name="errors"/>,
+    /// reports them in child order, and returns how many succeeded.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> AwaitAllAsync(QuorumOpType type, BlockChild[] children, ValueTask[] requests, BlockException?[] errors,
+        long offset, long length)
+    {
+        int successes = 0;
+        for (int i = 0; i < children.Length; i++)
+        {
+            errors[i] = null;
+            try
+            {
+                await requests[i].ConfigureAwait(false);
+                successes++;
+            }
+            catch (BlockException e)
+            {
+                errors[i] = e;
+            }
+        }
+        for (int i = 0; i < children.Length; i++)
+        {
+            if (errors[i] is { } e)
+                ReportBad(type, e, children[i].Node, offset, length);
+        }
+        return successes;
     }
 
     /// <summary>The most common error among the children; on a tie, the one first seen last (QEMU's vote).</summary>
