@@ -20,7 +20,7 @@ public sealed class SshDriverOptions
     /// SSH.NET's file stream serves one request at a time, so parallel requests need parallel handles; they all share
     /// one SFTP channel, where their packets interleave.
     /// </remarks>
-    public int MaxHandles { get; init; } = 16;
+    public int MaxHandles { get; init; } = 32;
 
     internal string? ResolveAgentSocket() => AgentSocket ?? Environment.GetEnvironmentVariable("SSH_AUTH_SOCK");
 

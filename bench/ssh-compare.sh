@@ -4,14 +4,15 @@
 # qemu-img convert 7.2, both defaults, both directions (download: ssh -> local raw, upload: local raw -> ssh), the
 # runs alternating RUNS times (default 2), best kept. Ratio = qemu-img's time / blk's (> 1: blk is faster).
 #   flock /tmp/block-build.lock bench/ssh-compare.sh        (about a minute)
-# Environment: BENCH_DIR (default /tmp/blk-bench), RUNS (default 2), SIZE_MIB (default 256).
+# Environment: BENCH_DIR (default /tmp/blk-bench), RUNS (default 2), SIZE_MIB (default 256), BLK (a blk binary to use
+# instead of publishing one).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${BENCH_DIR:-/tmp/blk-bench}/ssh"
 runs="${RUNS:-2}"
 size="${SIZE_MIB:-256}"
 rm -rf "$dir"; mkdir -p "$dir"
-blk="$("$root/bench/publish-blk.sh" "${BENCH_DIR:-/tmp/blk-bench}/blk-publish")"
+blk="${BLK:-$("$root/bench/publish-blk.sh" "${BENCH_DIR:-/tmp/blk-bench}/blk-publish")}"
 ssh-keygen -q -t ed25519 -N '' -f "$dir/host" && ssh-keygen -q -t ed25519 -N '' -f "$dir/user"
 cp "$dir/user.pub" "$dir/authorized_keys"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"

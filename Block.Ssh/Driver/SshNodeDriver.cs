@@ -75,7 +75,34 @@ internal sealed class SshNodeDriver : NodeDriver
         }
     }
 
-    public override async ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
+    /// <summary>Writes larger than this are cut into pieces of this size, written on parallel handles.</summary>
+    /// <remarks>
+    /// SSH.NET's file stream sends a write as packets of the server's maximum (about 32 KiB with OpenSSH) and waits for
+    /// each before the next, so one handle writes one packet per round trip; a 2 MiB write on one handle uploaded at
+    /// 36 MiB/s against qemu-img's 160 MiB/s here (bench/ssh-compare.sh). Pieces on parallel handles keep the
+    /// channel busy.
+    /// </remarks>
+    internal const int WritePieceBytes = 128 * 1024;
+
+    public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
+    {
+        if (buffers.Length <= WritePieceBytes)
+            return WritePieceAsync(offset, buffers);
+        return WritePiecesAsync(offset, buffers);
+    }
+
+    private async ValueTask WritePiecesAsync(long offset, IoVector buffers)
+    {
+        var pieces = new Task[(buffers.Length + WritePieceBytes - 1) / WritePieceBytes];
+        for (int i = 0; i < pieces.Length; i++)
+        {
+            int at = i * WritePieceBytes;
+            pieces[i] = WritePieceAsync(offset + at, buffers.Slice(at, Math.Min(WritePieceBytes, buffers.Length - at))).AsTask();
+        }
+        await Task.WhenAll(pieces).ConfigureAwait(false);
+    }
+
+    private async ValueTask WritePieceAsync(long offset, IoVector buffers)
     {
         var handle = await _handles.RentAsync(offset).ConfigureAwait(false);
         bool ok = false;
