@@ -3,6 +3,7 @@ using Block.Drivers;
 using Block.Formats;
 using Block.Nbd.Client;
 using Block.Qcow2;
+using Block.Ssh;
 using Block.Vmdk;
 
 namespace Block.Cli.Common;
@@ -10,5 +11,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh();
 }
