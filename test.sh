@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine too: installs the oracle (Debian's qemu-utils, qemu-system-common for
 # qemu-storage-daemon, qemu-system-x86 for device models, socat, a QMP client we did not write, nbdkit, libnbd-bin and
-# gnutls-bin for NBD peers and certificates, cryptsetup-bin, and cloop-utils for cloop images) when missing,
+# gnutls-bin for NBD peers and certificates, cryptsetup-bin, cloop-utils for cloop images, and nginx-light,
+# vsftpd, libcurl4 and openssl for the http and ftp drivers) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +19,10 @@ command -v nbdkit >/dev/null 2>&1 || packages+=(nbdkit)
 command -v fio >/dev/null 2>&1 || packages+=(fio)
 command -v certtool >/dev/null 2>&1 || packages+=(gnutls-bin)
 command -v create_compressed_fs >/dev/null 2>&1 || packages+=(cloop-utils)
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || packages+=(nginx-light)
+[ -x /usr/sbin/vsftpd ] || command -v vsftpd >/dev/null 2>&1 || packages+=(vsftpd)
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libcurl.so.4 ' || packages+=(libcurl4)
+command -v openssl >/dev/null 2>&1 || packages+=(openssl)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""
