@@ -136,6 +136,8 @@ internal sealed class CurlNodeDriver : NodeDriver
         long wanted = Math.Min(read.Target.Length, _length - read.Offset);
         int length = (int)Math.Min(wanted + _readahead, _length - read.Offset);
         slot.Prepare(read.Offset, length);
+        slot.Primary = read;
+        slot.PrimaryLength = (int)wanted;
         slot.Waiters.Add(read);
         _loop.Submit(slot);
     }
@@ -159,10 +161,16 @@ internal sealed class CurlNodeDriver : NodeDriver
             foreach (var read in slot.Waiters)
             {
                 if (error is null)
-                    Deliver(slot, read.Offset, read.Target);
+                {
+                    if (read != slot.Primary)
+                        Deliver(slot, read.Offset, read.Target);
+                    else if (slot.PrimaryLength < read.Target.Length)
+                        read.Target.Slice(slot.PrimaryLength).Clear();
+                }
                 read.Complete(error);
             }
             slot.Waiters.Clear();
+            slot.Primary = null;
             slot.InUse = false;
             if (_waitingForSlot.TryDequeue(out var next))
                 Start(slot, next);

@@ -3,12 +3,13 @@
 # under convert's default eight parallel reads) from the same URL: a 512 MiB raw image of random data served by nginx
 # on loopback, converted to raw in /dev/shm. The two alternate RUNS times (3), best kept; ratio = qemu-img's time / blk's.
 #   bench/curl-compare.sh        (needs qemu-utils and nginx-light; run it under the build lock so no compiler shares the cores)
-#   RUNS=3 SIZE_MIB=512 BENCH_DIR=/tmp/blk-curl-bench
+#   RUNS=3 SIZE_MIB=512 NGINX_WORKERS=1 BENCH_DIR=/tmp/blk-curl-bench
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${BENCH_DIR:-/tmp/blk-curl-bench}"
 runs="${RUNS:-3}"
 size="${SIZE_MIB:-512}"
+workers="${NGINX_WORKERS:-1}"
 mkdir -p "$dir/www" "$dir/temp"
 image="$dir/www/random.raw"
 if [ ! -f "$image" ] || [ "$(stat -c %s "$image")" != $((size << 20)) ]; then
@@ -19,8 +20,8 @@ blk="$("$root/bench/publish-blk.sh" "$dir/blk-publish")"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 cat > "$dir/nginx.conf" <<CONF
 daemon off;
-master_process off;
-worker_processes 1;
+
+worker_processes ${workers};
 pid $dir/nginx.pid;
 error_log $dir/error.log;
 events { worker_connections 256; }
