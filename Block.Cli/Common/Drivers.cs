@@ -1,4 +1,5 @@
 using Block.Crypto;
+using Block.Curl;
 using Block.Drivers;
 using Block.Formats;
 using Block.Nbd.Client;
@@ -11,5 +12,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl();
 }

@@ -428,13 +428,16 @@ public sealed partial class BlockGraph : IAsyncDisposable
         }
     }
 
-    /// <summary>Guesses the format of <paramref name="protocol"/>'s content from its first 2 KiB.</summary>
+    /// <summary>Guesses the format of <paramref name="protocol"/>'s content from its first 512 bytes.</summary>
+    /// <remarks>512 bytes is QEMU's <c>BLOCK_PROBE_BUF_SIZE</c>: the same read reaches the protocol (an http node's
+    /// first Range header is the same as QEMU's), and no probe sees more than QEMU's does.</remarks>
     public async ValueTask<BlockDriver> ProbeAsync(BlockNode protocol, CancellationToken cancellationToken = default)
     {
-        var buffer = Buffers.Rent(2048);
+        const int probeBytes = 512;
+        var buffer = Buffers.Rent(probeBytes);
         try
         {
-            int n = (int)Math.Min(2048, protocol.Length);
+            int n = (int)Math.Min(probeBytes, protocol.Length);
             var memory = buffer.Memory[..n];
             if (n > 0)
             {
