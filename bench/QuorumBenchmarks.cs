@@ -36,7 +36,7 @@ public class QuorumBenchmarks
         _dir = Directory.CreateTempSubdirectory("blk-quorum-bench").FullName;
         var data = new byte[Size];
         new Random(3).NextBytes(data);
-        for (int i = 0; i < 7; i++)
+        for (int i = 0; i < 8; i++)
             File.WriteAllBytes(Path.Combine(_dir, $"c{i}.raw"), data);
         _graph = new BlockGraph();
         _single = _graph.CreateBackend(Add(_graph, Raw("s", 0, direct: false)), new BlockBackendOptions { Accounting = false });
