@@ -3,7 +3,7 @@
 # `blk convert` FORMAT -> raw against `qemu-img convert` (best of three each, alternating, with CPU time), then
 # `blk bench` against `qemu-img bench` with 4 KiB reads at QD1 scattered over the image (a step of one block + 4 KiB,
 # so every read lands in another block of the format's table).
-#   bench/format-compare.sh vdi|vpc|qed|vhdx|qcow    (needs qemu-utils; run it under the build lock so no compiler shares the cores)
+#   bench/format-compare.sh vdi|vpc|qed|vhdx|qcow|parallels    (needs qemu-utils; run it under the build lock so no compiler shares the cores)
 set -euo pipefail
 format="${1:?usage: bench/format-compare.sh FORMAT}"
 case "$format" in
@@ -12,6 +12,7 @@ case "$format" in
   qed)  ext=qed;  block=$((1 << 20)) ;;   # 64 KiB clusters; 1 MiB apart
   qcow) ext=qcow; block=$((1 << 20)) ;;   # 4 KiB clusters; 1 MiB apart (an L2 table maps 2 MiB)
   vhdx) ext=vhdx; block=$((32 << 20)) ;;  # 32 MiB blocks at 1 GiB
+  parallels) ext=prl; block=$((1 << 20)) ;;  # 1 MiB clusters
   *) echo "format-compare.sh: no settings for '$format'" >&2; exit 2 ;;
 esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
