@@ -397,17 +397,14 @@ internal static class IoCommands
             s.Out.WriteLine("pattern verification range exceeds end of read data");
             return false;
         }
-        if (flags.VmState)
-        {
-            s.Out.WriteLine("read failed: Operation not supported");
-            return false;
-        }
-
         var vector = new IoVector(segments);
         var sw = Stopwatch.StartNew();
         try
         {
-            await s.Backend!.ReadAsync(offset, vector);
+            if (flags.VmState)
+                await s.Backend!.ReadVmStateAsync(offset, vector);
+            else
+                await s.Backend!.ReadAsync(offset, vector);
         }
         catch (BlockException e)
         {
@@ -477,11 +474,6 @@ internal static class IoCommands
             {
                 if (Segments(s, operands.Skip(1), flags.Pattern ?? 0xcd, out count) is not { } segments)
                     return false;
-                if (flags.VmState)
-                {
-                    s.Out.WriteLine("write failed: Operation not supported");
-                    return false;
-                }
                 if (flags.SourceFile is { } source)
                 {
                     byte[] content;
@@ -497,7 +489,10 @@ internal static class IoCommands
                     content.AsSpan(0, (int)Math.Min(content.Length, count)).CopyTo(segments[0].Span);
                 }
                 sw.Start();
-                await s.Backend!.WriteAsync(offset, new IoVector(segments), requestFlags);
+                if (flags.VmState)
+                    await s.Backend!.WriteVmStateAsync(offset, new IoVector(segments));
+                else
+                    await s.Backend!.WriteAsync(offset, new IoVector(segments), requestFlags);
             }
         }
         catch (BlockException e)

@@ -53,7 +53,16 @@ internal sealed class IoSession : IAsyncDisposable
         if (Backend is { } b)
         {
             Backend = null;
-            await b.DisposeAsync();
+            try
+            {
+                await b.DisposeAsync();
+            }
+            catch (BlockException e)
+            {
+                // What a driver could not write back at close (qcow2's caches), one message a line, as QEMU reports it.
+                foreach (string line in e.Message.Split('\n'))
+                    Cli.Error(line);
+            }
         }
     }
 

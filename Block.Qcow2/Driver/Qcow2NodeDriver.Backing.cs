@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Text;
 using Block.Qcow2.Format;
 
@@ -48,6 +49,7 @@ internal sealed partial class Qcow2NodeDriver
     /// file as snapshot discards are, so the file shrinks where the filesystem allows.</remarks>
     public override async ValueTask MakeEmptyAsync()
     {
+        await _file.DebugEventAsync(BlkdebugEvent.EmptyImagePrepare).ConfigureAwait(false);
         for (long pos = 0; pos < _size;)
         {
             long end = Math.Min(_size, pos + ToSliceEnd(pos));

@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers;
 using Block.Io;
 using Block.Qcow2.Compression;
@@ -115,6 +116,7 @@ internal sealed partial class Qcow2NodeDriver
                 throw new BlockException(Errno.EIO, "Compression can't overwrite anything: the cluster is already allocated");
             if (_lazyRefcounts)
                 await MarkDirtyAsync().ConfigureAwait(false);
+            await _file.DebugEventAsync(BlkdebugEvent.ClusterAllocBytes).ConfigureAwait(false);
             host = await _refcounts.AllocateBytesAsync(data.Length).ConfigureAwait(false);
             try
             {
@@ -136,6 +138,7 @@ internal sealed partial class Qcow2NodeDriver
         var step = new WriteStep { InFlight = flight };
         try
         {
+            await _file.DebugEventAsync(BlkdebugEvent.WriteCompressed).ConfigureAwait(false);
             await _file.WriteAsync(host, data).ConfigureAwait(false);
         }
         catch
@@ -164,6 +167,7 @@ internal sealed partial class Qcow2NodeDriver
             if (!_lazyRefcounts)
                 await _l2Cache.SetDependency(_refcounts.Blocks).ConfigureAwait(false);
             _l2Cache.SetDependsOnFlush();
+            await _file.DebugEventAsync(BlkdebugEvent.L2UpdateCompressed).ConfigureAwait(false);
             SetEntry(slice.Data, index, _layout.CompressedEntry(host, data.Length), 0);
             MetadataCache.MarkDirty(slice);
         }

@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using Block.Graph;
@@ -16,7 +17,8 @@ internal sealed partial class Qcow2NodeDriver
     {
         if (_corrupt)
             return ValueTask.FromException(CorruptError());
-        if (TryMapCached(offset, buffers.Length, out var run) && run.Bytes == buffers.Length && run.Type == SubclusterType.Normal)
+        if (TryMapCached(offset, buffers.Length, out var run) && run.Bytes == buffers.Length && run.Type == SubclusterType.Normal
+            && !BlockNode.DebugEventsEnabled)
             return ReadDataAsync(offset, run.Host, buffers);
         return ReadSlowAsync(offset, buffers);
     }
@@ -34,6 +36,7 @@ internal sealed partial class Qcow2NodeDriver
             switch (run.Type)
             {
                 case SubclusterType.Normal:
+                    await _file.DebugEventAsync(BlkdebugEvent.ReadAio).ConfigureAwait(false);
                     await ReadDataAsync(pos, run.Host, part).ConfigureAwait(false);
                     break;
                 case SubclusterType.ZeroPlain:
@@ -61,7 +64,10 @@ internal sealed partial class Qcow2NodeDriver
         // Past the disk (the VM state area) nothing shows through from the backing file.
         long available = backing is null ? 0 : Math.Clamp(Math.Min(backing.Length, _size) - offset, 0, part.Length);
         if (available > 0)
-            await backing!.ReadAsync(offset, part.Slice(0, (int)available)).ConfigureAwait(false);
+        {
+            await backing!.DebugEventAsync(BlkdebugEvent.ReadBackingAio).ConfigureAwait(false);
+            await backing.ReadAsync(offset, part.Slice(0, (int)available)).ConfigureAwait(false);
+        }
         if (available < part.Length)
             part.Slice((int)available).Clear();
     }
@@ -94,6 +100,7 @@ internal sealed partial class Qcow2NodeDriver
         var compressed = ArrayPool<byte>.Shared.Rent(length);
         try
         {
+            await _file.DebugEventAsync(BlkdebugEvent.ReadCompressed).ConfigureAwait(false);
             await _file.ReadAsync(host, compressed.AsMemory(0, length)).ConfigureAwait(false);
             Qcow2Compression.Decompress((Qcow2CompressionType)_header.CompressionType, compressed.AsSpan(0, length), cluster.Span);
         }

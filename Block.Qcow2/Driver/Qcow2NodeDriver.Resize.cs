@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers.Binary;
 using Block.Graph;
 using Block.Qapi;
@@ -127,6 +128,7 @@ internal sealed partial class Qcow2NodeDriver
         int cs = _layout.ClusterSize;
         long bytes = entries * 8;
         long clusters = (((bytes + 511) & ~511L) + cs - 1) / cs;
+        await _file.DebugEventAsync(BlkdebugEvent.L1GrowAllocTable).ConfigureAwait(false);
         long offset = await _refcounts.AllocateAsync(clusters).ConfigureAwait(false);
         var table = new ulong[entries];
         Array.Copy(_l1, table, _l1.Length);
@@ -137,11 +139,13 @@ internal sealed partial class Qcow2NodeDriver
         {
             await _refcounts.Blocks.FlushAsync().ConfigureAwait(false);
             await CheckOverlapAsync(offset, bytes, Qcow2OverlapFlags.None).ConfigureAwait(false);
+            await _file.DebugEventAsync(BlkdebugEvent.L1GrowWriteTable).ConfigureAwait(false);
             await _file.WriteAsync(offset, raw.AsMemory()).ConfigureAwait(false);
             await _file.FlushAsync().ConfigureAwait(false);
             var header = new byte[12];
             BinaryPrimitives.WriteUInt32BigEndian(header, (uint)entries);
             BinaryPrimitives.WriteUInt64BigEndian(header.AsSpan(4), (ulong)offset);
+            await _file.DebugEventAsync(BlkdebugEvent.L1GrowActivateTable).ConfigureAwait(false);
             await _file.WriteAsync(36, header.AsMemory()).ConfigureAwait(false);
             await _file.FlushAsync().ConfigureAwait(false);
         }

@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers.Binary;
 using System.Globalization;
 using Block.Io;
@@ -241,16 +242,22 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <inheritdoc />
-    public override ValueTask ReadVmStateAsync(long position, IoVector buffers) =>
-        _encryption != null && !IsSectorAligned(position, buffers.Length)
+    public override async ValueTask ReadVmStateAsync(long position, IoVector buffers)
+    {
+        await _file.DebugEventAsync(BlkdebugEvent.VmstateLoad).ConfigureAwait(false);
+        await (_encryption != null && !IsSectorAligned(position, buffers.Length)
             ? ReadVmStateBouncedAsync(VmStateOffset + position, buffers)
-            : ReadSlowAsync(VmStateOffset + position, buffers);
+            : ReadSlowAsync(VmStateOffset + position, buffers)).ConfigureAwait(false);
+    }
 
     /// <inheritdoc />
-    public override ValueTask WriteVmStateAsync(long position, IoVector buffers) =>
-        _encryption != null && !IsSectorAligned(position, buffers.Length)
+    public override async ValueTask WriteVmStateAsync(long position, IoVector buffers)
+    {
+        await _file.DebugEventAsync(BlkdebugEvent.VmstateSave).ConfigureAwait(false);
+        await (_encryption != null && !IsSectorAligned(position, buffers.Length)
             ? WriteVmStateBouncedAsync(VmStateOffset + position, buffers)
-            : WriteSlowAsync(VmStateOffset + position, buffers);
+            : WriteSlowAsync(VmStateOffset + position, buffers)).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// The snapshot with <paramref name="id"/> and <paramref name="name"/> (both must match when both are given); with

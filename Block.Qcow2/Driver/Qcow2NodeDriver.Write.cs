@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
@@ -107,7 +108,7 @@ internal sealed partial class Qcow2NodeDriver
         int length = buffers.Length;
         if (_layout.ClusterIndex(offset) == _layout.ClusterIndex(offset + length - 1)
             && TryMapCached(offset, length, out var run) && run.Bytes == length && run.Type == SubclusterType.Normal
-            && (run.Entry & Qcow2Layout.Copied) != 0 && DataWriteIsSafe(run.Host, length))
+            && (run.Entry & Qcow2Layout.Copied) != 0 && DataWriteIsSafe(run.Host, length) && !BlockNode.DebugEventsEnabled)
         {
             return WriteDataAsync(offset, run.Host, buffers);
         }
@@ -357,6 +358,7 @@ internal sealed partial class Qcow2NodeDriver
     {
         if (step.Kind == WriteKind.InPlace)
         {
+            await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
             await WriteDataAsync(step.Offset, step.Host, data).ConfigureAwait(false);
             return;
         }
@@ -367,6 +369,9 @@ internal sealed partial class Qcow2NodeDriver
         Memory<byte>[]? segments = null;
         try
         {
+            // As QEMU: a write with copy-on-write regions is one merged write, reported as cow_read and cow_write.
+            if (headBuffer != null || tailBuffer != null)
+                await _file.DebugEventAsync(BlkdebugEvent.CowRead).ConfigureAwait(false);
             if (headBuffer != null)
                 await ReadOldAsync(step.WriteStart, headBuffer.AsMemory(0, head), step.HeadZero).ConfigureAwait(false);
             if (tailBuffer != null)
@@ -384,6 +389,7 @@ internal sealed partial class Qcow2NodeDriver
                     segments[n++] = tailBuffer.AsMemory(0, tail);
                 vector = new IoVector(new ReadOnlyMemory<Memory<byte>>(segments, 0, n));
             }
+            await _file.DebugEventAsync(headBuffer != null || tailBuffer != null ? BlkdebugEvent.CowWrite : BlkdebugEvent.WriteAio).ConfigureAwait(false);
             await WriteDataAsync(step.WriteStart, step.Host + (step.WriteStart - step.First), vector).ConfigureAwait(false);
             if (step.WriteEnd < step.CopyEnd)
             {
@@ -582,42 +588,72 @@ internal sealed partial class Qcow2NodeDriver
         if (_lazyRefcounts)
             await MarkDirtyAsync().ConfigureAwait(false);
         long l2 = await _refcounts.AllocateAsync(1).ConfigureAwait(false);
-        await CheckOverlapAsync(l2, cs, Qcow2OverlapFlags.None).ConfigureAwait(false);
+        ulong oldEntry = _l1[l1Index];
         int slices = cs / _sliceBytes;
-        if (oldL2 == 0)
+        try
         {
+            await CheckOverlapAsync(l2, cs, Qcow2OverlapFlags.None).ConfigureAwait(false);
+            if (oldL2 == 0)
+            {
+                for (int s = 0; s < slices; s++)
+                    _l2Cache.Discard(l2 + (long)s * _sliceBytes);
+                var zeros = ArrayPool<byte>.Shared.Rent(cs);
+                try
+                {
+                    Array.Clear(zeros, 0, cs);
+                    if (!_lazyRefcounts)
+                        await _refcounts.Blocks.FlushAsync().ConfigureAwait(false);
+                    // Written directly rather than through the cache, but reported as QEMU's cache write is.
+                    await _file.DebugEventAsync(BlkdebugEvent.L2AllocWrite).ConfigureAwait(false);
+                    await _l2Cache.WriteAllAsync().ConfigureAwait(false);
+                    await _file.DebugEventAsync(BlkdebugEvent.L2Update).ConfigureAwait(false);
+                    await _file.WriteAsync(l2, zeros.AsMemory(0, cs)).ConfigureAwait(false);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(zeros);
+                }
+                // The empty table is on disk: cache it clean, so that linking the write does not read it back.
+                for (int s = 0; s < slices; s++)
+                    await _l2Cache.GetEmptyAsync(l2 + (long)s * _sliceBytes).ConfigureAwait(false);
+            }
+            else
+            {
+                for (int s = 0; s < slices; s++)
+                {
+                    await _file.DebugEventAsync(BlkdebugEvent.L2AllocCowRead).ConfigureAwait(false);
+                    var from = await _l2Cache.GetAsync(oldL2 + (long)s * _sliceBytes).ConfigureAwait(false);
+                    var bytes = from.Data;
+                    var to = await _l2Cache.GetEmptyAsync(l2 + (long)s * _sliceBytes).ConfigureAwait(false);
+                    bytes.AsSpan().CopyTo(to.Data);
+                    await _file.DebugEventAsync(BlkdebugEvent.L2AllocWrite).ConfigureAwait(false);
+                    MetadataCache.MarkDirty(to);
+                }
+                if (!_lazyRefcounts)
+                    await _l2Cache.SetDependency(_refcounts.Blocks).ConfigureAwait(false);
+            }
+            await _l2Cache.FlushAsync().ConfigureAwait(false);
+
+            _l1[l1Index] = (ulong)l2 | Qcow2Layout.Copied;
+            await WriteL1EntryAsync(l1Index).ConfigureAwait(false);
+        }
+        catch (BlockException)
+        {
+            // As QEMU: the L1 entry keeps its old table and the new one is freed (the refcount drop reaches the disk
+            // with the next refcount write), so a failed allocation leaks nothing.
+            _l1[l1Index] = oldEntry;
             for (int s = 0; s < slices; s++)
                 _l2Cache.Discard(l2 + (long)s * _sliceBytes);
-            var zeros = ArrayPool<byte>.Shared.Rent(cs);
             try
             {
-                Array.Clear(zeros, 0, cs);
-                if (!_lazyRefcounts)
-                    await _refcounts.Blocks.FlushAsync().ConfigureAwait(false);
-                await _file.WriteAsync(l2, zeros.AsMemory(0, cs)).ConfigureAwait(false);
+                await _refcounts.ReleaseAsync(l2, 1).ConfigureAwait(false);
             }
-            finally
+            catch (BlockException)
             {
-                ArrayPool<byte>.Shared.Return(zeros);
+                // A leak at worst.
             }
+            throw;
         }
-        else
-        {
-            for (int s = 0; s < slices; s++)
-            {
-                var from = await _l2Cache.GetAsync(oldL2 + (long)s * _sliceBytes).ConfigureAwait(false);
-                var bytes = from.Data;
-                var to = await _l2Cache.GetEmptyAsync(l2 + (long)s * _sliceBytes).ConfigureAwait(false);
-                bytes.AsSpan().CopyTo(to.Data);
-                MetadataCache.MarkDirty(to);
-            }
-            if (!_lazyRefcounts)
-                await _l2Cache.SetDependency(_refcounts.Blocks).ConfigureAwait(false);
-        }
-        await _l2Cache.FlushAsync().ConfigureAwait(false);
-
-        _l1[l1Index] = (ulong)l2 | Qcow2Layout.Copied;
-        await WriteL1EntryAsync(l1Index).ConfigureAwait(false);
         _activeL2.Add(l2);
         if (oldL2 != 0)
         {
@@ -635,6 +671,7 @@ internal sealed partial class Qcow2NodeDriver
         BinaryPrimitives.WriteUInt64BigEndian(bytes, _l1[l1Index]);
         long at = (long)_header.L1TableOffset + l1Index * 8;
         await CheckOverlapAsync(at, 8, Qcow2OverlapFlags.ActiveL1).ConfigureAwait(false);
+        await _file.DebugEventAsync(BlkdebugEvent.L1Update).ConfigureAwait(false);
         await _file.WriteAsync(at, bytes.AsMemory()).ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
     }

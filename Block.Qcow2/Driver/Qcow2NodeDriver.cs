@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers.Binary;
 using System.Text.Json.Nodes;
 using Block.Drivers;
@@ -76,7 +77,11 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         _sliceBytes = (int)cache.L2EntryBytes;
         _sliceEntries = _sliceBytes / layout.L2EntrySize;
         _l2Cache = new MetadataCache(node, file, "L2", _sliceBytes, (int)Math.Max(2, cache.L2Bytes / _sliceBytes),
-            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2 | Qcow2OverlapFlags.InactiveL2));
+            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.ActiveL2 | Qcow2OverlapFlags.InactiveL2))
+        {
+            LoadEvent = BlkdebugEvent.L2Load,
+            WriteEvent = BlkdebugEvent.L2Update,
+        };
         _refcounts = NewRefcountManager(layout, refTable, (long)header.RefcountTableOffset, (int)header.RefcountTableClusters,
             (int)Math.Max(4, cache.RefcountBytes / layout.ClusterSize));
         foreach (var e in l1)
@@ -95,7 +100,10 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     private RefcountManager NewRefcountManager(Qcow2Layout layout, ulong[] table, long tableOffset, int tableClusters, int cacheEntries)
     {
         var blocks = new MetadataCache(Node, _file, "refcount", layout.ClusterSize, cacheEntries,
-            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock));
+            (offset, length) => CheckOverlapAsync(offset, length, Qcow2OverlapFlags.RefcountBlock))
+        {
+            WriteEvent = BlkdebugEvent.RefblockUpdatePart,
+        };
         return new RefcountManager(layout, _file, blocks, table, tableOffset, tableClusters, CheckOverlapAsync, WriteRefcountTableHeaderAsync)
         {
             MetadataChanged = RefreshMetadataMap,
@@ -226,6 +234,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         long refEntries = (long)header.RefcountTableClusters * layout.ClusterSize / 8;
         if (header.RefcountTableClusters == 0)
             throw new ImageFormatException("Image does not contain a reference count table");
+        await file.DebugEventAsync(BlkdebugEvent.ReftableLoad).ConfigureAwait(false);
         var refTable = await ReadTableAsync(file, (long)header.RefcountTableOffset, refEntries, "reference count table", fileLength).ConfigureAwait(false);
 
         var (snapshots, snapshotLength) = (new List<Qcow2Snapshot>(), 0L);
@@ -494,7 +503,33 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
     {
         if (_cleanTimer != null)
             await _cleanTimer.DisposeAsync().ConfigureAwait(false);
+        List<string>? failures = null;
+        var errno = Errno.EIO;
         if (!_readOnly && !_corrupt)
+        {
+            await _lock.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                // As QEMU's close: each cache is flushed even if the other fails, and each failure is named.
+                foreach (var (cache, what) in new[] { (_l2Cache, "L2 table"), (_refcounts.Blocks, "refcount block") })
+                {
+                    try
+                    {
+                        await cache.FlushAsync().ConfigureAwait(false);
+                    }
+                    catch (BlockException e)
+                    {
+                        errno = e.Errno;
+                        (failures ??= []).Add($"Failed to flush the {what} cache: {ErrnoText.Describe(e.Errno)}");
+                    }
+                }
+            }
+            finally
+            {
+                _lock.Release();
+            }
+        }
+        if (!_readOnly && !_corrupt && failures is null)
         {
             await _lock.WaitAsync().ConfigureAwait(false);
             try
@@ -516,6 +551,8 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         }
         _encryption?.Dispose();
         await base.DisposeAsync().ConfigureAwait(false);
+        if (failures != null)
+            throw new BlockException(errno, string.Join('\n', failures));
     }
 
     /// <summary>A guest range whose clusters are being allocated; later writes to it wait.</summary>

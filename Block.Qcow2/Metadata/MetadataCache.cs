@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Collections.Concurrent;
 using Block.Graph;
 
@@ -47,6 +48,12 @@ internal sealed class MetadataCache
 
     public string Name { get; }
 
+    /// <summary>The debug event reported before an entry is read from the file (<c>l2_load</c>), if any.</summary>
+    public BlkdebugEvent? LoadEvent { get; init; }
+
+    /// <summary>The debug event reported before an entry is written (<c>l2_update</c>, <c>refblock_update_part</c>).</summary>
+    public BlkdebugEvent? WriteEvent { get; init; }
+
     public int EntrySize { get; }
 
     public int Capacity { get; private set; }
@@ -81,6 +88,8 @@ internal sealed class MetadataCache
         Qcow2CacheMetrics.Miss(_owner, _metricsName);
         await MakeRoomAsync().ConfigureAwait(false);
         var data = new byte[EntrySize];
+        if (LoadEvent is { } load)
+            await _file.DebugEventAsync(load).ConfigureAwait(false);
         await _file.ReadAsync(offset, data.AsMemory()).ConfigureAwait(false);
         e = new CacheEntry(offset, data) { LastUse = ++_tick };
         _entries[offset] = e;
@@ -129,10 +138,24 @@ internal sealed class MetadataCache
     public bool HasDirty => _entries.Values.Any(e => e.Dirty);
 
     /// <summary>Writes every dirty entry (respecting dependencies). Does not sync the file.</summary>
+    /// <remarks>An entry that fails to be written does not stop the others, as in QEMU; the first failure is thrown
+    /// once all were tried.</remarks>
     public async ValueTask WriteAllAsync()
     {
+        Exception? first = null;
         foreach (var e in _entries.Values.Where(e => e.Dirty).OrderBy(e => e.Offset).ToList())
-            await WriteBackAsync(e).ConfigureAwait(false);
+        {
+            try
+            {
+                await WriteBackAsync(e).ConfigureAwait(false);
+            }
+            catch (BlockException ex)
+            {
+                first ??= ex;
+            }
+        }
+        if (first != null)
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(first);
     }
 
     /// <summary>Writes every dirty entry and syncs the file (QEMU's cache flush).</summary>
@@ -195,6 +218,8 @@ internal sealed class MetadataCache
             await (FlushData?.Invoke() ?? _file.FlushAsync()).ConfigureAwait(false);
         }
         await _beforeWrite(e.Offset, EntrySize).ConfigureAwait(false);
+        if (WriteEvent is { } write)
+            await _file.DebugEventAsync(write).ConfigureAwait(false);
         // Snapshot the bytes first: a writer may change the entry again while it is being written.
         e.Dirty = false;
         var copy = e.Data.ToArray();

@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers.Binary;
 using Block.Graph;
 using Block.Qcow2.Driver;
@@ -81,8 +82,15 @@ internal sealed class RefcountManager
     /// <exception cref="BlockException">A refcount would overflow or drop below zero: the image is corrupt.</exception>
     public async ValueTask UpdateAsync(long start, long count, long delta, DiscardReason reason = DiscardReason.Never)
     {
+        long lastBlock = -1;
         for (long c = start; c < start + count; c++)
         {
+            // As QEMU's update: each refcount block it moves to is looked up as one that may need allocating.
+            if (c / _layout.RefcountBlockEntries != lastBlock)
+            {
+                lastBlock = c / _layout.RefcountBlockEntries;
+                await _file.DebugEventAsync(BlkdebugEvent.RefblockAlloc).ConfigureAwait(false);
+            }
             var entry = await BlockForAsync(c, create: delta > 0).ConfigureAwait(false);
             if (entry is null)
                 throw Corruption($"Cannot change the refcount of cluster {c}: no refcount block covers it", c);
@@ -113,6 +121,7 @@ internal sealed class RefcountManager
     {
         if (count <= 0)
             throw new ArgumentOutOfRangeException(nameof(count));
+        await _file.DebugEventAsync(BlkdebugEvent.ClusterAlloc).ConfigureAwait(false);
         long start = await FindFreeAsync(count).ConfigureAwait(false);
         if (start == 0)
             throw Corruption("Refusing to allocate the header cluster", 0);
@@ -121,7 +130,11 @@ internal sealed class RefcountManager
     }
 
     /// <summary>Drops the references taken by an allocation that was not used (its write failed).</summary>
-    public ValueTask ReleaseAsync(long offset, long count) => UpdateAsync(offset >> _layout.ClusterBits, count, -1);
+    public async ValueTask ReleaseAsync(long offset, long count)
+    {
+        await _file.DebugEventAsync(BlkdebugEvent.ClusterFree).ConfigureAwait(false);
+        await UpdateAsync(offset >> _layout.ClusterBits, count, -1).ConfigureAwait(false);
+    }
 
     /// <summary>
     /// Frees clusters that were allocated but never referenced from anything on disk: they may be handed out again at
@@ -321,6 +334,7 @@ internal sealed class RefcountManager
         {
             if ((off & (ulong)(_layout.ClusterSize - 1)) != 0)
                 throw UnalignedBlock(off, b);
+            await _file.DebugEventAsync(BlkdebugEvent.RefblockLoad).ConfigureAwait(false);
             return await Blocks.GetAsync((long)off).ConfigureAwait(false);
         }
         if (!create)
@@ -350,10 +364,12 @@ internal sealed class RefcountManager
         if (self)
             RefcountBlock.Set(entry.Data, cluster % _layout.RefcountBlockEntries, _layout.RefcountBits, 1);
         MetadataCache.MarkDirty(entry);
+        await _file.DebugEventAsync(BlkdebugEvent.RefblockAllocWrite).ConfigureAwait(false);
         await Blocks.FlushAsync().ConfigureAwait(false);
         _table[b] = (ulong)offset;
         if (!_growing)
         {
+            await _file.DebugEventAsync(BlkdebugEvent.RefblockAllocHookup).ConfigureAwait(false);
             await WriteTableEntryAsync(b).ConfigureAwait(false);
             MetadataChanged?.Invoke();
         }
@@ -386,6 +402,7 @@ internal sealed class RefcountManager
         if (clusters * cs > MaxTableBytes)
             throw new BlockException(Errno.EFBIG, "Refcount table too large: the image cannot grow further");
 
+        await _file.DebugEventAsync(BlkdebugEvent.ReftableGrow).ConfigureAwait(false);
         var oldTable = _table;
         long oldOffset = TableOffset;
         int oldClusters = TableClusters;
@@ -400,6 +417,7 @@ internal sealed class RefcountManager
             if ((start + clusters) / _layout.RefcountBlockEntries >= table.Length)
                 throw new BlockException(Errno.EFBIG, "Refcount table too large: the image cannot grow further");
             await UpdateAsync(start, clusters, +1).ConfigureAwait(false);
+            await _file.DebugEventAsync(BlkdebugEvent.RefblockAllocWriteBlocks).ConfigureAwait(false);
             await Blocks.FlushAsync().ConfigureAwait(false);
 
             long tableOffset = start << _layout.ClusterBits;
@@ -407,10 +425,12 @@ internal sealed class RefcountManager
             var bytes = new byte[clusters * cs];
             for (long i = 0; i < table.Length; i++)
                 BinaryPrimitives.WriteUInt64BigEndian(bytes.AsSpan((int)(i * 8)), table[i]);
+            await _file.DebugEventAsync(BlkdebugEvent.RefblockAllocWriteTable).ConfigureAwait(false);
             await _file.WriteAsync(tableOffset, bytes.AsMemory()).ConfigureAwait(false);
             await _file.FlushAsync().ConfigureAwait(false);
             TableOffset = tableOffset;
             TableClusters = (int)clusters;
+            await _file.DebugEventAsync(BlkdebugEvent.RefblockAllocSwitchTable).ConfigureAwait(false);
             await _writeHeaderTable((ulong)tableOffset, (uint)clusters).ConfigureAwait(false);
             MetadataChanged?.Invoke();
         }

@@ -57,7 +57,7 @@ public sealed class DriverRegistry
             string prefix = filename[..colon];
             foreach (var d in _drivers.Values)
             {
-                if (d.Kind == BlockDriverKind.Protocol && d.ProtocolPrefixes.Contains(prefix))
+                if (d.ProtocolPrefixes.Contains(prefix))
                     return d;
             }
         }

@@ -293,6 +293,16 @@ public abstract class NodeDriver : IAsyncDisposable
     {
     }
 
+    /// <summary>True for a driver that acts on debug events (<c>blkdebug</c>); events pass through other nodes to their primary child.</summary>
+    public virtual bool HandlesDebugEvents => false;
+
+    /// <summary>
+    /// Acts on a debug event that a driver above reported (QEMU's <c>bdrv_debug_event</c>); only called when
+    /// <see cref="HandlesDebugEvents"/>. The returned task completes when the reporting request may go on (a
+    /// breakpoint holds it).
+    /// </summary>
+    public virtual ValueTask DebugEventAsync(Blkdebug.BlkdebugEvent debugEvent) => default;
+
     /// <summary>Releases the driver's resources. The node is drained and has no requests in flight.</summary>
     public virtual ValueTask DisposeAsync()
     {

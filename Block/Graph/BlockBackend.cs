@@ -249,6 +249,28 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// <summary>Flushes the root node and everything below it.</summary>
     public ValueTask FlushAsync() => RunAsync(Request.Flush());
 
+    /// <summary>
+    /// Writes VM state (the area snapshots keep past the disk) to the first node from the root down, through filters,
+    /// whose format keeps it; with write-through caching, flushes afterwards, as QEMU's <c>blk_save_vmstate</c> does.
+    /// </summary>
+    public async ValueTask WriteVmStateAsync(long position, IoVector buffers)
+    {
+        await VmStateNode().WriteVmStateAsync(position, buffers).ConfigureAwait(false);
+        if (_writeFlags != RequestFlags.None)
+            await FlushAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Reads VM state from the node <see cref="WriteVmStateAsync"/> writes it to.</summary>
+    public ValueTask ReadVmStateAsync(long position, IoVector buffers) => VmStateNode().ReadVmStateAsync(position, buffers);
+
+    private BlockNode VmStateNode()
+    {
+        var node = _rootNode ?? throw new BlockException(Errno.ENOMEDIUM, "No medium inserted");
+        while (node.Driver.Kind == Drivers.BlockDriverKind.Filter && node.PrimaryChild?.Node is { } below)
+            node = below;
+        return node;
+    }
+
     /// <summary>The allocation status of a prefix of <c>[offset, offset + bytes)</c> of the root.</summary>
     public ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long bytes, bool wantZero = true) =>
         (_rootNode ?? throw NoMedium()).GetBlockStatusAsync(offset, bytes, wantZero);

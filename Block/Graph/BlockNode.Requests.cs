@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using System.Buffers;
 using System.Runtime.CompilerServices;
 using Block.Drivers;
@@ -76,6 +77,7 @@ public sealed partial class BlockNode
         }
         catch (Exception e)
         {
+            MarkDirtySinceFlush();
             EndRequest(token);
             return ValueTask.FromException(e);
         }
@@ -119,7 +121,8 @@ public sealed partial class BlockNode
             return (flags & _supportedWriteFlags & RequestFlags.Compressed) != 0 ? impl.WriteAsync(offset, buffers, flags) : default;
         if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer || _tracker != null
             || Volatile.Read(ref _writeThreshold) != 0 || DetectZeroes != BlockdevDetectZeroesOptions.Off
-            || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0 || _beforeWrite != null)
+            || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0 || _beforeWrite != null
+            || BlkdebugNodeDriver.OpenCount != 0)
             return WriteSlowAsync(offset, buffers, flags);
 
         NoteHighestOffset(offset + bytes);
@@ -315,11 +318,12 @@ public sealed partial class BlockNode
         try
         {
             await task.ConfigureAwait(false);
-            if (markDirty)
-                MarkDirtySinceFlush();
         }
         finally
         {
+            // A failed write may have changed part of the range: the next flush covers it, as QEMU's write counter does.
+            if (markDirty)
+                MarkDirtySinceFlush();
             EndRequest(token);
         }
     }
@@ -392,10 +396,10 @@ public sealed partial class BlockNode
                 tracked = await _tracker.BeginAsync(offset & ~_alignMask, (offset + bytes + _alignMask) & ~_alignMask, padded).ConfigureAwait(false);
             await NotifyBeforeWriteAsync(offset, bytes).ConfigureAwait(false);
             await WriteMaybePaddedAsync(Impl, offset, buffers, flags).ConfigureAwait(false);
-            _dirtySinceFlush = 1;
         }
         finally
         {
+            _dirtySinceFlush = 1;
             // As QEMU: after the request, whether or not it succeeded.
             MarkDirtyBitmaps(offset, bytes);
             if (tracked != null)
@@ -410,14 +414,18 @@ public sealed partial class BlockNode
         long end = offset + buffers.Length;
         if (((offset | end) & _alignMask) == 0)
         {
+            await DebugEventAsync(BlkdebugEvent.Pwritev).ConfigureAwait(false);
             await WriteChunkedAsync(impl, offset, buffers, flags).ConfigureAwait(false);
+            await DebugEventAsync(BlkdebugEvent.PwritevDone).ConfigureAwait(false);
             return;
         }
         var padding = new Padding(this, offset, buffers);
         try
         {
-            await padding.ReadEdgesAsync(impl).ConfigureAwait(false);
+            await padding.ReadEdgesAsync(this, impl).ConfigureAwait(false);
+            await DebugEventAsync(BlkdebugEvent.Pwritev).ConfigureAwait(false);
             await WriteChunkedAsync(impl, offset & ~_alignMask, padding.Vector, flags).ConfigureAwait(false);
+            await DebugEventAsync(BlkdebugEvent.PwritevDone).ConfigureAwait(false);
         }
         finally
         {
@@ -436,10 +444,7 @@ public sealed partial class BlockNode
             done += chunk;
         }
         if ((flags & RequestFlags.Fua) != 0 && (_supportedWriteFlags & RequestFlags.Fua) == 0)
-        {
-            _dirtySinceFlush = 1;
-            await FlushCoreAsync().ConfigureAwait(false);
-        }
+            await FlushForFuaAsync().ConfigureAwait(false);
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
@@ -461,7 +466,9 @@ public sealed partial class BlockNode
                 tracked = await _tracker.BeginAsync(offset & ~_alignMask, (offset + bytes + _alignMask) & ~_alignMask, padded).ConfigureAwait(false);
             }
             await NotifyBeforeWriteAsync(offset, bytes).ConfigureAwait(false);
+            await DebugEventAsync(BlkdebugEvent.PwritevZero).ConfigureAwait(false);
             await WriteZeroesCoreAsync(Impl, offset, bytes, flags).ConfigureAwait(false);
+            await DebugEventAsync(BlkdebugEvent.PwritevDone).ConfigureAwait(false);
             _dirtySinceFlush = 1;
         }
         finally
@@ -523,10 +530,7 @@ public sealed partial class BlockNode
             bytes -= num;
         }
         if (emulateFua)
-        {
-            _dirtySinceFlush = 1;
-            await FlushCoreAsync().ConfigureAwait(false);
-        }
+            await FlushForFuaAsync().ConfigureAwait(false);
     }
 
     private async ValueTask WriteZeroBuffersAsync(NodeDriver impl, long offset, long bytes, RequestFlags flags)
@@ -586,17 +590,35 @@ public sealed partial class BlockNode
         }
     }
 
-    private async ValueTask FlushCoreAsync()
+    /// <summary>Emulates FUA for the write just done: a flush that includes it.</summary>
+    /// <remarks>
+    /// QEMU counts the write only once it has returned, so the flush of its FUA emulation reports
+    /// <c>flush_to_disk</c> only if earlier writes were waiting; the event follows that, while the flush itself always
+    /// covers this write.
+    /// </remarks>
+    private ValueTask FlushForFuaAsync()
+    {
+        bool earlierWrites = Interlocked.Exchange(ref _dirtySinceFlush, 1) != 0;
+        return FlushCoreAsync(reportToDisk: earlierWrites);
+    }
+
+    private async ValueTask FlushCoreAsync(bool reportToDisk = true)
     {
         int token = BeginRequest();
         try
         {
             var impl = Impl;
+            // As QEMU, the flush events are reported to the primary child (a format's file), before each step.
+            var primary = BlkdebugNodeDriver.OpenCount != 0 ? PrimaryChild?.Node : null;
+            if (primary != null)
+                await primary.DebugEventAsync(BlkdebugEvent.FlushToOs).ConfigureAwait(false);
             await impl.FlushToOsAsync().ConfigureAwait(false);
             if (!CacheNoFlush && Interlocked.Exchange(ref _dirtySinceFlush, 0) != 0)
             {
                 try
                 {
+                    if (primary != null && reportToDisk)
+                        await primary.DebugEventAsync(BlkdebugEvent.FlushToDisk).ConfigureAwait(false);
                     await impl.FlushToDiskAsync().ConfigureAwait(false);
                 }
                 catch
@@ -742,12 +764,20 @@ public sealed partial class BlockNode
         public IoVector Vector { get; }
 
         /// <summary>Reads the current content of the partial blocks at both ends (read-modify-write).</summary>
-        public async ValueTask ReadEdgesAsync(NodeDriver impl)
+        public async ValueTask ReadEdgesAsync(BlockNode node, NodeDriver impl)
         {
             if (_hasHead || (_hasTail && _sameBlock))
+            {
+                await node.DebugEventAsync(BlkdebugEvent.PwritevRmwHead).ConfigureAwait(false);
                 await impl.ReadAsync(_start, new IoVector(_bounce.Memory[.._align]), RequestFlags.None).ConfigureAwait(false);
+                await node.DebugEventAsync(BlkdebugEvent.PwritevRmwAfterHead).ConfigureAwait(false);
+            }
             if (_hasTail && !_sameBlock)
+            {
+                await node.DebugEventAsync(BlkdebugEvent.PwritevRmwTail).ConfigureAwait(false);
                 await impl.ReadAsync(_lastBlock, new IoVector(_bounce.Memory.Slice(_align, _align)), RequestFlags.None).ConfigureAwait(false);
+                await node.DebugEventAsync(BlkdebugEvent.PwritevRmwAfterTail).ConfigureAwait(false);
+            }
         }
 
         public void Dispose()

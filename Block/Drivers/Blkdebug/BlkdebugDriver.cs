@@ -6,19 +6,18 @@ namespace Block.Drivers.Blkdebug;
 
 /// <summary>
 /// <c>blkdebug</c>: a filter for tests. It makes its child look like storage with other limits (alignment, transfer
-/// sizes) so that the request path's padding and splitting can be exercised on any file, and fails requests on
-/// command.
+/// sizes) so that the request path's padding and splitting can be exercised on any file, and fails requests when the
+/// drivers above it report debug events (<see cref="BlkdebugEvent"/>), by QEMU's rules: <c>inject-error</c> and
+/// <c>set-state</c> rules from options or from a <c>config</c> file, and QEMU's <c>blkdebug:CONFIG:IMAGE</c> file names.
 /// </summary>
 /// <remarks>
-/// QEMU's blkdebug fires rules on internal events of format drivers; here a rule's event names the kind of request
-/// it fails (<c>read_aio</c> reads, <c>write_aio</c> writes, <c>flush_to_disk</c> flushes, <c>write_zeroes</c>,
-/// <c>discard</c>), which is what tests of error policies and crash safety need. The <c>config</c> file and
-/// <c>set-state</c> rules are refused rather than ignored.
+/// As in QEMU, an event does not fail anything itself: it activates the matching inject-error rules, and the next
+/// request through the blkdebug node that a rule covers fails. So <c>l2_update</c> fails the L2 write that follows it,
+/// and <c>read_aio</c> fails a read only where a format (raw, qcow2…) above reports it. A protocol in the file-name
+/// sense (<c>blkdebug:</c> names reach it) but a filter in the graph: its content is its image's.
 /// </remarks>
 public sealed class BlkdebugDriver : BlockDriver
 {
-    internal static readonly string[] Events = ["read_aio", "write_aio", "flush_to_disk", "write_zeroes", "discard"];
-
     /// <inheritdoc />
     public override string Name => "blkdebug";
 
@@ -26,33 +25,67 @@ public sealed class BlkdebugDriver : BlockDriver
     public override BlockDriverKind Kind => BlockDriverKind.Filter;
 
     /// <inheritdoc />
+    public override IReadOnlyList<string> ProtocolPrefixes => ["blkdebug"];
+
+    /// <inheritdoc />
+    /// <remarks><c>blkdebug:CONFIG:IMAGE</c>; an empty CONFIG means no rules file. IMAGE is a protocol file name.</remarks>
+    public override BlockdevOptions OptionsFromFilename(string filename)
+    {
+        string rest = filename.StartsWith("blkdebug:", StringComparison.Ordinal) ? filename["blkdebug:".Length..] : filename;
+        int colon = rest.IndexOf(':');
+        if (colon < 0)
+            throw new BlockOptionsException("blkdebug requires both config file and image path");
+        return new BlockdevOptionsBlkdebug
+        {
+            Config = colon == 0 ? null : rest[..colon],
+            ImageFilename = rest[(colon + 1)..],
+        };
+    }
+
+    /// <inheritdoc />
     public override BlockdevOptions ParseOptions(OptionsReader reader, BlockdevOptionsParser parser)
     {
-        if (reader.String("config") != null)
-            throw new BlockOptionsException("blkdebug: the 'config' option is not supported; use 'inject-error'");
-        if (reader.ObjectList("set-state") is { Count: > 0 })
-            throw new BlockOptionsException("blkdebug: 'set-state' rules are not supported");
+        BlockdevOptionsBlkdebug? fromName = null;
+        if (reader.String("filename") is { } filename)
+        {
+            fromName = (BlockdevOptionsBlkdebug)OptionsFromFilename(filename);
+            if (reader.Has("image"))
+                fromName = null;
+        }
         var rules = new List<BlkdebugInjectErrorOptions>();
         foreach (var r in reader.ObjectList("inject-error") ?? [])
         {
-            string ev = r.RequiredString("event");
-            if (!Events.Contains(ev))
-                throw new BlockOptionsException($"Parameter '{r.FullName("event")}' does not accept value '{ev}'");
-            if (r.String("state") != null || r.String("iotype") != null)
-                throw new BlockOptionsException("blkdebug: 'state' and 'iotype' are not supported in inject-error rules");
+            string ev = Event(r);
             rules.Add(new BlkdebugInjectErrorOptions
             {
                 Event = ev,
+                State = r.Int("state") ?? 0,
                 Errno = (int)(r.Int("errno") ?? 5),
                 Sector = r.Int("sector") ?? -1,
                 Once = r.Bool("once") ?? false,
                 Immediately = r.Bool("immediately") ?? false,
+                IoType = r.String("iotype") is { } io ? ParseIoType(io, r.FullName("iotype")) : BlkdebugIoType.Default,
             });
             r.Finish();
         }
+        var states = new List<BlkdebugSetStateOptions>();
+        foreach (var r in reader.ObjectList("set-state") ?? [])
+        {
+            string ev = Event(r);
+            states.Add(new BlkdebugSetStateOptions
+            {
+                Event = ev,
+                State = r.Int("state") ?? 0,
+                NewState = r.Int("new_state") ?? throw r.Missing("new_state"),
+            });
+            r.Finish();
+        }
+        string? config = reader.String("config") ?? fromName?.Config;
         return new BlockdevOptionsBlkdebug
         {
-            Image = reader.RequiredRef("image", parser),
+            Image = fromName != null ? BlockdevRef.ToNode(string.Empty) : reader.RequiredRef("image", parser),
+            ImageFilename = fromName?.ImageFilename,
+            Config = config,
             Align = reader.Int("align"),
             MaxTransfer = reader.Int("max-transfer"),
             OptWriteZero = reader.Int("opt-write-zero"),
@@ -60,7 +93,27 @@ public sealed class BlkdebugDriver : BlockDriver
             OptDiscard = reader.Int("opt-discard"),
             MaxDiscard = reader.Int("max-discard"),
             InjectError = rules,
+            SetState = states,
         };
+    }
+
+    internal static BlkdebugIoType ParseIoType(string value, string name = "iotype") => value switch
+    {
+        "read" => BlkdebugIoType.Read,
+        "write" => BlkdebugIoType.Write,
+        "write-zeroes" => BlkdebugIoType.WriteZeroes,
+        "discard" => BlkdebugIoType.Discard,
+        "flush" => BlkdebugIoType.Flush,
+        "block-status" => BlkdebugIoType.BlockStatus,
+        _ => throw new BlockOptionsException($"Parameter '{name}' does not accept value '{value}'"),
+    };
+
+    private static string Event(OptionsReader r)
+    {
+        string ev = r.RequiredString("event");
+        if (!BlkdebugEventNames.TryParse(ev, out _))
+            throw new BlockOptionsException($"Parameter '{r.FullName("event")}' does not accept value '{ev}'");
+        return ev;
     }
 
     /// <inheritdoc />
@@ -84,8 +137,15 @@ public sealed class BlkdebugDriver : BlockDriver
             DiscardAlignment = (int)(o.OptDiscard ?? 0),
             MaxDiscard = o.MaxDiscard ?? 0,
         };
-        var image = await context.OpenChildAsync("image", o.Image, ChildRole.Filtered | ChildRole.Primary, cancellationToken).ConfigureAwait(false);
-        return new BlkdebugNodeDriver(context.Node, image.Node, limits, o.InjectError);
+        var inject = new List<BlkdebugInjectErrorOptions>();
+        var setState = new List<BlkdebugSetStateOptions>();
+        if (o.Config is { } config)
+            (inject, setState) = BlkdebugConfigFile.Read(config);
+        inject.AddRange(o.InjectError);
+        setState.AddRange(o.SetState);
+        BlockdevRef imageRef = o.ImageFilename is { } name ? context.Graph.Drivers.ProtocolFor(name).OptionsFromFilename(name) : o.Image;
+        var image = await context.OpenChildAsync("image", imageRef, ChildRole.Filtered | ChildRole.Primary, cancellationToken).ConfigureAwait(false);
+        return new BlkdebugNodeDriver(context.Node, image.Node, limits, inject, setState);
     }
 
     private static void CheckMultiple(string name, long? value, long align)

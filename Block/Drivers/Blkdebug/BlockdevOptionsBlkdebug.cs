@@ -16,6 +16,15 @@ public sealed record BlockdevOptionsBlkdebug : BlockdevOptions
     /// <summary>The filtered image.</summary>
     public required BlockdevRef Image { get; init; }
 
+    /// <summary>
+    /// The image as a protocol file name, from QEMU's <c>blkdebug:CONFIG:IMAGE</c> syntax; when set it stands for
+    /// <see cref="Image"/>.
+    /// </summary>
+    public string? ImageFilename { get; init; }
+
+    /// <summary>A rules file in QEMU's format (<c>[inject-error]</c> and <c>[set-state]</c> sections), read at open.</summary>
+    public string? Config { get; init; }
+
     /// <summary>Required request alignment (a power of two), forcing read-modify-write above it.</summary>
     public long? Align { get; init; }
 
@@ -37,15 +46,31 @@ public sealed record BlockdevOptionsBlkdebug : BlockdevOptions
     /// <summary>Error injection rules.</summary>
     public IReadOnlyList<BlkdebugInjectErrorOptions> InjectError { get; init; } = [];
 
+    /// <summary>State change rules.</summary>
+    public IReadOnlyList<BlkdebugSetStateOptions> SetState { get; init; } = [];
+
     /// <inheritdoc />
-    public override IEnumerable<KeyValuePair<string, BlockdevRef>> ChildReferences => [new("image", Image)];
+    public override IEnumerable<KeyValuePair<string, BlockdevRef>> ChildReferences =>
+        ImageFilename is null ? [new("image", Image)] : [];
 }
 
 /// <summary>QAPI <c>BlkdebugInjectErrorOptions</c>: one error injection rule.</summary>
+/// <remarks>
+/// When <see cref="Event"/> fires in state <see cref="State"/> (0 = any), the rule becomes active: the next request
+/// through the blkdebug node of a kind in <see cref="IoType"/> that covers <see cref="Sector"/> fails with
+/// <see cref="Errno"/>. It stays active until another event activates other rules, or, with <see cref="Once"/>, until
+/// it has failed one request.
+/// </remarks>
 public sealed record BlkdebugInjectErrorOptions
 {
-    /// <summary>The trigger: <c>read_aio</c>, <c>write_aio</c>, <c>flush_to_disk</c>, <c>discard</c> or <c>write_zeroes</c>.</summary>
+    /// <summary>The trigger event's wire name (<see cref="BlkdebugEventNames"/>).</summary>
     public required string Event { get; init; }
+
+    /// <summary>The state the node must be in for the event to activate the rule (0 = any).</summary>
+    public long State { get; init; }
+
+    /// <summary>The kinds of request the rule fails.</summary>
+    public BlkdebugIoType IoType { get; init; } = BlkdebugIoType.Default;
 
     /// <summary>The errno to fail with (default EIO).</summary>
     public int Errno { get; init; } = 5;
@@ -56,6 +81,19 @@ public sealed record BlkdebugInjectErrorOptions
     /// <summary>Fire only once.</summary>
     public bool Once { get; init; }
 
-    /// <summary>Accepted for compatibility; errors are always raised on the triggering request.</summary>
+    /// <summary>Fail synchronously; otherwise the request fails after yielding once, as in QEMU.</summary>
     public bool Immediately { get; init; }
+}
+
+/// <summary>QAPI <c>BlkdebugSetStateOptions</c>: when an event fires in a state, the node moves to another.</summary>
+public sealed record BlkdebugSetStateOptions
+{
+    /// <summary>The trigger event's wire name.</summary>
+    public required string Event { get; init; }
+
+    /// <summary>The state the node must be in (0 = any).</summary>
+    public long State { get; init; }
+
+    /// <summary>The state the node moves to once every rule of the event has been looked at.</summary>
+    public long NewState { get; init; }
 }

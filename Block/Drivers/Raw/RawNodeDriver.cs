@@ -1,3 +1,4 @@
+using Block.Drivers.Blkdebug;
 using Block.Graph;
 using Block.Io;
 using Block.Qapi;
@@ -27,9 +28,11 @@ internal sealed class RawNodeDriver : NodeDriver
     // A probed image takes whole sectors, so that the first sector can be checked in one piece before it is written.
     public override BlockLimits Limits => new() { RequestAlignment = _probed ? ProbeSectorSize : 1 };
 
-    public override RequestFlags SupportedWriteFlags => RequestFlags.Fua;
+    // As QEMU's raw: FUA only where the file takes it, so a flush (with its debug events) emulates it here otherwise.
+    public override RequestFlags SupportedWriteFlags => RequestFlags.Fua & _file.Impl.SupportedWriteFlags;
 
-    public override RequestFlags SupportedZeroFlags => RequestFlags.Fua | RequestFlags.MayUnmap | RequestFlags.NoFallback;
+    public override RequestFlags SupportedZeroFlags =>
+        RequestFlags.MayUnmap | RequestFlags.NoFallback | (RequestFlags.Fua & _file.Impl.SupportedZeroFlags);
 
     public override bool HasDriverInfo => _file.Impl.HasDriverInfo;
 
@@ -39,7 +42,21 @@ internal sealed class RawNodeDriver : NodeDriver
     {
         if (_size is { } size && (offset > size || buffers.Length > size - offset))
             return ValueTask.FromException(new BlockException(Errno.EINVAL, "Read beyond the end of the raw image"));
+        if (BlkdebugNodeDriver.OpenCount != 0)
+            return ReadReportedAsync(offset + _offset, buffers, flags);
         return _file.ReadAsync(offset + _offset, buffers, flags);
+    }
+
+    private async ValueTask ReadReportedAsync(long offset, IoVector buffers, RequestFlags flags)
+    {
+        await _file.DebugEventAsync(BlkdebugEvent.ReadAio).ConfigureAwait(false);
+        await _file.ReadAsync(offset, buffers, flags).ConfigureAwait(false);
+    }
+
+    private async ValueTask WriteReportedAsync(long offset, IoVector buffers, RequestFlags flags)
+    {
+        await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
+        await _file.WriteAsync(offset, buffers, flags).ConfigureAwait(false);
     }
 
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
@@ -49,6 +66,8 @@ internal sealed class RawNodeDriver : NodeDriver
         if (_probed && offset < ProbeSectorSize && !FirstSectorStaysRaw(offset, buffers))
             return ValueTask.FromException(new BlockException(Errno.EPERM,
                 "Write to the first sector refused: the image was probed as raw and the data would make it look like another format"));
+        if (BlkdebugNodeDriver.OpenCount != 0)
+            return WriteReportedAsync(offset + _offset, buffers, flags);
         return _file.WriteAsync(offset + _offset, buffers, flags);
     }
 

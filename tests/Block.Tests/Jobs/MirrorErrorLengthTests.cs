@@ -21,9 +21,12 @@ public sealed class MirrorErrorLengthTests
             File.WriteAllBytes(dir.File("dst.raw"), new byte[1 << 20]);
             await using var graph = new BlockGraph();
             var source = await graph.AddNodeAsync(graph.Parser.ParseJson($$"""
-                {"driver": "blkdebug", "node-name": "src",
-                 "image": {"driver": "file", "filename": "{{dir.File("src.raw")}}"},
-                 "inject-error": [{"event": "read_aio", "errno": 5, "once": false}]}
+                {"driver": "raw", "node-name": "src",
+                 "file": {"driver": "blkdebug",
+                          "image": {"driver": "file", "filename": "{{dir.File("src.raw")}}"},
+                          "inject-error": [{"event": "read_aio", "errno": 5, "once": false}]
+                         }
+                }
                 """));
             graph.CreateBackend(source, new BlockBackendOptions { Name = "dev" });
             await graph.AddNodeAsync(graph.Parser.ParseJson($$"""
