@@ -12,12 +12,13 @@ public sealed class DriverRegistry
 {
     private readonly Dictionary<string, BlockDriver> _drivers = new(StringComparer.Ordinal);
 
-    /// <summary>A registry with the core drivers: file, host_device, null-co, null-aio, raw, blkdebug, blkverify, quorum and archipelago (which parses and refuses to open).</summary>
+    /// <summary>A registry with the core drivers: file, host_device, host_cdrom, null-co, null-aio, raw, blkdebug, blkverify, quorum and archipelago (which parses and refuses to open).</summary>
     public static DriverRegistry CreateDefault()
     {
         var registry = new DriverRegistry();
         registry.Add(new FileDriver("file"));
         registry.Add(new FileDriver("host_device"));
+        registry.Add(new FileDriver("host_cdrom"));
         registry.Add(new NullDriver("null-co"));
         registry.Add(new NullDriver("null-aio"));
         registry.Add(new RawDriver());

@@ -293,6 +293,24 @@ public abstract class NodeDriver : IAsyncDisposable
     {
     }
 
+    /// <summary>
+    /// False while the node's own medium is absent: a host CD-ROM drive with no disc (QEMU's <c>bdrv_is_inserted</c>).
+    /// <see cref="Graph.BlockNode.IsInserted"/> also asks the children.
+    /// </summary>
+    public virtual bool IsInserted => true;
+
+    /// <summary>Opens (<paramref name="eject"/> true) or closes the tray of the host drive under the node (QEMU's
+    /// <c>bdrv_eject</c>, which a guest's START STOP UNIT reaches); nothing for media without a tray.</summary>
+    public virtual void Eject(bool eject)
+    {
+    }
+
+    /// <summary>Locks or unlocks the medium in the host drive under the node (QEMU's <c>bdrv_lock_medium</c>, which a
+    /// guest's PREVENT ALLOW MEDIUM REMOVAL reaches); nothing for media that cannot be locked.</summary>
+    public virtual void LockMedium(bool locked)
+    {
+    }
+
     /// <summary>True for a driver that acts on debug events (<c>blkdebug</c>); events pass through other nodes to their primary child.</summary>
     public virtual bool HandlesDebugEvents => false;
 

@@ -35,6 +35,8 @@ public enum Errno
     EISDIR = 21,
     /// <summary>EINVAL: invalid argument.</summary>
     EINVAL = 22,
+    /// <summary>ENOTTY: inappropriate ioctl for device (a CD-ROM ioctl on something that is not a drive).</summary>
+    ENOTTY = 25,
     /// <summary>EFBIG: file too large.</summary>
     EFBIG = 27,
     /// <summary>ENOSPC: no space left on device.</summary>
@@ -83,6 +85,7 @@ public static class ErrnoText
         Errno.ENOTDIR => "Not a directory",
         Errno.EISDIR => "Is a directory",
         Errno.EINVAL => "Invalid argument",
+        Errno.ENOTTY => "Inappropriate ioctl for device",
         Errno.EFBIG => "File too large",
         Errno.ENOSPC => "No space left on device",
         Errno.ESPIPE => "Illegal seek",

@@ -103,6 +103,28 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// <summary>The device's length in bytes.</summary>
     public long Length => (_rootNode ?? throw NoMedium()).Length;
 
+    /// <summary>
+    /// True if a medium is inserted: a root node, and a disc in the host drive if the root is a <c>host_cdrom</c>
+    /// (QEMU's <c>blk_is_inserted</c>, which a CD-ROM model asks on a guest's TEST UNIT READY).
+    /// </summary>
+    public bool IsInserted => _rootNode is { } root && root.IsInserted;
+
+    /// <summary>True if requests can reach the medium: inserted, and the device's tray (if any) is closed
+    /// (QEMU's <c>blk_is_available</c>).</summary>
+    public bool IsAvailable => IsInserted && Device is not { HasTray: true, IsTrayOpen: true };
+
+    /// <summary>
+    /// A guest's eject (START STOP UNIT with LoEj) reaching the host: opens (<paramref name="eject"/> true) or closes
+    /// the tray of a <c>host_cdrom</c> under the medium (QEMU's <c>blk_eject</c>). Nothing for other media.
+    /// </summary>
+    public void EjectMedium(bool eject) => _rootNode?.Impl.Eject(eject);
+
+    /// <summary>
+    /// A guest's PREVENT ALLOW MEDIUM REMOVAL reaching the host: locks or unlocks a <c>host_cdrom</c>'s drive under
+    /// the medium (QEMU's <c>blk_lock_medium</c>). Nothing for other media.
+    /// </summary>
+    public void LockMedium(bool locked) => _rootNode?.Impl.LockMedium(locked);
+
     internal BlockBackendOptions Options => _options;
 
     /// <summary>
@@ -156,10 +178,13 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         }
         int bytes = buffers.Length;
         long length = root.Length;
-        if (offset < 0 || offset > length || length - offset < bytes)
+        if (offset < 0 || offset > length || length - offset < bytes || bytes == 0)
         {
-            EndRequest(token);
-            return Invalid(BlockAcctType.Read);
+            if (bytes != 0 || offset < 0 || offset > length || !root.IsInserted)
+            {
+                EndRequest(token);
+                return Invalid(BlockAcctType.Read, root);
+            }
         }
 
         long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
@@ -210,10 +235,10 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
             return ValueTask.FromException(NoMedium());
         }
         int bytes = buffers.Length;
-        if (!CheckRange(root, offset, bytes))
+        if (!CheckRange(root, offset, bytes) || (bytes == 0 && !root.IsInserted))
         {
             EndRequest(token);
-            return Invalid(BlockAcctType.Write);
+            return Invalid(BlockAcctType.Write, root);
         }
 
         long start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
@@ -485,8 +510,12 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         return offset <= length && length - offset >= bytes;
     }
 
-    private ValueTask Invalid(BlockAcctType type)
+    // Off the hot path: a request out of range on a drive without a disc is told there is no medium, as QEMU checks
+    // availability before the range.
+    private ValueTask Invalid(BlockAcctType type, BlockNode root)
     {
+        if (!root.IsInserted)
+            return ValueTask.FromException(new BlockException(Errno.ENOMEDIUM, "No medium found"));
         if (_options.Accounting)
             Stats.Invalid(type);
         return ValueTask.FromException(new BlockException(Errno.EIO, "Request out of range"));
@@ -516,7 +545,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 EndRequest(token);
                 if (request.Kind == RequestKind.Discard)
                     throw new BlockException(Errno.EIO, "Discard request out of range");
-                await Invalid(request.AcctType).ConfigureAwait(false);
+                await Invalid(request.AcctType, root).ConfigureAwait(false);
             }
         }
         // Throttled after the range check, as in QEMU: a refused request uses no budget. A drain lets queued

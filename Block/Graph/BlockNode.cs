@@ -107,6 +107,25 @@ public sealed partial class BlockNode : IBlockParent
     /// </remarks>
     public long Length => (Impl.Length + 511) & ~511L;
 
+    /// <summary>
+    /// True unless this node or one below it has no medium (a host CD-ROM drive with no disc), as QEMU's
+    /// <c>bdrv_is_inserted</c> asks every child.
+    /// </summary>
+    public bool IsInserted
+    {
+        get
+        {
+            if (!Impl.IsInserted)
+                return false;
+            foreach (var child in Children)
+            {
+                if (!child.Node.IsInserted)
+                    return false;
+            }
+            return true;
+        }
+    }
+
     /// <summary>Host bytes the node's storage occupies, when known.</summary>
     public long? AllocatedSize => Impl.AllocatedSize;
 

@@ -23,6 +23,7 @@ internal static unsafe partial class LibC
     public const int O_EXCL = 0x80;
     public const int O_TRUNC = 0x200;
     public const int O_CLOEXEC = 0x80000;
+    public const int O_NONBLOCK = 0x800;
     public static readonly int O_DIRECT = RuntimeInformation.ProcessArchitecture is Architecture.Arm64 ? 0x10000 : 0x4000;
 
     public const int SEEK_SET = 0;

@@ -5,12 +5,17 @@ using Block.Qapi;
 namespace Block.Drivers.File;
 
 /// <summary>
-/// The <c>file</c> protocol (and <c>host_device</c>): a local file or block device, read and written with positional
-/// I/O through the node's I/O engine.
+/// The <c>file</c> protocol (and <c>host_device</c>, <c>host_cdrom</c>): a local file or block device, read and written
+/// with positional I/O through the node's I/O engine.
 /// </summary>
+/// <remarks>
+/// <c>host_cdrom</c> is QEMU's Linux one: the drive opens with no disc in it, its length is the disc's (asked again
+/// on each look, so a changed disc shows its own), requests without a disc fail with ENOMEDIUM, and a guest's eject
+/// and lock reach the drive through <see cref="NodeDriver.Eject"/> and <see cref="NodeDriver.LockMedium"/>.
+/// </remarks>
 public sealed class FileDriver : BlockDriver
 {
-    /// <summary>Creates the driver under <paramref name="name"/> (<c>file</c> or <c>host_device</c>).</summary>
+    /// <summary>Creates the driver under <paramref name="name"/> (<c>file</c>, <c>host_device</c> or <c>host_cdrom</c>).</summary>
     public FileDriver(string name)
     {
         Name = name;
@@ -66,7 +71,8 @@ public sealed class FileDriver : BlockDriver
     {
         var options = (BlockdevOptionsFile)context.Options;
         var engine = context.Graph.GetEngine(options.Aio ?? context.Graph.DefaultAio);
-        return new ValueTask<NodeDriver>(FileNodeDriver.Open(context.Node, options, engine, hostDevice: Name == "host_device"));
+        return new ValueTask<NodeDriver>(FileNodeDriver.Open(context.Node, options, engine,
+            hostDevice: Name == "host_device", cdrom: Name == "host_cdrom"));
     }
 
     /// <inheritdoc />

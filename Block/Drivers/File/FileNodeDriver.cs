@@ -25,12 +25,21 @@ namespace Block.Drivers.File;
 /// </remarks>
 internal sealed class FileNodeDriver : NodeDriver
 {
+    // linux/cdrom.h
+    private const ulong CdromEject = 0x5309;
+    private const ulong CdromCloseTray = 0x5319;
+    private const ulong CdromDriveStatus = 0x5326;
+    private const ulong CdromLockDoor = 0x5329;
+    private const nint CdslCurrent = int.MaxValue;
+    private const int CdsDiscOk = 4;
+
     private readonly SafeFileHandle _handle;
     private readonly int _fd;
     private readonly IIoEngine _engine;
     private readonly string _filename;
     private readonly bool _direct;
     private readonly bool _hostDevice;
+    private readonly bool _cdrom;
     private readonly bool _writable;
     private readonly ImageLock? _lock;
     private readonly BlockLimits _limits;
@@ -39,7 +48,7 @@ internal sealed class FileNodeDriver : NodeDriver
     private bool _seekDataSupported = true;
 
     private FileNodeDriver(BlockNode node, SafeFileHandle handle, IIoEngine engine, string filename, bool direct, bool hostDevice,
-        bool writable, ImageLock? imageLock, long length, BlockLimits limits)
+        bool cdrom, bool writable, ImageLock? imageLock, long length, BlockLimits limits)
         : base(node)
     {
         _handle = handle;
@@ -48,6 +57,7 @@ internal sealed class FileNodeDriver : NodeDriver
         _filename = filename;
         _direct = direct;
         _hostDevice = hostDevice;
+        _cdrom = cdrom;
         _writable = writable;
         _lock = imageLock;
         _length = length;
@@ -58,9 +68,32 @@ internal sealed class FileNodeDriver : NodeDriver
 
     public override RequestFlags SupportedZeroFlags => RequestFlags.MayUnmap;
 
-    public override long Length => Volatile.Read(ref _length);
+    // A CD-ROM's length is the disc's, so it is asked each time (QEMU's has_variable_length): a new disc has its own.
+    public override long Length => _cdrom ? Math.Max(0, LibC.LSeek(_fd, 0, 2)) : Volatile.Read(ref _length);
+
+    // QEMU's Linux host_cdrom: the drive reports a disc ready, asked each time, as a guest's TEST UNIT READY asks.
+    public override unsafe bool IsInserted =>
+        !_cdrom || LibC.Ioctl(_fd, CdromDriveStatus, (void*)CdslCurrent) == CdsDiscOk;
+
+    public override unsafe void Eject(bool eject)
+    {
+        if (!_cdrom)
+            return;
+        if (LibC.Ioctl(_fd, eject ? CdromEject : CdromCloseTray, null) < 0)
+            Node.Graph.Warn($"{(eject ? "CDROMEJECT" : "CDROMCLOSETRAY")}: {ErrnoText.Describe((Errno)LibC.LastErrno)}");
+    }
+
+    // A refused lock is not reported, as in QEMU: a desktop that auto-mounts the disc makes the drive refuse it.
+    public override unsafe void LockMedium(bool locked)
+    {
+        if (_cdrom)
+            LibC.Ioctl(_fd, CdromLockDoor, (void*)(nint)(locked ? 1 : 0));
+    }
 
     public override string Filename => _filename;
+
+    // QEMU's host_cdrom has no driver info, so qemu-img info shows no dirty flag for it.
+    public override bool HasDriverInfo => !_cdrom;
 
     public override unsafe long? AllocatedSize
     {
@@ -73,14 +106,15 @@ internal sealed class FileNodeDriver : NodeDriver
         }
     }
 
-    public static unsafe FileNodeDriver Open(BlockNode node, BlockdevOptionsFile options, IIoEngine engine, bool hostDevice)
+    public static unsafe FileNodeDriver Open(BlockNode node, BlockdevOptionsFile options, IIoEngine engine, bool hostDevice, bool cdrom = false)
     {
         string filename = options.Filename;
         if (filename.Length == 0)
             throw new BlockException(Errno.EINVAL, "The 'file' block driver requires a file name");
         bool writable = !node.ReadOnly;
         bool direct = node.CacheDirect;
-        int flags = (writable ? LibC.O_RDWR : LibC.O_RDONLY) | LibC.O_CLOEXEC;
+        // A CD-ROM drive with no disc refuses a blocking open; O_NONBLOCK opens it anyway, as QEMU's host_cdrom does.
+        int flags = (writable ? LibC.O_RDWR : LibC.O_RDONLY) | LibC.O_CLOEXEC | (cdrom ? LibC.O_NONBLOCK : 0);
         int fd = LibC.Open(filename, flags | (direct ? LibC.O_DIRECT : 0), 0);
         if (fd < 0 && direct && LibC.LastErrno == (int)Errno.EINVAL)
         {
@@ -105,7 +139,13 @@ internal sealed class FileNodeDriver : NodeDriver
             }
             int type = st.Mode & LibC.S_IFMT;
             long length;
-            if (hostDevice)
+            if (cdrom)
+            {
+                if (type != LibC.S_IFBLK && type != LibC.S_IFCHR)
+                    throw new BlockException(Errno.EINVAL, $"'host_cdrom' driver requires '{filename}' to be either a character or block device");
+                length = 0;
+            }
+            else if (hostDevice)
             {
                 if (type != LibC.S_IFBLK && type != LibC.S_IFCHR)
                     throw new BlockException(Errno.EINVAL, $"'host_device' driver expects either a character or block device");
@@ -142,7 +182,7 @@ internal sealed class FileNodeDriver : NodeDriver
                     throw new BlockException(Errno.ENOTSUP, "Failed to lock the image: OFD locks are not supported on this file system");
                 }
             }
-            return new FileNodeDriver(node, handle, engine, filename, direct, hostDevice, writable, imageLock, length, limits);
+            return new FileNodeDriver(node, handle, engine, filename, direct, hostDevice || cdrom, cdrom, writable, imageLock, length, limits);
         }
         catch
         {
@@ -156,6 +196,8 @@ internal sealed class FileNodeDriver : NodeDriver
 
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
+        if (_cdrom && !IsInserted)
+            return ValueTask.FromException(NoDisc());
         if (_direct && !IsDirectAligned(buffers))
             return ReadBouncedAsync(offset, buffers);
         ValueTask<int> task;
@@ -203,6 +245,8 @@ internal sealed class FileNodeDriver : NodeDriver
 
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {
+        if (_cdrom && !IsInserted)
+            return ValueTask.FromException(NoDisc());
         if (_direct && !IsDirectAligned(buffers))
             return WriteBouncedAsync(offset, buffers);
         ValueTask task;
@@ -294,6 +338,8 @@ internal sealed class FileNodeDriver : NodeDriver
             return default;
         return _engine.FallocateAsync(_fd, LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, offset, end - offset);
     }
+
+    private BlockException NoDisc() => new(Errno.ENOMEDIUM, $"No medium found in '{_filename}'");
 
     public override ValueTask FlushToDiskAsync() => _engine.FlushAsync(_fd, dataOnly: true);
 

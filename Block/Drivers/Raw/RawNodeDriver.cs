@@ -38,6 +38,11 @@ internal sealed class RawNodeDriver : NodeDriver
 
     public override long Length => _size ?? Math.Max(0, _file.Length - _offset);
 
+    // As QEMU's raw format: a guest's eject and lock reach the host drive under it.
+    public override void Eject(bool eject) => _file.Impl.Eject(eject);
+
+    public override void LockMedium(bool locked) => _file.Impl.LockMedium(locked);
+
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         if (_size is { } size && (offset > size || buffers.Length > size - offset))

@@ -40,6 +40,27 @@ public sealed class DeviceOracleTests
     }
 
     [Fact]
+    public async Task A_host_cdrom_drive_without_a_disc_shows_in_query_block_and_ejects_as_qemu_system_shows_it()
+    {
+        // /dev/zero is a character device that answers no CD-ROM ioctl: a drive with no disc, on any machine.
+        using var dir = new TempDirectory();
+        string cd = dir.File("cd.iso");
+        QemuImg.Create("raw", cd, "1M");
+        var s = new DeviceScenario()
+            .Drive("if=none,id=cd0,format=raw,readonly=on,file.driver=host_cdrom,file.filename=/dev/zero")
+            .Device("ide-cd,id=ide0,drive=cd0")
+            .Drive("if=none,id=cd1,readonly=on,file.driver=host_cdrom,file.filename=/dev/zero")
+            .Device("virtio-scsi-pci,id=scsi0")
+            .Device("scsi-cd,id=scd0,drive=cd1")
+            .Command("query-block")
+            .Command("eject", new JsonObject { ["id"] = "ide0" })
+            .Command("blockdev-change-medium", new JsonObject { ["id"] = "scd0", ["filename"] = cd, ["format"] = "raw" })
+            .Command("query-block");
+        await s.RunAsync();
+        s.AssertSameReplies();
+    }
+
+    [Fact]
     public async Task Trays_open_and_close_with_qemu_systems_replies_errors_and_device_tray_moved_events()
     {
         using var dir = new TempDirectory();
