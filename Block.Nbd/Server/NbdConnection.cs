@@ -34,6 +34,7 @@ internal sealed class NbdConnection
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly byte[] _sendHeader = new byte[ChunkHeaderSize + 8];
     private readonly CancellationTokenSource _abort = new();
+    private readonly CancellationToken _abortToken;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly SemaphoreSlim _slots;
     private readonly Stack<RequestWatch> _watches = new();
@@ -57,6 +58,7 @@ internal sealed class NbdConnection
         _server = server;
         _socket = stream;
         _stream = stream;
+        _abortToken = _abort.Token;
         _input = CreateReader(stream);
         _maxInFlight = Math.Max(1, server.Options.MaxRequestsInFlight);
         _slots = new SemaphoreSlim(_maxInFlight, _maxInFlight);
@@ -84,7 +86,7 @@ internal sealed class NbdConnection
                 return false;
             try
             {
-                return SocketHangUp.HasHungUp(socket);
+                return NativeSocket.HasHungUp(socket);
             }
             catch (Exception e) when (e is ObjectDisposedException or System.Net.Sockets.SocketException)
             {
@@ -643,14 +645,14 @@ internal sealed class NbdConnection
             if (destination.Length >= _receive.Length)
             {
                 // A large payload goes straight from the socket into its buffer.
-                int n = _stream.Read(destination);
+                int n = Receive(destination);
                 if (n == 0)
                     return false;
                 destination = destination[n..];
                 continue;
             }
             _receiveStart = 0;
-            _receiveEnd = _stream.Read(_receive);
+            _receiveEnd = Receive(_receive);
             if (_receiveEnd == 0)
                 return false;
             int take = Math.Min(_receiveEnd, destination.Length);
@@ -660,6 +662,12 @@ internal sealed class NbdConnection
         }
         return true;
     }
+
+    // A plain socket is read through its descriptor, which allocates nothing while it waits; TLS reads its stream.
+    private int Receive(Span<byte> destination) =>
+        _stream == _socket && _socket is System.Net.Sockets.NetworkStream { Socket: var socket }
+            ? NativeSocket.Receive(socket, destination, _abortToken)
+            : _stream.Read(destination);
 
     /// <summary>
     /// Runs one request: to the end when it completes at once, else it goes on where it completes and a pooled
