@@ -12,7 +12,7 @@ public sealed class DriverRegistry
 {
     private readonly Dictionary<string, BlockDriver> _drivers = new(StringComparer.Ordinal);
 
-    /// <summary>A registry with the core drivers: file, host_device, null-co, null-aio, raw, blkdebug, blkverify and quorum.</summary>
+    /// <summary>A registry with the core drivers: file, host_device, null-co, null-aio, raw, blkdebug, blkverify, quorum and vvfat.</summary>
     public static DriverRegistry CreateDefault()
     {
         var registry = new DriverRegistry();
@@ -24,6 +24,7 @@ public sealed class DriverRegistry
         registry.Add(new BlkdebugDriver());
         registry.Add(new Blkverify.BlkverifyDriver());
         registry.Add(new Quorum.QuorumDriver());
+        registry.Add(new Vvfat.VvfatDriver());
         return registry;
     }
 
