@@ -38,8 +38,6 @@ internal sealed class VvfatNodeDriver : NodeDriver
 
     public override bool HasZeroInit => false;
 
-    public override long? ClusterSize => _volume.Geometry.ClusterBytes;
-
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         try
