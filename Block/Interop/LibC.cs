@@ -47,6 +47,7 @@ internal static unsafe partial class LibC
     public const uint STATX_SIZE = 0x200;
     public const uint STATX_BLOCKS = 0x400;
     public const uint STATX_DIOALIGN = 0x2000;
+    public const uint STATX_BASIC_STATS = 0x7ff;
 
     public const int S_IFMT = 0xF000;
     public const int S_IFREG = 0x8000;
@@ -82,8 +83,14 @@ internal static unsafe partial class LibC
         [FieldOffset(0)] public uint Mask;
         [FieldOffset(4)] public uint BlockSize;
         [FieldOffset(28)] public ushort Mode;
+        [FieldOffset(32)] public ulong Ino;
         [FieldOffset(40)] public ulong Size;
         [FieldOffset(48)] public ulong Blocks;
+        [FieldOffset(64)] public long AtimeSeconds;
+        [FieldOffset(96)] public long CtimeSeconds;
+        [FieldOffset(112)] public long MtimeSeconds;
+        [FieldOffset(136)] public uint DevMajor;
+        [FieldOffset(140)] public uint DevMinor;
         [FieldOffset(152)] public uint DioMemAlign;
         [FieldOffset(156)] public uint DioOffsetAlign;
     }
