@@ -23,7 +23,7 @@ public sealed class IscsiOracleTests : IDisposable
         var qemuJson = QemuImg.Run("info", "--output=json", _target.Url).EnsureSuccess("qemu-img info");
         var oursJson = BlkRunner.Run("info", "--output=json", _target.Url);
         Assert.Equal(qemuJson.Stdout, oursJson.Stdout);
-        Assert.Contains("\"driver\": \"iscsi\"", oursJson.Stdout);
+        Assert.Contains("\\\"driver\\\": \\\"iscsi\\\"", oursJson.Stdout);
     }
 
     [Fact]
