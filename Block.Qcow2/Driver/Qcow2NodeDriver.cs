@@ -165,7 +165,7 @@ internal sealed partial class Qcow2NodeDriver : NodeDriver
         {
             string fileName = _file.Filename;
             if (((BlockdevOptionsQcow2)Node.Options).Encrypt?.KeySecret is not { } secret)
-                return fileName;
+                return fileName.StartsWith("json:", StringComparison.Ordinal) ? base.Filename : fileName;
             JsonNode file = fileName.StartsWith("json:", StringComparison.Ordinal)
                 ? JsonNode.Parse(fileName[5..])!
                 : new JsonObject { ["driver"] = _file.DriverName, ["filename"] = fileName };

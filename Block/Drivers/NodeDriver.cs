@@ -1,3 +1,4 @@
+using System.Text.Json.Nodes;
 using Block.Graph;
 using Block.Io;
 using Block.Qapi;
@@ -246,8 +247,22 @@ public abstract class NodeDriver : IAsyncDisposable
     /// <summary>Host bytes the node's storage occupies; by default its primary child's.</summary>
     public virtual long? AllocatedSize => Node.PrimaryChild?.Node.AllocatedSize;
 
-    /// <summary>The node's file name as QEMU shows it (<c>filename</c> of <c>ImageInfo</c>); by default the primary child's.</summary>
-    public virtual string Filename => Node.PrimaryChild?.Node.Filename ?? string.Empty;
+    /// <summary>
+    /// The node's file name as QEMU shows it (<c>filename</c> of <c>ImageInfo</c>); by default the primary child's,
+    /// except that a format over a child known only by a <c>json:</c> name (an iscsi LUN) is named
+    /// <c>json:{"driver": format, "file": child}</c>, as QEMU's <c>bdrv_refresh_filename</c> names it.
+    /// </summary>
+    public virtual string Filename
+    {
+        get
+        {
+            var child = Node.PrimaryChild;
+            string name = child?.Node.Filename ?? string.Empty;
+            if (child is null || Node.Driver.Kind != BlockDriverKind.Format || !name.StartsWith("json:", StringComparison.Ordinal) || JsonNode.Parse(name[5..]) is not JsonObject file)
+                return name;
+            return "json:" + QemuJson.Compact(new JsonObject { ["driver"] = Node.DriverName, ["file"] = file });
+        }
+    }
 
     /// <summary>
     /// The permissions this node asks of <paramref name="child"/>, given what its own parents ask of it

@@ -57,6 +57,8 @@ public enum Errno
     ELOOP = 40,
     /// <summary>ENOTSUP / EOPNOTSUPP: operation not supported.</summary>
     ENOTSUP = 95,
+    /// <summary>ETIMEDOUT: connection timed out (a network protocol's server gave no answer within its timeout).</summary>
+    ETIMEDOUT = 110,
     /// <summary>ENOMEDIUM: no medium found (a backend without a root node).</summary>
     ENOMEDIUM = 123,
     /// <summary>ECANCELED: operation canceled.</summary>
@@ -94,6 +96,7 @@ public static class ErrnoText
         Errno.EMLINK => "Too many links",
         Errno.ELOOP => "Too many levels of symbolic links",
         Errno.ENOTSUP => "Operation not supported",
+        Errno.ETIMEDOUT => "Connection timed out",
         Errno.ENOMEDIUM => "No medium found",
         Errno.ECANCELED => "Operation canceled",
         _ => $"Unknown error {(int)errno}",
