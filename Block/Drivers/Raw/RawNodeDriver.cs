@@ -36,7 +36,26 @@ internal sealed class RawNodeDriver : NodeDriver
 
     public override bool HasDriverInfo => _file.Impl.HasDriverInfo;
 
+    /// <summary>The file's cluster size: QEMU's raw answers <c>bdrv_get_info</c> with its file's (rbd's object size).</summary>
+    public override long? ClusterSize => _file.Impl.ClusterSize;
+
     public override long Length => _size ?? Math.Max(0, _file.Length - _offset);
+
+    /// <summary>
+    /// The file's name; over a file that can only be named by a <c>json:</c> object (rbd), QEMU's
+    /// <c>json:{"driver": "raw", "file": {…}}</c>.
+    /// </summary>
+    public override string Filename
+    {
+        get
+        {
+            string name = _file.Filename;
+            if (!name.StartsWith("json:", StringComparison.Ordinal) || _offset != 0 || _size != null)
+                return name;
+            var file = System.Text.Json.Nodes.JsonNode.Parse(name[5..]);
+            return "json:" + QemuJson.Compact(new System.Text.Json.Nodes.JsonObject { ["driver"] = "raw", ["file"] = file });
+        }
+    }
 
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
