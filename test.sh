@@ -3,8 +3,9 @@
 # qemu-storage-daemon, qemu-system-x86 for device models, socat, a QMP client we did not write, nbdkit, libnbd-bin and
 # gnutls-bin for NBD peers and certificates, cryptsetup-bin, cloop-utils for cloop images, openssh-server/-client
 # for the throwaway sshd and ssh-agent of the ssh driver's tests, nginx-light, vsftpd, libcurl4 and openssl for
-# the http and ftp drivers, mtools to read the vvfat driver's disks, and tgt, libiscsi7 and qemu-block-extra
-# (qemu-img's iscsi module) for the iscsi driver) when missing,
+# the http and ftp drivers, mtools to read the vvfat driver's disks, tgt, libiscsi7 and qemu-block-extra
+# (qemu-img's iscsi and rbd modules) for the iscsi driver, and ceph-mon, ceph-osd, ceph-common and librbd1 for
+# the rbd driver's throwaway Ceph cluster) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +32,11 @@ command -v mdir >/dev/null 2>&1 || packages+=(mtools)
 [ -x /usr/sbin/tgtd ] || command -v tgtd >/dev/null 2>&1 || packages+=(tgt)
 /sbin/ldconfig -p 2>/dev/null | grep -q 'libiscsi.so.7 ' || packages+=(libiscsi7)
 [ -e /usr/lib/x86_64-linux-gnu/qemu/block-iscsi.so ] || [ -e /usr/lib/aarch64-linux-gnu/qemu/block-iscsi.so ] || packages+=(qemu-block-extra)
+command -v ceph-mon >/dev/null 2>&1 || packages+=(ceph-mon)
+command -v ceph-osd >/dev/null 2>&1 || packages+=(ceph-osd)
+command -v ceph >/dev/null 2>&1 || packages+=(ceph-common)
+/sbin/ldconfig -p 2>/dev/null | grep -q 'librbd.so.1 ' || packages+=(librbd1)
+ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || packages+=(qemu-block-extra)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

@@ -36,6 +36,9 @@ internal sealed class RawNodeDriver : NodeDriver
 
     public override bool HasDriverInfo => _file.Impl.HasDriverInfo;
 
+    /// <summary>The file's cluster size: QEMU's raw answers <c>bdrv_get_info</c> with its file's (rbd's object size).</summary>
+    public override long? ClusterSize => _file.Impl.ClusterSize;
+
     public override long Length => _size ?? Math.Max(0, _file.Length - _offset);
 
     // As QEMU's raw format: a guest's eject and lock reach the host drive under it.
