@@ -3,7 +3,8 @@
 # qemu-storage-daemon, qemu-system-x86 for device models, socat, a QMP client we did not write, nbdkit, libnbd-bin and
 # gnutls-bin for NBD peers and certificates, cryptsetup-bin, cloop-utils for cloop images, openssh-server/-client
 # for the throwaway sshd and ssh-agent of the ssh driver's tests, and nginx-light, vsftpd, libcurl4 and openssl for
-# the http and ftp drivers) when missing,
+# the http and ftp drivers, and nfs-ganesha, nfs-ganesha-vfs, rpcbind, iproute2, libnfs13 and qemu-block-extra (QEMU's
+# nfs module) for the nfs driver's throwaway server and its oracle) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -26,6 +27,12 @@ command -v ssh-agent >/dev/null 2>&1 || packages+=(openssh-client)
 [ -x /usr/sbin/vsftpd ] || command -v vsftpd >/dev/null 2>&1 || packages+=(vsftpd)
 /sbin/ldconfig -p 2>/dev/null | grep -q 'libcurl.so.4 ' || packages+=(libcurl4)
 command -v openssl >/dev/null 2>&1 || packages+=(openssl)
+command -v ganesha.nfsd >/dev/null 2>&1 || packages+=(nfs-ganesha)
+ls /usr/lib/*/ganesha/libfsalvfs.so >/dev/null 2>&1 || packages+=(nfs-ganesha-vfs)
+command -v rpcbind >/dev/null 2>&1 || [ -x /usr/sbin/rpcbind ] || packages+=(rpcbind)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || packages+=(iproute2)
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libnfs.so.13 ' || packages+=(libnfs13)
+ls /usr/lib/*/qemu/block-nfs.so >/dev/null 2>&1 || packages+=(qemu-block-extra)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

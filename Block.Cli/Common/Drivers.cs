@@ -3,6 +3,7 @@ using Block.Curl;
 using Block.Drivers;
 using Block.Formats;
 using Block.Nbd.Client;
+using Block.Nfs;
 using Block.Qcow2;
 using Block.Ssh;
 using Block.Vmdk;
@@ -12,5 +13,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl().AddNfs();
 }
