@@ -270,7 +270,7 @@ internal sealed class NfsMount : IDisposable
         if (status < 0)
         {
             string text = data != 0 ? Marshal.PtrToStringUTF8(data) ?? string.Empty : LibNfs.Error(_nfs);
-            request.Fail(new BlockException((Errno)(-status), text));
+            request.Fail(new BlockException((Errno)(-status), Describe(request.Operation, text)));
             return;
         }
         switch (request.Operation)
@@ -309,6 +309,20 @@ internal sealed class NfsMount : IDisposable
         }
         return null;
     }
+
+    /// <summary>
+    /// A failed call's message in the words libnfs's synchronous calls leave for <c>nfs_get_error</c>, which QEMU
+    /// prints: <c>open call failed with "…"</c>; the mount's own text; the reason alone for I/O.
+    /// </summary>
+    private string Describe(NfsOperation operation, string reason) => operation switch
+    {
+        NfsOperation.Mount => LibNfs.Error(_nfs),
+        NfsOperation.Open => $"open call failed with \"{reason}\"",
+        NfsOperation.Create => $"creat call failed with \"{reason}\"",
+        NfsOperation.Stat => $"stat call failed with \"{reason}\"",
+        NfsOperation.Truncate => $"ftruncate call failed with \"{reason}\"",
+        _ => reason,
+    };
 
     private static string Describe(NfsOperation operation) => operation switch
     {

@@ -58,6 +58,13 @@ internal sealed class NfsNodeDriver : NodeDriver
         }
     }
 
+    /// <summary>
+    /// QEMU's answer for a protocol driver without block status: all data, allocated, at the same offset in this node
+    /// (so <c>map</c> shows the offsets).
+    /// </summary>
+    public override ValueTask<BlockStatus> GetBlockStatusAsync(long offset, long length, bool wantZero) =>
+        new(new BlockStatus(BlockStatusFlags.Data | BlockStatusFlags.Allocated | BlockStatusFlags.OffsetValid, length, offset, Node));
+
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         if (buffers.Length == 0)
