@@ -312,11 +312,12 @@ internal sealed class NfsMount : IDisposable
 
     /// <summary>
     /// A failed call's message in the words libnfs's synchronous calls leave for <c>nfs_get_error</c>, which QEMU
-    /// prints: <c>open call failed with "…"</c>; the mount's own text; the reason alone for I/O.
+    /// prints: <c>open call failed with "…"</c>; the mount's own text after <c>mount_cb: </c>; the reason alone for I/O.
     /// </summary>
     private string Describe(NfsOperation operation, string reason) => operation switch
     {
-        NfsOperation.Mount => LibNfs.Error(_nfs),
+        // libnfs's synchronous mount, which QEMU calls, names its callback before the error.
+        NfsOperation.Mount => "mount_cb: " + LibNfs.Error(_nfs),
         NfsOperation.Open => $"open call failed with \"{reason}\"",
         NfsOperation.Create => $"creat call failed with \"{reason}\"",
         NfsOperation.Stat => $"stat call failed with \"{reason}\"",
