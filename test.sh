@@ -4,8 +4,9 @@
 # gnutls-bin for NBD peers and certificates, cryptsetup-bin, cloop-utils for cloop images, openssh-server/-client
 # for the throwaway sshd and ssh-agent of the ssh driver's tests, nginx-light, vsftpd, libcurl4 and openssl for
 # the http and ftp drivers, mtools to read the vvfat driver's disks, tgt, libiscsi7 and qemu-block-extra
-# (qemu-img's iscsi and rbd modules) for the iscsi driver, and ceph-mon, ceph-osd, ceph-common and librbd1 for
-# the rbd driver's throwaway Ceph cluster) when missing,
+# (qemu-img's iscsi, rbd and nfs modules) for the iscsi driver, ceph-mon, ceph-osd, ceph-common and librbd1 for
+# the rbd driver's throwaway Ceph cluster, and nfs-ganesha, nfs-ganesha-vfs, rpcbind, iproute2 and libnfs13 for
+# the nfs driver's throwaway server) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -37,6 +38,12 @@ command -v ceph-osd >/dev/null 2>&1 || packages+=(ceph-osd)
 command -v ceph >/dev/null 2>&1 || packages+=(ceph-common)
 /sbin/ldconfig -p 2>/dev/null | grep -q 'librbd.so.1 ' || packages+=(librbd1)
 ls /usr/lib/*/qemu/block-rbd.so >/dev/null 2>&1 || packages+=(qemu-block-extra)
+command -v ganesha.nfsd >/dev/null 2>&1 || packages+=(nfs-ganesha)
+ls /usr/lib/*/ganesha/libfsalvfs.so >/dev/null 2>&1 || packages+=(nfs-ganesha-vfs)
+command -v rpcbind >/dev/null 2>&1 || [ -x /usr/sbin/rpcbind ] || packages+=(rpcbind)
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || packages+=(iproute2)
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libnfs.so.13 ' || packages+=(libnfs13)
+ls /usr/lib/*/qemu/block-nfs.so >/dev/null 2>&1 || packages+=(qemu-block-extra)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

@@ -4,6 +4,7 @@ using Block.Drivers;
 using Block.Formats;
 using Block.Iscsi;
 using Block.Nbd.Client;
+using Block.Nfs;
 using Block.Qcow2;
 using Block.Rbd;
 using Block.Ssh;
@@ -14,5 +15,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl().AddIscsi().AddRbd();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl().AddIscsi().AddRbd().AddNfs();
 }

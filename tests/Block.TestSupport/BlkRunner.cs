@@ -6,6 +6,9 @@ namespace Block.TestSupport;
 /// <summary>Runs <c>blk</c> in-process, capturing its streams, and normalises outputs for comparison with QEMU's tools.</summary>
 public static partial class BlkRunner
 {
+    /// <summary>The <c>blk</c> executable built beside the tests (the apphost of the referenced Block.Cli), for runs in another process.</summary>
+    public static string ExecutablePath => System.IO.Path.Combine(AppContext.BaseDirectory, "blk");
+
     public static ProcessResult Run(params string[] args) => RunWithInput(null, args);
 
     public static ProcessResult RunWithInput(string? stdin, params string[] args)
