@@ -23,6 +23,7 @@ internal sealed class RbdNodeDriver : NodeDriver
     private readonly Stack<RbdRequest> _pool = new();
     private nint _image;
     private long _length;
+    private readonly SemaphoreSlim _growth = new(1, 1);
 
     public RbdNodeDriver(BlockNode node, RbdConnection connection, nint image, long length, long objectSize, string filename)
         : base(node)
@@ -57,10 +58,45 @@ internal sealed class RbdNodeDriver : NodeDriver
         return rc < 0 ? request.Refused(completion, rc) : request.Task;
     }
 
-    public override unsafe ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
+    public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {
         if (buffers.Length == 0)
             return default;
+        if (offset + buffers.Length > Volatile.Read(ref _length))
+            return GrowThenWriteAsync(offset, buffers);
+        return StartWrite(offset, buffers);
+    }
+
+    /// <summary>
+    /// A write (or write-zeroes) past the end grows the image first, as QEMU's rbd does: an rbd image has a fixed size, and a format
+    /// above it (qcow2 allocating a cluster) writes past the end as it would on a file.
+    /// </summary>
+    private async ValueTask GrowThenWriteAsync(long offset, IoVector buffers)
+    {
+        await GrowAsync(offset + buffers.Length).ConfigureAwait(false);
+        await StartWrite(offset, buffers).ConfigureAwait(false);
+    }
+
+    private async ValueTask GrowAsync(long end)
+    {
+        await _growth.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (end > Volatile.Read(ref _length))
+            {
+                int rc = await Task.Run(() => LibRbd.Resize(_image, (ulong)end)).ConfigureAwait(false);
+                RbdErrors.Check("failed to grow rbd image for a write past its end", rc);
+                Volatile.Write(ref _length, end);
+            }
+        }
+        finally
+        {
+            _growth.Release();
+        }
+    }
+
+    private unsafe ValueTask StartWrite(long offset, IoVector buffers)
+    {
         var request = Rent();
         var iov = request.Pin(buffers, out int count);
         nint completion = request.Begin(this, "write", -1);
@@ -73,6 +109,19 @@ internal sealed class RbdNodeDriver : NodeDriver
     /// (<c>RBD_WRITE_ZEROES_FLAG_THICK_PROVISION</c>); with it, librbd may discard whole objects.
     /// </remarks>
     public override ValueTask WriteZeroesAsync(long offset, long length, RequestFlags flags)
+    {
+        if (offset + length > Volatile.Read(ref _length))
+            return GrowThenWriteZeroesAsync(offset, length, flags);
+        return StartWriteZeroes(offset, length, flags);
+    }
+
+    private async ValueTask GrowThenWriteZeroesAsync(long offset, long length, RequestFlags flags)
+    {
+        await GrowAsync(offset + length).ConfigureAwait(false);
+        await StartWriteZeroes(offset, length, flags).ConfigureAwait(false);
+    }
+
+    private ValueTask StartWriteZeroes(long offset, long length, RequestFlags flags)
     {
         const int thickProvision = 1;
         var request = Rent();
