@@ -46,6 +46,7 @@ internal sealed class NbdConnection
     private int _receiveEnd;
     private readonly int _maxInFlight;
     private NbdExport? _export;
+    private NbdExport? _attachedTo;
     private bool _structured;
     private bool _noZeroes;
     private string? _metaExport;
@@ -124,7 +125,6 @@ internal sealed class NbdConnection
             if (ready)
             {
                 var export = _export!;
-                export.Attach(this);
                 try
                 {
                     Negotiated = true;
@@ -136,7 +136,7 @@ internal sealed class NbdConnection
                     // Every request started finishes (and its buffer goes back) before the connection counts as gone.
                     for (int i = 0; i < _maxInFlight; i++)
                         await _slots.WaitAsync(CancellationToken.None).ConfigureAwait(false);
-                    export.Detach(this);
+                    DetachExport();
                 }
             }
         }
@@ -148,6 +148,7 @@ internal sealed class NbdConnection
         }
         finally
         {
+            DetachExport();
             await _input.CompleteAsync().ConfigureAwait(false);
             await _stream.DisposeAsync().ConfigureAwait(false);
             await _socket.DisposeAsync().ConfigureAwait(false);
@@ -241,6 +242,7 @@ internal sealed class NbdConnection
                     var reply = new byte[_noZeroes ? 10 : 134];
                     BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Backend.Length);
                     BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), _transmissionFlags);
+                    AttachExport();
                     await _stream.WriteAsync(reply, cancellationToken).ConfigureAwait(false);
                     return true;
                 }
@@ -398,8 +400,24 @@ internal sealed class NbdConnection
         if (option == OptInfo)
             (_export, _transmissionFlags, _baseAllocation, _bitmapContexts) = previous;
         await SendOptionReplyAsync(option, RepInfo, info, cancellationToken).ConfigureAwait(false);
+        if (option == OptGo)
+            AttachExport();
         await SendOptionReplyAsync(option, RepAck, default, cancellationToken).ConfigureAwait(false);
         return true;
+    }
+
+    // The client counts as the export's before it hears the last reply of its handshake: a safe removal made once the
+    // client has negotiated must see it, as in QEMU (whose single event loop can't run a QMP command in between).
+    private void AttachExport()
+    {
+        _attachedTo = _export;
+        _attachedTo!.Attach(this);
+    }
+
+    private void DetachExport()
+    {
+        _attachedTo?.Detach(this);
+        _attachedTo = null;
     }
 
     private ValueTask SendInfoStringAsync(uint option, ushort type, string text, CancellationToken cancellationToken)
