@@ -689,33 +689,89 @@ internal sealed class NbdConnection
 
     /// <summary>
     /// Runs one request: to the end when it completes at once, else it goes on where it completes and a pooled
-    /// <see cref="RequestWatch"/> collects it (so its pooled state machine goes back to the pool).
+    /// <see cref="RequestWatch"/> collects it. A write, write-zeroes or flush is issued here and watched itself, so
+    /// that what runs after it (the reply) starts on the thread it completes on and completes there, with nothing to
+    /// box: a request issued on this thread and finished on an I/O worker would otherwise rent its state machine from
+    /// this thread's pool cache and give it back to the worker's, and this thread's would stay empty.
     /// </summary>
     private void Start(NbdRequest request, AlignedBuffer? payload)
     {
-        var running = ProcessAsync(request, payload);
-        if (running.IsCompleted)
+        var export = _export!;
+        uint error = Validate(request, export, out string? message);
+        ValueTask issued = default;
+        if (error == 0 && request.Type is CmdWrite or CmdWriteZeroes or CmdFlush)
         {
-            running.GetAwaiter().GetResult();
-            return;
+            issued = Issue(request, export.Backend, payload);
+            if (!issued.IsCompleted)
+            {
+                RentWatch().WatchIssued(issued, request, payload);
+                return;
+            }
         }
+        Finish(ProcessAsync(request, payload, issued, error, message));
+    }
+
+    /// <summary>Ends a request's processing: at once if it is done, else when it is.</summary>
+    private void Finish(ValueTask running)
+    {
+        if (running.IsCompleted)
+            running.GetAwaiter().GetResult();
+        else
+            RentWatch().Watch(running);
+    }
+
+    private RequestWatch RentWatch()
+    {
         RequestWatch? watch;
         lock (_watches)
             watch = _watches.Count > 0 ? _watches.Pop() : null;
-        (watch ?? new RequestWatch(this)).Watch(running);
+        return watch ?? new RequestWatch(this);
     }
 
-    /// <summary>Collects a request that finished on another thread; one per request in flight, reused.</summary>
+    /// <summary>Issues a write, write-zeroes or flush to the export's backend; never throws.</summary>
+    private static ValueTask Issue(in NbdRequest request, BlockBackend backend, AlignedBuffer? payload)
+    {
+        try
+        {
+            switch (request.Type)
+            {
+                case CmdWrite:
+                    return backend.WriteAsync((long)request.Offset, payload!.Memory[..(int)request.Length], FuaFlag(request));
+                case CmdWriteZeroes:
+                    var flags = FuaFlag(request);
+                    if ((request.Flags & CmdFlagNoHole) == 0)
+                        flags |= RequestFlags.MayUnmap;
+                    if ((request.Flags & CmdFlagFastZero) != 0)
+                        flags |= RequestFlags.NoFallback;
+                    return request.Length > 0 ? backend.WriteZeroesAsync((long)request.Offset, request.Length, flags) : default;
+                default:
+                    return backend.FlushAsync();
+            }
+        }
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e);
+        }
+    }
+
+    /// <summary>
+    /// Collects a request that finishes on another thread: either its whole processing, or the backend call
+    /// <see cref="Start"/> issued, whose reply then runs where that call completed. One per request in flight, reused.
+    /// </summary>
     private sealed class RequestWatch
     {
         private readonly NbdConnection _owner;
         private readonly Action _finished;
+        private readonly Action _issuedCompleted;
         private ValueTask _running;
+        private NbdRequest _request;
+        private AlignedBuffer? _payload;
 
         public RequestWatch(NbdConnection owner)
         {
             _owner = owner;
             _finished = Finished;
+            _issuedCompleted = IssuedCompleted;
         }
 
         public void Watch(ValueTask running)
@@ -724,24 +780,48 @@ internal sealed class NbdConnection
             running.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_finished);
         }
 
+        public void WatchIssued(ValueTask issued, NbdRequest request, AlignedBuffer? payload)
+        {
+            _running = issued;
+            _request = request;
+            _payload = payload;
+            issued.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_issuedCompleted);
+        }
+
         private void Finished()
         {
             var running = _running;
             _running = default;
             running.GetAwaiter().GetResult();
+            Return();
+        }
+
+        private void IssuedCompleted()
+        {
+            var (issued, request, payload) = (_running, _request, _payload);
+            (_running, _request, _payload) = (default, default, null);
+            Return();
+            _owner.Finish(_owner.ProcessAsync(request, payload, issued, 0, null));
+        }
+
+        private void Return()
+        {
             lock (_owner._watches)
                 _owner._watches.Push(this);
         }
     }
 
-    /// <summary>Runs one request and sends its reply; never throws (a failed send disconnects the client).</summary>
+    /// <summary>
+    /// Runs one request and sends its reply; never throws (a failed send disconnects the client). A write,
+    /// write-zeroes or flush comes already issued (<paramref name="issued"/>, completed); <paramref name="error"/> and
+    /// <paramref name="message"/> are what validation found.
+    /// </summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ProcessAsync(NbdRequest request, AlignedBuffer? payload)
+    private async ValueTask ProcessAsync(NbdRequest request, AlignedBuffer? payload, ValueTask issued, uint error, string? message)
     {
         try
         {
             var export = _export!;
-            uint error = Validate(request, export, out string? message);
             if (error == 0)
             {
                 try
@@ -754,29 +834,17 @@ internal sealed class NbdConnection
                         case CmdBlockStatus:
                             await BlockStatusAsync(request, export).ConfigureAwait(false);
                             return;
-                        case CmdWrite:
-                            await export.Backend.WriteAsync((long)request.Offset, payload!.Memory[..(int)request.Length], FuaFlag(request)).ConfigureAwait(false);
+                        case CmdWrite or CmdWriteZeroes or CmdFlush:
+                            await issued.ConfigureAwait(false);
                             break;
                         case CmdCache:
                             await PrefetchAsync(request, export.Backend).ConfigureAwait(false);
-                            break;
-                        case CmdFlush:
-                            await export.Backend.FlushAsync().ConfigureAwait(false);
                             break;
                         case CmdTrim:
                             if (request.Length > 0)
                                 await export.Backend.DiscardAsync((long)request.Offset, request.Length).ConfigureAwait(false);
                             if ((request.Flags & CmdFlagFua) != 0)
                                 await export.Backend.FlushAsync().ConfigureAwait(false);
-                            break;
-                        case CmdWriteZeroes:
-                            var flags = FuaFlag(request);
-                            if ((request.Flags & CmdFlagNoHole) == 0)
-                                flags |= RequestFlags.MayUnmap;
-                            if ((request.Flags & CmdFlagFastZero) != 0)
-                                flags |= RequestFlags.NoFallback;
-                            if (request.Length > 0)
-                                await export.Backend.WriteZeroesAsync((long)request.Offset, request.Length, flags).ConfigureAwait(false);
                             break;
                     }
                 }

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.ExceptionServices;
 using Block.Accounting;
 using Block.Devices;
 using Block.Events;
@@ -593,41 +594,71 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
     /// (<paramref name="token"/>). A request a <c>stop</c> policy holds is not in flight while it waits for
     /// <see cref="Resume"/>, so a drain does not wait for it; its retry enters again like a new request.
     /// </summary>
+    /// <remarks>The wait allocates nothing (<see cref="ValueTaskContinuation{TState}"/>); a failure goes on in
+    /// <see cref="RecoverAsync"/>.</remarks>
+    private ValueTask CompleteAsync(ValueTask task, Request request, long start, int token) =>
+        ValueTaskContinuation<Issued>.Then(task, new Issued(this, request, start, token), s_issuedCompleted);
+
+    private static readonly Func<Issued, int, Exception?, ValueTask> s_issuedCompleted = static (issued, _, error) =>
+    {
+        var backend = issued.Backend;
+        if (error is not null)
+            return backend.RecoverAsync(error, issued.Request, issued.Start, issued.Token);
+        backend.Account(issued.Request, issued.Start);
+        backend.EndRequest(issued.Token);
+        return default;
+    };
+
+    /// <summary>Counts a request that succeeded in the statistics and the meter.</summary>
+    private void Account(in Request request, long start)
+    {
+        if (_options.Accounting && request.Kind != RequestKind.Discard)
+            Stats.Done(request.AcctType, request.AcctBytes, start);
+        if (BlockMetrics.MeasuresRequests)
+            BlockMetrics.RecordRequest(this, request.MetricsOperation, request.Bytes, start);
+    }
+
+    /// <summary>
+    /// Applies the error policy to a request that failed with <paramref name="error"/>: reports it, ignores it, or
+    /// holds it until <see cref="Resume"/> and issues it again, for as long as it fails; ends the request's count.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask CompleteAsync(ValueTask task, Request request, long start, int token)
+    private async ValueTask RecoverAsync(Exception error, Request request, long start, int token)
     {
         try
         {
             while (true)
             {
-                try
+                if (error is not BlockException e)
                 {
-                    await task.ConfigureAwait(false);
-                    if (_options.Accounting && request.Kind != RequestKind.Discard)
-                        Stats.Done(request.AcctType, request.AcctBytes, start);
-                    if (BlockMetrics.MeasuresRequests)
-                        BlockMetrics.RecordRequest(this, request.MetricsOperation, request.Bytes, start);
+                    ExceptionDispatchInfo.Throw(error);
                     return;
                 }
-                catch (BlockException e)
+                if (_options.Accounting && request.Kind != RequestKind.Discard)
+                    Stats.Failed(request.AcctType, start);
+                var action = DecideAction(request.Kind == RequestKind.Read, e.Errno);
+                Graph.RaiseEvent(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
+                    request.Kind == RequestKind.Read ? IoOperationType.Read : IoOperationType.Write,
+                    action, IoStatus != null ? e.Errno == Errno.ENOSPC : null, ErrnoText.Describe(e.Errno)));
+                if (action == BlockErrorAction.Report)
+                    ExceptionDispatchInfo.Throw(e);
+                if (action == BlockErrorAction.Ignore)
+                    return;
+                var resume = StopForError(e.Errno);
+                EndRequest(token);
+                token = NoToken;
+                await resume.ConfigureAwait(false);
+                token = await EnterAsync().ConfigureAwait(false);
+                start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
+                try
                 {
-                    if (_options.Accounting && request.Kind != RequestKind.Discard)
-                        Stats.Failed(request.AcctType, start);
-                    var action = DecideAction(request.Kind == RequestKind.Read, e.Errno);
-                    Graph.RaiseEvent(new BlockIoErrorEvent(Name, _rootNode?.NodeName,
-                        request.Kind == RequestKind.Read ? IoOperationType.Read : IoOperationType.Write,
-                        action, IoStatus != null ? e.Errno == Errno.ENOSPC : null, ErrnoText.Describe(e.Errno)));
-                    if (action == BlockErrorAction.Report)
-                        throw;
-                    if (action == BlockErrorAction.Ignore)
-                        return;
-                    var resume = StopForError(e.Errno);
-                    EndRequest(token);
-                    token = NoToken;
-                    await resume.ConfigureAwait(false);
-                    token = await EnterAsync().ConfigureAwait(false);
-                    start = _options.Accounting || BlockMetrics.TimesRequests ? Stats.GetTimestamp() : 0;
-                    task = Issue(request);
+                    await Issue(request).ConfigureAwait(false);
+                    Account(request, start);
+                    return;
+                }
+                catch (Exception next)
+                {
+                    error = next;
                 }
             }
         }
@@ -637,6 +668,9 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
                 EndRequest(token);
         }
     }
+
+    /// <summary>What <see cref="CompleteAsync"/> keeps of an issued request until it completes.</summary>
+    private readonly record struct Issued(BlockBackend Backend, Request Request, long Start, int Token);
 
     private BlockErrorAction DecideAction(bool read, Errno errno)
     {

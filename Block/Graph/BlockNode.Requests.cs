@@ -312,21 +312,18 @@ public sealed partial class BlockNode
         return TruncateCoreAsync(length, preallocation, exact);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask EndAfterAsync(ValueTask task, int token, bool markDirty)
+    /// <summary>Ends the request (<paramref name="token"/>) when <paramref name="task"/> completes, whatever its outcome.</summary>
+    private ValueTask EndAfterAsync(ValueTask task, int token, bool markDirty) =>
+        ValueTaskContinuation<(BlockNode Node, int Token, bool MarkDirty)>.Then(task, (this, token, markDirty), s_endRequest);
+
+    private static readonly Func<(BlockNode Node, int Token, bool MarkDirty), int, Exception?, ValueTask> s_endRequest = static (s, _, error) =>
     {
-        try
-        {
-            await task.ConfigureAwait(false);
-        }
-        finally
-        {
-            // A failed write may have changed part of the range: the next flush covers it, as QEMU's write counter does.
-            if (markDirty)
-                MarkDirtySinceFlush();
-            EndRequest(token);
-        }
-    }
+        // A failed write may have changed part of the range: the next flush covers it, as QEMU's write counter does.
+        if (s.MarkDirty)
+            s.Node.MarkDirtySinceFlush();
+        s.Node.EndRequest(s.Token);
+        return ValueTaskContinuation<(BlockNode, int, bool)>.Propagate(error);
+    };
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadPaddedAsync(long offset, IoVector buffers, RequestFlags flags)

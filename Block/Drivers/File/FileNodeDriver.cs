@@ -219,13 +219,16 @@ internal sealed class FileNodeDriver : NodeDriver
         return ReadCompleteAsync(task, buffers);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private static async ValueTask ReadCompleteAsync(ValueTask<int> task, IoVector buffers)
+    /// <summary>Zeroes what a short read (end of file) left of <paramref name="buffers"/> once <paramref name="task"/> completes.</summary>
+    private static ValueTask ReadCompleteAsync(ValueTask<int> task, IoVector buffers) =>
+        ValueTaskContinuation<IoVector>.Then(task, buffers, s_clearTail);
+
+    private static readonly Func<IoVector, int, Exception?, ValueTask> s_clearTail = static (buffers, n, error) =>
     {
-        int n = await task.ConfigureAwait(false);
-        if (n < buffers.Length)
+        if (error is null && n < buffers.Length)
             buffers.Slice(n).Clear();
-    }
+        return ValueTaskContinuation<IoVector>.Propagate(error);
+    };
 
     private async ValueTask ReadBouncedAsync(long offset, IoVector buffers)
     {
@@ -268,12 +271,16 @@ internal sealed class FileNodeDriver : NodeDriver
         return WriteCompleteAsync(task, end);
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask WriteCompleteAsync(ValueTask task, long end)
+    /// <summary>Notes the file's new end once <paramref name="task"/> has written up to it.</summary>
+    private ValueTask WriteCompleteAsync(ValueTask task, long end) =>
+        ValueTaskContinuation<(FileNodeDriver Driver, long End)>.Then(task, (this, end), s_grow);
+
+    private static readonly Func<(FileNodeDriver Driver, long End), int, Exception?, ValueTask> s_grow = static (s, _, error) =>
     {
-        await task.ConfigureAwait(false);
-        GrowTo(end);
-    }
+        if (error is null)
+            s.Driver.GrowTo(s.End);
+        return ValueTaskContinuation<(FileNodeDriver, long)>.Propagate(error);
+    };
 
     private async ValueTask WriteBouncedAsync(long offset, IoVector buffers)
     {
