@@ -119,10 +119,16 @@ public sealed partial class BlockNode
             return ReadOnlyError();
         if (bytes == 0)
             return (flags & _supportedWriteFlags & RequestFlags.Compressed) != 0 ? impl.WriteAsync(offset, buffers, flags) : default;
-        if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer || _tracker != null
+        if (((offset | (long)bytes) & _alignMask) != 0 || bytes > _maxTransfer
             || Volatile.Read(ref _writeThreshold) != 0 || DetectZeroes != BlockdevDetectZeroesOptions.Off
             || (flags & ~_supportedWriteFlags) != 0 || _bitmapArray.Length != 0 || _beforeWrite != null
             || BlkdebugNodeDriver.OpenCount != 0)
+            return WriteSlowAsync(offset, buffers, flags);
+        // An aligned write on a tracked node (O_DIRECT) waits only for an overlapping read-modify-write; with none in
+        // flight it is registered here and goes on as any other.
+        var tracker = _tracker;
+        TrackedRequest? tracked = null;
+        if (tracker != null && !tracker.TryBegin(offset, offset + bytes, out tracked))
             return WriteSlowAsync(offset, buffers, flags);
 
         NoteHighestOffset(offset + bytes);
@@ -134,6 +140,7 @@ public sealed partial class BlockNode
         }
         catch (Exception e)
         {
+            tracker?.End(tracked!);
             EndRequest(token);
             return ValueTask.FromException(e);
         }
@@ -141,11 +148,24 @@ public sealed partial class BlockNode
         {
             task.GetAwaiter().GetResult();
             MarkDirtySinceFlush();
+            tracker?.End(tracked!);
             EndRequest(token);
             return default;
         }
-        return EndAfterAsync(task, token, markDirty: true);
+        return tracker is null
+            ? EndAfterAsync(task, token, markDirty: true)
+            : ValueTaskContinuation<(BlockNode Node, int Token, RequestTracker Tracker, TrackedRequest Tracked)>.Then(
+                task, (this, token, tracker, tracked!), s_endTrackedWrite);
     }
+
+    private static readonly Func<(BlockNode Node, int Token, RequestTracker Tracker, TrackedRequest Tracked), int, Exception?, ValueTask> s_endTrackedWrite =
+        static (s, _, error) =>
+        {
+            s.Node.MarkDirtySinceFlush();
+            s.Tracker.End(s.Tracked);
+            s.Node.EndRequest(s.Token);
+            return ValueTaskContinuation<(BlockNode, int, RequestTracker, TrackedRequest)>.Propagate(error);
+        };
 
     /// <summary>Makes <c>[offset, offset + bytes)</c> read as zeroes.</summary>
     /// <remarks>

@@ -42,6 +42,45 @@ public class ConcurrencyTests
         Assert.Equal(expected, actual);
     }
 
+    [Theory]
+    [InlineData(4096, true)]
+    [InlineData(512, true)]
+    [InlineData(4096, false)]
+    public async Task An_aligned_write_racing_a_read_modify_write_of_its_block_is_never_written_over_with_stale_bytes(int align, bool direct)
+    {
+        // Each block gets one aligned write of its own pattern and, at the same time, a one-byte write inside it
+        // (a read-modify-write of the whole block). Either may land last, but the read-modify-write must never write
+        // back the block as it read it before the aligned write: every byte but the patched one ends as the pattern.
+        using var dir = new TempDirectory();
+        string path = dir.File("img.raw");
+        const int blocks = 256;
+        int size = blocks * align;
+        TestImages.CreateZeroFile(path, size);
+        await using var graph = new BlockGraph();
+        var backend = await graph.OpenBackendAsync(TestImages.RawOverFile(path, BlockdevAioOptions.Threads, direct, align));
+        using var aligned = Block.Io.AlignedBuffer.Allocate(size);
+        var patterns = aligned.Memory[..size];
+        new Random(11).NextBytes(patterns.Span);
+        var tasks = new List<Task>();
+        for (int b = 0; b < blocks; b++)
+        {
+            int offset = b * align;
+            tasks.Add(Task.Run(async () => await backend.WriteAsync(offset + 7, new byte[] { 0xEE })));
+            tasks.Add(Task.Run(async () => await backend.WriteAsync(offset, patterns.Slice(offset, align))));
+        }
+        await Task.WhenAll(tasks);
+        var actual = new byte[size];
+        await backend.ReadAsync(0, actual);
+        for (int b = 0; b < blocks; b++)
+        {
+            int offset = b * align;
+            var expected = patterns.Slice(offset, align).ToArray();
+            Assert.True(actual[offset + 7] == 0xEE || actual[offset + 7] == expected[7], $"block {b}: patched byte {actual[offset + 7]:x2}");
+            expected[7] = actual[offset + 7];
+            Assert.Equal(expected, actual.AsSpan(offset, align).ToArray());
+        }
+    }
+
     [Fact]
     public async Task Parallel_readers_and_writers_on_the_threads_engine_complete_and_agree()
     {
