@@ -8,8 +8,9 @@ namespace Block.Bench;
 
 /// <summary>
 /// Reads of a fully allocated 1 GiB image through the graph (backend → format → file, inline engine) against plain
-/// <c>pread</c> of the same file: random 4 KiB reads at QD1 and sequential 64 KiB reads. One class per format derives
-/// from this and names its image.
+/// <c>pread</c> of the same file: random 4 KiB reads at QD1 and sequential 64 KiB reads, and random 4 KiB overwrites
+/// of allocated data (the in-place write path, no allocation in the format). One class per format derives from this
+/// and names its image.
 /// </summary>
 [MemoryDiagnoser]
 public abstract class FormatReadBenchmarks
@@ -37,7 +38,6 @@ public abstract class FormatReadBenchmarks
         _backend = _graph.OpenImageAsync(path, new ImageOpenOptions
         {
             Format = Image.Format,
-            ReadOnly = true,
             Aio = BlockdevAioOptions.Inline,
             Backend = new BlockBackendOptions { Accounting = false },
         }).AsTask().GetAwaiter().GetResult();
@@ -72,6 +72,15 @@ public abstract class FormatReadBenchmarks
         var buffer = new IoVector(_buffer4K.Memory[..4096]);
         foreach (long offset in _randomOffsets)
             await _backend.ReadAsync(offset, buffer);
+    }
+
+    /// <summary>Random 4 KiB overwrites of allocated data, one at a time (the bytes are the last read's).</summary>
+    [Benchmark(OperationsPerInvoke = Ops)]
+    public async Task RandomWrite4K()
+    {
+        var buffer = new IoVector(_buffer4K.Memory[..4096]);
+        foreach (long offset in _randomOffsets)
+            await _backend.WriteAsync(offset, buffer);
     }
 
     /// <summary>The floor: <c>pread</c> of random 4 KiB blocks of the same file, no block layer.</summary>

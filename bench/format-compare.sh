@@ -2,8 +2,12 @@
 # One image format side by side on one fully allocated 1 GiB image of random data, made by qemu-img:
 # `blk convert` FORMAT -> raw against `qemu-img convert` (best of three each, alternating, with CPU time), then
 # `blk bench` against `qemu-img bench` with 4 KiB reads at QD1 scattered over the image (a step of one block + 4 KiB,
-# so every read lands in another block of the format's table).
-#   bench/format-compare.sh vdi|vpc|qed|vhdx|qcow|parallels    (needs qemu-utils; run it under the build lock so no compiler shares the cores)
+# so every read lands in another block of the format's table), and against fio's psync engine reading the image file
+# itself (4 KiB random reads over the whole file: plain pread, the floor).
+# The read-only formats' images are written from the same random data by their own tools: cloop by
+# `create_compressed_fs -B 65536` (cloop-utils), dmg by bench/make-dmg.py (zlib chunks of 1 MiB).
+#   bench/format-compare.sh vdi|vpc|qed|vhdx|qcow|parallels|cloop|dmg
+#   (needs qemu-utils and fio, cloop-utils for cloop; run it under the build lock so no compiler shares the cores)
 set -euo pipefail
 format="${1:?usage: bench/format-compare.sh FORMAT}"
 case "$format" in
@@ -13,6 +17,8 @@ case "$format" in
   qcow) ext=qcow; block=$((1 << 20)) ;;   # 4 KiB clusters; 1 MiB apart (an L2 table maps 2 MiB)
   vhdx) ext=vhdx; block=$((32 << 20)) ;;  # 32 MiB blocks at 1 GiB
   parallels) ext=prl; block=$((1 << 20)) ;;  # 1 MiB clusters
+  cloop) ext=cloop; block=$((64 << 10)) ;; # 64 KiB compressed blocks
+  dmg)  ext=dmg;  block=$((1 << 20)) ;;   # 1 MiB zlib chunks
   *) echo "format-compare.sh: no settings for '$format'" >&2; exit 2 ;;
 esac
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,7 +27,11 @@ mkdir -p "$dir"
 image="$dir/random-1g.$ext"
 if [ ! -f "$image" ]; then
   dd if=/dev/urandom of="$dir/random-1g.raw" bs=1M count=1024 status=none
-  qemu-img convert -O "$format" "$dir/random-1g.raw" "$image"
+  case "$format" in
+    cloop) create_compressed_fs -q -B 65536 "$dir/random-1g.raw" "$image" > /dev/null 2>&1 ;;  # it prints progress even with -q
+    dmg) python3 "$root/bench/make-dmg.py" --chunk-sectors 2048 "$dir/random-1g.raw" "$image" ;;
+    *) qemu-img convert -O "$format" "$dir/random-1g.raw" "$image" ;;
+  esac
   rm -f "$dir/random-1g.raw"
 fi
 cat "$image" > /dev/null
@@ -47,8 +57,23 @@ printf 'convert 1 GiB %s -> raw: blk %ss (cpu %ss), qemu-img %ss (cpu %ss), spee
 seconds() { sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p'; }
 best() { local b=""; for _ in 1 2 3; do t="$("$@" | seconds)"; if [ -z "$b" ] || awk "BEGIN{exit !($t < $b)}"; then b="$t"; fi; done; echo "$b"; }
 count=200000
+# A compressed format inflates a whole chunk for each scattered read (64 KiB cloop blocks, 1 MiB dmg chunks).
+case "$format" in cloop) count=20000 ;; dmg) count=2000 ;; esac
 step=$(( block + 4096 ))
 b="$(best "${blk[@]}" bench -f "$format" -c "$count" -d 1 -s 4k -S "$step" -i inline "$image")"
 q="$(best qemu-img bench -f "$format" -c "$count" -d 1 -s 4k -S "$step" -i io_uring "$image")"
 printf 'bench 4k read QD1 scattered (-S %d) on 1 GiB %s: blk -i inline %.0f req/s, qemu-img -i io_uring %.0f req/s, ratio %.2f\n' \
   "$step" "$format" "$(awk "BEGIN{print $count / $b}")" "$(awk "BEGIN{print $count / $q}")" "$(awk "BEGIN{print $q / $b}")"
+
+# fio psync on the image file: 4 KiB reads at QD1 at random places of the whole file, page cache kept. (Not fio's
+# `rw=read:SKIP` stride: fio restarts it at offset 0 at the end of the file, so it would read the same few pages on
+# every pass, 32 of them for vhdx's 32 MiB blocks, where blk's step drifts over the whole image as qemu-img's does.)
+fio_iops() {
+  fio --name=psync --filename="$image" --readonly --ioengine=psync --rw=randread --norandommap --randrepeat=0 \
+    --bs=4k --iodepth=1 --invalidate=0 --time_based --runtime=5 --output-format=json |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["iops"])'
+}
+f=""
+for _ in 1 2 3; do i="$(fio_iops)"; if [ -z "$f" ] || awk "BEGIN{exit !($i > $f)}"; then f="$i"; fi; done
+printf 'fio psync 4k random read QD1 over the %s file: %.0f IOPS; blk / fio %.2f\n' \
+  "$format" "$f" "$(awk "BEGIN{print ($count / $b) / $f}")"
