@@ -203,6 +203,27 @@ public class VhdxInteropTests
         Assert.Equal(BatOf(theirs), BatOf(ours));
     }
 
+    [Fact]
+    public void A_log_guid_with_no_entry_is_an_empty_log_that_opens_read_only_as_qemu_opens_it()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("g.vhdx");
+        QemuImg.Create("vhdx", image, "8M");
+        var bytes = File.ReadAllBytes(image);
+        var guid = Guid.NewGuid();
+        foreach (int at in new[] { 0x10000, 0x20000 })
+        {
+            var h = VhdxHeader.TryParse(bytes.AsSpan(at, 4096))!.Value;
+            (h with { LogGuid = guid }).WriteTo(bytes.AsSpan(at, 4096));
+        }
+        File.WriteAllBytes(image, bytes);
+        Images.AssertSameOutput("info", "-f", "vhdx", image);
+        Images.AssertSameOutput("check", "-f", "vhdx", image);
+        Images.BlkIo(image, "vhdx", "write -P 0x33 0 4k");
+        Images.AssertCheckClean(image, "vhdx");
+        QemuIo.RunChecked(image, "vhdx", "read -P 0x33 0 4k");
+    }
+
     /// <summary>The BAT's first sector.</summary>
     private static byte[] BatOf(string image)
     {
