@@ -101,7 +101,7 @@ internal sealed class VhdxLog
     /// with no entry: an empty log, as the specification and QEMU read it, with nothing to replay; the image opens
     /// even read-only.
     /// </remarks>
-    /// <exception cref="ImageFormatException">A sequence that is incomplete, or a file shorter than the log says it was.</exception>
+    /// <exception cref="ImageFormatException">A sequence that is incomplete.</exception>
     public async ValueTask<IReadOnlyList<EntryInfo>?> FindSequenceAsync()
     {
         var header = _headers.Current;
@@ -135,15 +135,18 @@ internal sealed class VhdxLog
                 break;
             at = (e.Position + e.Length) % LogLength;
         }
-        if ((ulong)_file.Length < head.FlushedFileOffset)
-            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"the file ({_file.Length} bytes) is shorter than the log's flushed file offset {head.FlushedFileOffset}: it was truncated"));
         return run;
     }
 
     /// <summary>Writes the entries of <paramref name="run"/> (from <see cref="FindSequenceAsync"/>) into the file, then clears LogGuid.</summary>
+    /// <exception cref="BlockException">The file is shorter than the log says it was (EINVAL).</exception>
     public async ValueTask ReplayAsync(IReadOnlyList<EntryInfo> run)
     {
         var head = run[^1];
+        // A file shorter than the log says it was when the entry was written was truncated; QEMU refuses it (after the
+        // read-only refusal, with EINVAL and nothing more), and so do we, with its words.
+        if ((ulong)_file.Length < head.FlushedFileOffset)
+            throw new BlockException(Errno.EINVAL, $"Could not open '{_file.Filename}': Invalid argument");
         foreach (var e in run)
         {
             var bytes = await ReadCircularAsync(e.Position, e.Length).ConfigureAwait(false);
