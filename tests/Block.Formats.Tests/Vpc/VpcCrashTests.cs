@@ -22,7 +22,7 @@ public class VpcCrashTests
         string image = dir.File("c.vhd");
         QemuImg.Create("vpc", image, "12M", "force_size=on");
         var writes = CrashPrefixes.RandomWrites(seed, 8, Size - (2 << 20), 1_500_000).ToList();
-        var crashes = CrashPrefixes.Record(image, file => new BlockdevOptionsGenericFormat("vpc") { File = file }, new byte[Size], writes);
+        var crashes = CrashPrefixes.Record(image, file => new Block.Formats.Vpc.BlockdevOptionsVpc { File = file }, new byte[Size], writes);
         Assert.True(crashes.Count > 8 * 2, $"only {crashes.Count} writes reached the file");
 
         string crashed = dir.File("crashed.vhd");
