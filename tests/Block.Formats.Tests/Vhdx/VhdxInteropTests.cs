@@ -117,6 +117,10 @@ public class VhdxInteropTests
     [InlineData("20M", "block_size=1536K,log_size=2999999")]
     [InlineData("20M", "block_size=512M,log_size=1")]
     [InlineData("20M", "subformat=dynamic,preallocation=full")]
+    [InlineData("0", "")]
+    [InlineData("0", "block_size=1M")]
+    [InlineData("0", "block_size=64M,block_state_zero=off")]
+    [InlineData("0", "subformat=fixed")]
     public void Created_images_equal_qemu_imgs_byte_for_byte_but_the_guids_and_creator(string size, string options)
     {
         using var dir = new TempDirectory();
@@ -139,6 +143,7 @@ public class VhdxInteropTests
     [InlineData("1M", "log_size=5G")]
     [InlineData("1M", "block_state_zero=maybe")]
     [InlineData("1M", "cluster_size=64k")]
+    [InlineData("0", "block_size=256M")]
     public void Create_refuses_what_qemu_img_refuses_with_its_message(string size, string options)
     {
         using var dir = new TempDirectory();
