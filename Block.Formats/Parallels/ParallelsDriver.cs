@@ -33,11 +33,11 @@ public sealed class ParallelsDriver : BlockDriver
 
     /// <inheritdoc />
     public override BlockdevOptions ParseOptions(OptionsReader reader, BlockdevOptionsParser parser) =>
-        BlockdevOptionsGenericCowFormat.Parse(Name, reader, parser);
+        BlockdevOptionsParallels.Parse(reader, parser);
 
     /// <inheritdoc />
     public override async ValueTask<NodeDriver> OpenAsync(NodeOpenContext context, CancellationToken cancellationToken) =>
-        await ParallelsNodeDriver.OpenAsync(context, (BlockdevOptionsGenericCowFormat)context.Options, cancellationToken).ConfigureAwait(false);
+        await ParallelsNodeDriver.OpenAsync(context, (BlockdevOptionsParallels)context.Options, cancellationToken).ConfigureAwait(false);
 
     /// <inheritdoc />
     public override ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken) =>

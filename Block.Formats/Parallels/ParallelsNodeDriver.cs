@@ -52,6 +52,9 @@ internal sealed partial class ParallelsNodeDriver : NodeDriver
     private bool _inUseWritten;
     /// <summary>A leak repair truncated the file inside the BAT (as QEMU does for an empty image): the close writes it back.</summary>
     private bool _batCut;
+    private ParallelsPreallocMode _preallocMode;
+    /// <summary>What the file grows by past the clusters a write needs when it must grow.</summary>
+    private long _preallocBytes;
 
     private ParallelsNodeDriver(BlockNode node, BlockNode file, ParallelsHeader header, byte[] headerBytes, uint[] bat)
         : base(node)
@@ -84,7 +87,7 @@ internal sealed partial class ParallelsNodeDriver : NodeDriver
     }
 
     /// <summary>Reads the header and BAT, refuses a writable open of an image left in use, opens a backing image given by the options, and marks the image in use.</summary>
-    public static async ValueTask<ParallelsNodeDriver> OpenAsync(NodeOpenContext context, BlockdevOptionsGenericCowFormat options, CancellationToken cancellationToken)
+    public static async ValueTask<ParallelsNodeDriver> OpenAsync(NodeOpenContext context, BlockdevOptionsParallels options, CancellationToken cancellationToken)
     {
         var file = (await context.OpenChildAsync("file", options.File, ChildRole.Storage, cancellationToken).ConfigureAwait(false)).Node;
         long length = file.Length;
@@ -103,7 +106,12 @@ internal sealed partial class ParallelsNodeDriver : NodeDriver
             for (int i = 0; i < bat.Length; i++)
                 bat[i] = BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(i * 4));
         }
-        var driver = new ParallelsNodeDriver(context.Node, file, header, headerBytes, bat);
+        var driver = new ParallelsNodeDriver(context.Node, file, header, headerBytes, bat)
+        {
+            _preallocMode = options.PreallocMode,
+            // At least a cluster, in whole sectors, as QEMU grows the file.
+            _preallocBytes = (long)Math.Max((ulong)header.ClusterSize, Math.Min(options.PreallocSize, 1UL << 50) & ~511UL),
+        };
         if (driver._unclean && !driver._readOnly && !options.ForCheck)
             throw new BlockException(Errno.EACCES, "parallels: Image was not closed correctly; cannot be opened read/write");
 
@@ -290,6 +298,17 @@ internal sealed partial class ParallelsNodeDriver : NodeDriver
         {
             throw new BlockException(Errno.ENOSPC, string.Create(CultureInfo.InvariantCulture,
                 $"Parallels image '{_file.Filename}' is full: its BAT cannot name a cluster at host offset 0x{host:x}"));
+        }
+
+        // The file grows past the new clusters by the preallocation, as QEMU's does: fewer, larger extensions, which
+        // a clean close cuts back to the end of the data.
+        if (host + runBytes > _file.Length)
+        {
+            long grownEnd = host + runBytes + _preallocBytes;
+            if (_preallocMode == ParallelsPreallocMode.Truncate)
+                await _file.TruncateAsync(grownEnd, PreallocMode.Off, exact: true).ConfigureAwait(false);
+            else
+                await _file.WriteZeroesAsync(_file.Length, grownEnd - _file.Length).ConfigureAwait(false);
         }
 
         // The clusters whole, before the BAT entries that name them.

@@ -47,14 +47,15 @@ public sealed class VhdxDriver : BlockDriver
         var headers = await VhdxHeaderPair.ReadAsync(file).ConfigureAwait(false);
         var log = new VhdxLog(file, headers);
         bool replayed = false;
-        if (headers.Current.LogGuid != Guid.Empty)
+        var run = headers.Current.LogGuid != Guid.Empty ? await log.FindSequenceAsync().ConfigureAwait(false) : null;
+        if (run is not null)
         {
             if (context.Node.ReadOnly)
             {
                 throw new BlockException(Errno.EPERM, $"VHDX image file '{file.Filename}' opened read-only, but contains a log that needs to be replayed"
                     + $"\nTo replay the log, run:\nqemu-img check -r all '{file.Filename}'");
             }
-            await log.ReplayAsync().ConfigureAwait(false);
+            await log.ReplayAsync(run).ConfigureAwait(false);
             replayed = true;
         }
         var layout = await VhdxLayout.ReadAsync(file, headers.Current).ConfigureAwait(false);

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Numerics;
 using Block.Drivers;
 using Block.Qapi;
 
@@ -60,9 +61,13 @@ internal static class VhdxImageCreator
 
         long batOffset = VhdxLayout.MiB + (long)logSize;
         var layout = new VhdxLayout(batOffset, 0, 0, (int)blockSize, isFixed, (long)diskSize, 512, 512);
-        long batLength = (layout.BatEntries * 8 + VhdxLayout.MiB - 1) & ~(VhdxLayout.MiB - 1);
-        if (batLength == 0)
-            batLength = VhdxLayout.MiB;
+        // QEMU counts the sector bitmap entries as (blocks - 1) / chunk ratio in 32 bits: for a disk of no blocks that
+        // wraps to block size - 1 entries, a BAT of 8 bytes per byte of a block (64 MiB for 8 MiB blocks, hence a 71 MiB
+        // file), which we lay out as it does; with 256 MiB blocks its 2 GiB BAT fails to be written.
+        long batEntries = layout.PayloadBlocks == 0 ? (long)(uint.MaxValue >> BitOperations.Log2((ulong)layout.ChunkRatio)) : layout.BatEntries;
+        long batLength = (batEntries * 8 + VhdxLayout.MiB - 1) & ~(VhdxLayout.MiB - 1);
+        if (batLength > int.MaxValue)
+            throw new BlockException(Errno.EIO, "Failed to write the BAT: Input/output error");
         long metadataOffset = batOffset + batLength;
         long dataOffset = batOffset + batLength + 5 * VhdxLayout.MiB;
 

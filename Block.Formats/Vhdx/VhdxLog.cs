@@ -93,11 +93,16 @@ internal sealed class VhdxLog
     }
 
     /// <summary>
-    /// Replays the log named by the current header's LogGuid into the file, then clears LogGuid: the entries of the
-    /// newest complete sequence, from its tail to its head.
+    /// The entries to replay for the current header's LogGuid: the newest complete sequence, from its tail to its head;
+    /// null when the log holds no valid entry for that GUID.
     /// </summary>
-    /// <exception cref="ImageFormatException">No valid sequence, a target outside the file's bounds, or a file shorter than the log says it was.</exception>
-    public async ValueTask ReplayAsync()
+    /// <remarks>
+    /// The headers name a new LogGuid before the first entry with it is written, so a crash in between leaves a LogGuid
+    /// with no entry: an empty log, as the specification and QEMU read it, with nothing to replay; the image opens
+    /// even read-only.
+    /// </remarks>
+    /// <exception cref="ImageFormatException">A sequence that is incomplete.</exception>
+    public async ValueTask<IReadOnlyList<EntryInfo>?> FindSequenceAsync()
     {
         var header = _headers.Current;
         if (LogLength == 0)
@@ -116,7 +121,7 @@ internal sealed class VhdxLog
                 head = info;
         }
         if (head is null)
-            throw Invalid("the log has no valid entry for the header's LogGuid");
+            return null;
 
         // Walk from the head's tail to the head: every entry must be valid and numbered one after the other.
         var run = new List<EntryInfo>();
@@ -130,9 +135,18 @@ internal sealed class VhdxLog
                 break;
             at = (e.Position + e.Length) % LogLength;
         }
-        if ((ulong)_file.Length < head.FlushedFileOffset)
-            throw Invalid(string.Create(CultureInfo.InvariantCulture, $"the file ({_file.Length} bytes) is shorter than the log's flushed file offset {head.FlushedFileOffset}: it was truncated"));
+        return run;
+    }
 
+    /// <summary>Writes the entries of <paramref name="run"/> (from <see cref="FindSequenceAsync"/>) into the file, then clears LogGuid.</summary>
+    /// <exception cref="BlockException">The file is shorter than the log says it was (EINVAL).</exception>
+    public async ValueTask ReplayAsync(IReadOnlyList<EntryInfo> run)
+    {
+        var head = run[^1];
+        // A file shorter than the log says it was when the entry was written was truncated; QEMU refuses it (after the
+        // read-only refusal, with EINVAL and nothing more), and so do we, with its words.
+        if ((ulong)_file.Length < head.FlushedFileOffset)
+            throw new BlockException(Errno.EINVAL, $"Could not open '{_file.Filename}': Invalid argument");
         foreach (var e in run)
         {
             var bytes = await ReadCircularAsync(e.Position, e.Length).ConfigureAwait(false);
@@ -164,7 +178,8 @@ internal sealed class VhdxLog
         await _headers.UpdateAsync(h => h with { LogGuid = Guid.Empty }).ConfigureAwait(false);
     }
 
-    private sealed record EntryInfo(long Position, long Length, long Tail, ulong Sequence, int Descriptors, ulong FlushedFileOffset, ulong LastFileOffset);
+    /// <summary>One valid log entry: where it is, its tail, sequence number, descriptors and the file sizes it records.</summary>
+    internal sealed record EntryInfo(long Position, long Length, long Tail, ulong Sequence, int Descriptors, ulong FlushedFileOffset, ulong LastFileOffset);
 
     private static int DescriptorSectors(int descriptors) => (EntryHeaderSize + descriptors * DescriptorSize + SectorSize - 1) / SectorSize;
 

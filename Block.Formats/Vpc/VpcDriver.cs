@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Block.Drivers;
 using Block.Graph;
 using Block.Options;
+using Block.Qapi;
 
 namespace Block.Formats.Vpc;
 
@@ -35,12 +37,19 @@ public sealed class VpcDriver : BlockDriver
 
     /// <inheritdoc />
     public override BlockdevOptions ParseOptions(OptionsReader reader, BlockdevOptionsParser parser) =>
-        new BlockdevOptionsGenericFormat(Name) { File = reader.RequiredRef("file", parser) };
+        BlockdevOptionsVpc.Parse(reader, parser);
 
     /// <inheritdoc />
     public override async ValueTask<NodeDriver> OpenAsync(NodeOpenContext context, CancellationToken cancellationToken)
     {
-        var options = (BlockdevOptionsGenericFormat)context.Options;
+        var options = (BlockdevOptionsVpc)context.Options;
+        var sizeRule = options.ForceSizeCalc switch
+        {
+            null => VpcSizeRule.ByCreator,
+            "chs" => VpcSizeRule.Chs,
+            "current_size" => VpcSizeRule.CurrentSize,
+            _ => throw new BlockOptionsException($"Invalid size calculation mode: '{options.ForceSizeCalc}'"),
+        };
         var file = (await context.OpenChildAsync("file", options.File, ChildRole.Storage, cancellationToken).ConfigureAwait(false)).Node;
         long fileLength = file.Length;
         var footerSector = new byte[VpcFooter.Size];
@@ -56,11 +65,12 @@ public sealed class VpcDriver : BlockDriver
                 throw VpcFooter.Invalid();
         }
         var footer = VpcFooter.Parse(footerSector);
-        long sectors = footer.VirtualSectors;
+        long sectors = footer.VirtualSectors(sizeRule);
         if (sectors > VpcFooter.MaxSectors)
             throw VpcFooter.TooLarge(file.Filename);
+        string? filename = options.ForceSizeCalc is null ? null : JsonFilename(file, options.ForceSizeCalc);
         if (isFixed)
-            return new VpcFixedNodeDriver(context.Node, file, sectors * 512, fileLength - VpcFooter.Size);
+            return new VpcFixedNodeDriver(context.Node, file, sectors * 512, fileLength - VpcFooter.Size) { OptionsFilename = filename };
 
         // Bounds QEMU does not check: the dynamic header and the BAT must lie in the file, after the footer copy,
         // so that the BAT's size is bounded by the file's and no block can be allocated over them.
@@ -97,12 +107,25 @@ public sealed class VpcDriver : BlockDriver
         }
         if (free > fileLength)
             throw new ImageFormatException("block-vpc: free_data_block_offset points after the end of file. The image has been truncated.");
-        return new VpcNodeDriver(context.Node, file, footerSector, header, bat, sectors * 512, free);
+        return new VpcNodeDriver(context.Node, file, footerSector, header, bat, sectors * 512, free) { OptionsFilename = filename };
 
         static bool Overlaps(long a, long aLength, long b, long bLength) => a < b + bLength && b < a + aLength;
 
         ImageFormatException Corrupt(string what) =>
             new(string.Create(CultureInfo.InvariantCulture, $"Invalid VPC image '{file.Filename}': {what}"));
+    }
+
+    /// <summary>
+    /// The name QEMU gives a vpc node opened with <c>force_size_calc</c>: a <c>json:</c> name that keeps the option
+    /// (<c>{"force_size_calc": …, "driver": "vpc", "file": …}</c>), since the file's name alone would not reopen it the same.
+    /// </summary>
+    private static string JsonFilename(BlockNode file, string mode)
+    {
+        string name = file.Filename;
+        JsonNode fileJson = name.StartsWith("json:", StringComparison.Ordinal) && JsonNode.Parse(name[5..]) is JsonObject o
+            ? o
+            : new JsonObject { ["driver"] = file.DriverName, ["filename"] = name };
+        return "json:" + QemuJson.Compact(new JsonObject { ["force_size_calc"] = mode, ["driver"] = "vpc", ["file"] = fileJson });
     }
 
     /// <inheritdoc />

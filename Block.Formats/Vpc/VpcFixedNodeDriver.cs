@@ -21,6 +21,11 @@ internal sealed class VpcFixedNodeDriver(BlockNode node, BlockNode file, long le
 
     public override bool? DirtyFlag => false;
 
+    /// <summary>The node's name when its options make it a <c>json:</c> one (<c>force_size_calc</c>); null for the file's.</summary>
+    public string? OptionsFilename { get; init; }
+
+    public override string Filename => OptionsFilename ?? base.Filename;
+
     public override bool HasZeroInit => file.Impl.HasZeroInit;
 
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)

@@ -70,17 +70,20 @@ internal readonly record struct VpcFooter(ulong DataOffset, uint CreatorApp, ulo
     }
 
     /// <summary>
-    /// The disk size in sectors as QEMU derives it: C·H·S, as Virtual PC reads it, unless the creator is one that
-    /// sizes disks by the footer (Hyper-V <c>win </c>, <c>qem2</c>, Disk2VHD <c>d2v </c>, XenConverter <c>CTXS</c>,
-    /// XenServer <c>tap\0</c>) or the geometry is the maximum one, which cannot say more.
+    /// The disk size in sectors as QEMU derives it: by <paramref name="rule"/>; by default C·H·S, as Virtual PC reads
+    /// it, unless the creator is one that sizes disks by the footer (Hyper-V <c>win </c>, <c>qem2</c>, Disk2VHD
+    /// <c>d2v </c>, XenConverter <c>CTXS</c>, XenServer <c>tap\0</c>); and always the footer's size when the geometry is
+    /// the maximum one, which cannot say more.
     /// </summary>
-    public long VirtualSectors
+    public long VirtualSectors(VpcSizeRule rule)
     {
-        get
+        bool bySize = rule switch
         {
-            bool bySize = CreatorApp is 0x7769_6e20 or CreatorQemuForceSize or 0x6432_7620 or 0x4354_5853 or 0x7461_7000;
-            return bySize || Geometry.IsMax ? (long)(CurrentSize / 512) : Geometry.Sectors;
-        }
+            VpcSizeRule.Chs => false,
+            VpcSizeRule.CurrentSize => true,
+            _ => CreatorApp is 0x7769_6e20 or CreatorQemuForceSize or 0x6432_7620 or 0x4354_5853 or 0x7461_7000,
+        };
+        return bySize || Geometry.IsMax ? (long)(CurrentSize / 512) : Geometry.Sectors;
     }
 
     /// <summary>

@@ -16,9 +16,9 @@ namespace Block.Formats.Vpc;
 /// <remarks>
 /// <para>Reads and writes of an allocated block look up one BAT entry and pass the request to the file, with no lock
 /// and no allocation. Like QEMU, reads ignore the sector bitmap: an allocated block is wholly this image's.</para>
-/// <para>Allocation is serialised by one lock and ordered so that a crash leaves at worst a block no entry names: the
-/// data and the all-ones bitmap, then the footer at the new end, then the BAT entry. Entries are published to readers
-/// only after the data is in the file.</para>
+/// <para>Allocation is serialised by one lock and ordered as QEMU orders it: the footer at the new end, the all-ones
+/// bitmap, the BAT entry, then the data; a crash leaves at worst a block of zeroes no entry names, or an entry for a
+/// block of zeroes (the write in flight lost). Entries are published to readers only after the data is in the file.</para>
 /// </remarks>
 internal sealed class VpcNodeDriver : NodeDriver, IBlockReader
 {
@@ -58,6 +58,11 @@ internal sealed class VpcNodeDriver : NodeDriver, IBlockReader
     public override long? ClusterSize => _blockSize;
 
     public override bool? DirtyFlag => false;
+
+    /// <summary>The node's name when its options make it a <c>json:</c> one (<c>force_size_calc</c>); null for the file's.</summary>
+    public string? OptionsFilename { get; init; }
+
+    public override string Filename => OptionsFilename ?? base.Filename;
 
     // ---- I/O --------------------------------------------------------------------------------------------------
 
@@ -130,25 +135,33 @@ internal sealed class VpcNodeDriver : NodeDriver, IBlockReader
             if (bitmapAt / 512 >= Unallocated)
                 ThrowFull(block);
 
-            // The data first, then the bitmap over the old footer, then the footer at the new end: the block's
-            // untouched bytes are a hole of the file, which reads as zeroes.
-            await _file.WriteAsync(bitmapAt + _bitmapBytes + inBlock, data).ConfigureAwait(false);
+            // The footer at the new end first (the block between is a hole of the file, which reads as zeroes), then
+            // the bitmap over the old footer, then the BAT entry, and the data last, as QEMU orders them: a crash leaves
+            // at worst a leaked block of zeroes, or an entry for a block of zeroes. Data written before the entry would
+            // lie past the end the BAT knows, and the next allocation there (ours or QEMU's, neither zeroes the block)
+            // would show it in another block.
+            // Past the end the BAT knows there may be bytes all the same (a crash of another writer, storage that does
+            // not read as zeroes): the block is zeroed first then.
+            bool staleTail = _file.Length > bitmapAt + VpcFooter.Size || !_file.Impl.HasZeroInit;
             var buffer = Node.Graph.Buffers.Rent(Math.Max(_bitmapBytes, VpcFooter.Size));
             try
             {
-                var bitmap = buffer.Memory[.._bitmapBytes];
-                bitmap.Span.Fill(0xff);
-                await _file.WriteAsync(bitmapAt, bitmap).ConfigureAwait(false);
+                if (staleTail)
+                    await _file.WriteZeroesAsync(bitmapAt + _bitmapBytes, _blockSize).ConfigureAwait(false);
                 var footer = buffer.Memory[..VpcFooter.Size];
                 _footer.CopyTo(footer);
                 await _file.WriteAsync(newEnd, footer).ConfigureAwait(false);
+                var bitmap = buffer.Memory[.._bitmapBytes];
+                bitmap.Span.Fill(0xff);
+                await _file.WriteAsync(bitmapAt, bitmap).ConfigureAwait(false);
                 _freeOffset = newEnd;
 
-                // The footer must be in place before the entry: a crash in between leaves a block no entry names.
                 uint newEntry = (uint)(bitmapAt / 512);
                 var entryBytes = buffer.Memory[..4];
                 BinaryPrimitives.WriteUInt32BigEndian(entryBytes.Span, newEntry);
                 await _file.WriteAsync(_tableOffset + block * 4, entryBytes).ConfigureAwait(false);
+                await _file.WriteAsync(bitmapAt + _bitmapBytes + inBlock, data).ConfigureAwait(false);
+                // Readers see the block only once its data is in the file.
                 Volatile.Write(ref _bat[block], newEntry);
             }
             finally

@@ -12,7 +12,8 @@ namespace Block.Fuzz.Targets;
 /// </summary>
 /// <param name="format">The format's driver name; the target is named <c>format-image</c>.</param>
 /// <param name="readOnly">The format is read-only in QEMU (bochs, cloop, dmg): opened read-only, never written.</param>
-public sealed class FormatImageTarget(string format, bool readOnly = false) : IFuzzTarget
+/// <param name="sparseInput">The input is a <see cref="SparseImageInput"/> (vhdx), not the file itself.</param>
+public sealed class FormatImageTarget(string format, bool readOnly = false, bool sparseInput = false) : IFuzzTarget
 {
     private static readonly string s_directory = CreateDirectory();
     private static readonly BlockGraph s_graph = new(new BlockGraphOptions
@@ -28,7 +29,10 @@ public sealed class FormatImageTarget(string format, bool readOnly = false) : IF
     public void Run(ReadOnlySpan<byte> input)
     {
         string path = Path.Combine(s_directory, "input." + format);
-        File.WriteAllBytes(path, input.ToArray());
+        if (sparseInput)
+            SparseImageInput.WriteTo(path, input);
+        else
+            File.WriteAllBytes(path, input.ToArray());
         RunAsync(path).AsTask().GetAwaiter().GetResult();
     }
 

@@ -4,7 +4,7 @@ namespace Block.Fuzz.Targets;
 public static class FuzzTargets
 {
     /// <summary>All targets.</summary>
-    public static IReadOnlyList<IFuzzTarget> All { get; } = [new OptionsTarget(), new JsonFilenameTarget(), new SizeTarget(), new VmdkDescriptorTarget(), new VmdkImageTarget(), new FormatImageTarget("vdi"), new FormatImageTarget("vpc"), new FormatImageTarget("qed"), new FormatImageTarget("qcow"), new FormatImageTarget("parallels"), new FormatImageTarget("bochs", readOnly: true), new FormatImageTarget("cloop", readOnly: true), new FormatImageTarget("dmg", readOnly: true), new LuksHeaderTarget(), new Qcow2Target(), new QmpTarget(), new NbdServerTarget(), new NbdClientTarget()];
+    public static IReadOnlyList<IFuzzTarget> All { get; } = [new OptionsTarget(), new JsonFilenameTarget(), new SizeTarget(), new VmdkDescriptorTarget(), new VmdkImageTarget(), new FormatImageTarget("vdi"), new FormatImageTarget("vpc"), new FormatImageTarget("vhdx", sparseInput: true), new FormatImageTarget("qed"), new FormatImageTarget("qcow"), new FormatImageTarget("parallels"), new FormatImageTarget("bochs", readOnly: true), new FormatImageTarget("cloop", readOnly: true), new FormatImageTarget("dmg", readOnly: true), new LuksHeaderTarget(), new Qcow2Target(), new QmpTarget(), new NbdServerTarget(), new NbdClientTarget()];
 
     /// <summary>The target named <paramref name="name"/>, or null.</summary>
     public static IFuzzTarget? Find(string name) => All.FirstOrDefault(t => t.Name == name);

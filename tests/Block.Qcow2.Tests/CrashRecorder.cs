@@ -15,7 +15,10 @@ internal sealed class CrashRecorder
 {
     private readonly object _lock = new();
     private readonly List<(long Offset, byte[]? Data, long Length)> _pending = [];
+    /// <summary>Every write since <see cref="Start"/>, flushed or not, in the order they were sent.</summary>
+    private readonly List<(long Offset, byte[]? Data, long Length)> _history = [];
     private byte[] _durable = [];
+    private byte[] _start = [];
 
     /// <summary>Writes not yet flushed.</summary>
     public int PendingCount
@@ -27,32 +30,41 @@ internal sealed class CrashRecorder
         }
     }
 
+    /// <summary>Writes since <see cref="Start"/>, flushed or not.</summary>
+    public int HistoryCount
+    {
+        get
+        {
+            lock (_lock)
+                return _history.Count;
+        }
+    }
+
     public void Start(byte[] content)
     {
         lock (_lock)
         {
             _durable = content;
+            _start = content;
             _pending.Clear();
+            _history.Clear();
         }
     }
 
-    public void Write(long offset, byte[] data)
-    {
-        lock (_lock)
-            _pending.Add((offset, data, data.Length));
-    }
+    public void Write(long offset, byte[] data) => Add((offset, data, data.Length));
 
-    public void Zero(long offset, long length)
-    {
-        lock (_lock)
-            _pending.Add((offset, null, length));
-    }
+    public void Zero(long offset, long length) => Add((offset, null, length));
 
     /// <summary>A resize, recorded as a write of nothing at the new end (the file may or may not have changed size).</summary>
-    public void Resize(long length)
+    public void Resize(long length) => Add((length, null, -1));
+
+    private void Add((long Offset, byte[]? Data, long Length) write)
     {
         lock (_lock)
-            _pending.Add((length, null, -1));
+        {
+            _pending.Add(write);
+            _history.Add(write);
+        }
     }
 
     public void Flushed()
@@ -91,6 +103,22 @@ internal sealed class CrashRecorder
         {
             var image = new List<byte>(_durable);
             foreach (var p in _pending.Take(count))
+                Apply(image, p, sectorMask: null);
+            return [.. image];
+        }
+    }
+
+    /// <summary>
+    /// The image if only the first <paramref name="count"/> writes since <see cref="Start"/> had reached the storage,
+    /// whole and in order, flushes or not: a crash at any point of the sequence, where <see cref="Prefix"/> only
+    /// reaches back to the last flush.
+    /// </summary>
+    public byte[] HistoryPrefix(int count)
+    {
+        lock (_lock)
+        {
+            var image = new List<byte>(_start);
+            foreach (var p in _history.Take(count))
                 Apply(image, p, sectorMask: null);
             return [.. image];
         }

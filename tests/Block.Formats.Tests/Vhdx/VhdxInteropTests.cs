@@ -117,6 +117,10 @@ public class VhdxInteropTests
     [InlineData("20M", "block_size=1536K,log_size=2999999")]
     [InlineData("20M", "block_size=512M,log_size=1")]
     [InlineData("20M", "subformat=dynamic,preallocation=full")]
+    [InlineData("0", "")]
+    [InlineData("0", "block_size=1M")]
+    [InlineData("0", "block_size=64M,block_state_zero=off")]
+    [InlineData("0", "subformat=fixed")]
     public void Created_images_equal_qemu_imgs_byte_for_byte_but_the_guids_and_creator(string size, string options)
     {
         using var dir = new TempDirectory();
@@ -139,6 +143,7 @@ public class VhdxInteropTests
     [InlineData("1M", "log_size=5G")]
     [InlineData("1M", "block_state_zero=maybe")]
     [InlineData("1M", "cluster_size=64k")]
+    [InlineData("0", "block_size=256M")]
     public void Create_refuses_what_qemu_img_refuses_with_its_message(string size, string options)
     {
         using var dir = new TempDirectory();
@@ -201,6 +206,27 @@ public class VhdxInteropTests
         Assert.Equal(expected, Images.QemuRaw(dir, theirs, "vhdx"));
         Images.AssertCheckClean(ours, "vhdx");
         Assert.Equal(BatOf(theirs), BatOf(ours));
+    }
+
+    [Fact]
+    public void A_log_guid_with_no_entry_is_an_empty_log_that_opens_read_only_as_qemu_opens_it()
+    {
+        using var dir = new TempDirectory();
+        string image = dir.File("g.vhdx");
+        QemuImg.Create("vhdx", image, "8M");
+        var bytes = File.ReadAllBytes(image);
+        var guid = Guid.NewGuid();
+        foreach (int at in new[] { 0x10000, 0x20000 })
+        {
+            var h = VhdxHeader.TryParse(bytes.AsSpan(at, 4096))!.Value;
+            (h with { LogGuid = guid }).WriteTo(bytes.AsSpan(at, 4096));
+        }
+        File.WriteAllBytes(image, bytes);
+        Images.AssertSameOutput("info", "-f", "vhdx", image);
+        Images.AssertSameOutput("check", "-f", "vhdx", image);
+        Images.BlkIo(image, "vhdx", "write -P 0x33 0 4k");
+        Images.AssertCheckClean(image, "vhdx");
+        QemuIo.RunChecked(image, "vhdx", "read -P 0x33 0 4k");
     }
 
     /// <summary>The BAT's first sector.</summary>
