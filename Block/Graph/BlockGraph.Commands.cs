@@ -72,7 +72,8 @@ public sealed partial class BlockGraph
         try
         {
             cancellationToken.ThrowIfCancellationRequested();
-            await using var drained = await BeginDrainAsync().ConfigureAwait(false);
+            // QEMU drains the node only: jobs on other nodes go on.
+            await using var drained = await BeginDrainAsync(node).ConfigureAwait(false);
             await node.TruncateAsync(size, PreallocMode.Off, exact: false).ConfigureAwait(false);
         }
         finally

@@ -249,12 +249,32 @@ public sealed partial class BlockGraph
         await ReleaseNodeAsync(old).ConfigureAwait(false);
     }
 
-    /// <summary>Pauses every job for a drained section; the list is what the section resumes.</summary>
-    private BlockJob[] PauseJobsForDrain()
+    /// <summary>
+    /// Pauses the jobs a drained section reaches: all of them, or with <paramref name="scope"/> those holding it or a
+    /// node above it. The list is what the section resumes.
+    /// </summary>
+    private BlockJob[] PauseJobsForDrain(BlockNode? scope)
     {
         BlockJob[] jobs;
         lock (_jobs)
             jobs = [.. _jobs];
+        if (scope != null)
+        {
+            var reached = new HashSet<BlockJob>();
+            var seen = new HashSet<BlockNode> { scope };
+            var pending = new Stack<BlockNode>([scope]);
+            while (pending.Count > 0)
+            {
+                foreach (var edge in pending.Pop().Parents)
+                {
+                    if (BlockJob.HolderOf(edge) is { } holder)
+                        reached.Add(holder);
+                    else if (edge.Parent is BlockNode parent && seen.Add(parent))
+                        pending.Push(parent);
+                }
+            }
+            jobs = [.. jobs.Where(reached.Contains)];
+        }
         foreach (var job in jobs)
             job.PauseInternal();
         return jobs;

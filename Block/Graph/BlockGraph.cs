@@ -498,12 +498,23 @@ public sealed partial class BlockGraph : IAsyncDisposable
     /// <summary>Quiesces every backend and waits until no request is in flight; disposing the result resumes them.</summary>
     /// <remarks>Drained sections nest: backends resume when the outermost one ends. Jobs pause too, and the section
     /// begins once each is parked at a pause point, so no job I/O runs beside a graph change.</remarks>
-    public async ValueTask<IAsyncDisposable> BeginDrainAsync()
+    public ValueTask<IAsyncDisposable> BeginDrainAsync() => BeginDrainAsync(null);
+
+    /// <summary>
+    /// A drained section around <paramref name="node"/> (QEMU's <c>bdrv_drained_begin</c> on one node): as
+    /// <see cref="BeginDrainAsync()"/>, but it pauses only the jobs that hold the node or a node above it (its parents,
+    /// theirs, and so on), which are the jobs QEMU's drain reaches; other jobs run on untouched.
+    /// </summary>
+    /// <remarks>A pause ends a mirror's rate-limit sleep (as in QEMU 7.2, which then issues its next burst at once), so
+    /// pausing a job that QEMU's drain does not reach would show: qemu-storage-daemon 7.2 leaves a mirror's progress
+    /// alone across a block_resize of an unrelated node.</remarks>
+    /// <param name="node">The node drained; null drains the whole graph (QEMU's <c>bdrv_drain_all_begin</c>).</param>
+    public async ValueTask<IAsyncDisposable> BeginDrainAsync(BlockNode? node)
     {
         var backends = Backends;
         foreach (var b in backends)
             b.BeginQuiesce();
-        var jobs = PauseJobsForDrain();
+        var jobs = PauseJobsForDrain(node);
         foreach (var b in backends)
             await b.WaitIdleAsync().ConfigureAwait(false);
         foreach (var j in jobs)

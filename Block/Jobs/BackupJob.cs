@@ -183,10 +183,25 @@ internal sealed class BackupJob : BlockJob, IBeforeWriteNotifier
                 var error = await task.ConfigureAwait(false);
                 if (error is CopyException failure)
                 {
+                    // As QEMU's block-copy call: a failure stops new copies, the ones running finish (their failed
+                    // clusters go back to copy too), and the round reports its first error once. Handling each failed
+                    // copy on its own would stop the job again, after a resume, for a copy that failed before it.
+                    pos = Math.Min(pos, start);
+                    Exception? fatal = null;
+                    foreach (var (other, otherStart) in running)
+                    {
+                        var e = await other.ConfigureAwait(false);
+                        if (e is CopyException)
+                            pos = Math.Min(pos, otherStart);
+                        else
+                            fatal ??= e;
+                    }
+                    running.Clear();
+                    if (fatal != null)
+                        throw fatal;
                     var action = HandleError(failure.IsRead ? _onSourceError : _onTargetError, failure.IsRead, failure.Inner.Errno);
                     if (action == BlockErrorAction.Report)
                         throw failure.Inner;
-                    pos = Math.Min(pos, start);
                 }
                 else if (error != null)
                 {

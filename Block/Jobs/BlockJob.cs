@@ -260,6 +260,10 @@ public abstract class BlockJob
     {
         lock (_lock)
         {
+            // A wake from before the run (the speed given at start) is stale: it must not end the first sleep, which
+            // pays for the first burst (QEMU's job sleeps first after its start).
+            if (_wake.Task.IsCompleted)
+                _wake = NewSignal();
             _pauseCount--;
             _status = JobStatus.Running;
             _busy = _pauseCount == 0;
@@ -466,6 +470,15 @@ public abstract class BlockJob
         }
         while (delay > 0 && !IsCancelled && !CompleteRequested);
     }
+
+    /// <summary>
+    /// QEMU 7.2's mirror sleep after a burst: one sleep for what the copies so far cost, which any wake (a pause or a
+    /// drained section, a speed raise, cancel, complete) ends, so the job goes on at once.
+    /// </summary>
+    /// <remarks>Unlike <see cref="RateLimitSleepAsync"/>, an early wake is not made up for: qemu-storage-daemon 7.2's
+    /// mirror at speed 1 issues its next burst right after block-job-pause/resume, block-job-set-speed or a
+    /// blockdev-snapshot-sync of another node, and goes READY then if that burst was the last.</remarks>
+    protected ValueTask RateLimitSleepOnceAsync() => SleepAsync(_limit.CalculateDelay(NowNs(), 0));
 
     /// <summary>
     /// Applies an error policy to a failed read or write (QEMU's <c>block_job_error_action</c>): sends

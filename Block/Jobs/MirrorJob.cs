@@ -140,14 +140,15 @@ internal sealed class MirrorJob : BlockJob
             if (!IsReady && Speed > 0 && count > 0)
             {
                 // Rate limited, QEMU's way: one iteration issues a contiguous dirty run of up to buf-size, then the
-                // job sleeps for what it cost (so the first burst goes unthrottled).
+                // job sleeps for what it cost (so the first burst goes unthrottled). A wake ends the sleep early and
+                // the next burst goes at once, as 7.2's mirror does.
                 await WaitAllAsync().ConfigureAwait(false);
                 long issued = 0;
                 while (issued < _options.BufferBytes && _ops.Count < MaxInFlight && TryIssue(length, contiguous: issued > 0, out long n))
                     issued += n;
                 RateLimitProcessed(issued);
                 await WaitAllAsync().ConfigureAwait(false);
-                await RateLimitSleepAsync().ConfigureAwait(false);
+                await RateLimitSleepOnceAsync().ConfigureAwait(false);
                 continue;
             }
             if (count > 0 && _ops.Count < MaxInFlight && Volatile.Read(ref _bytesInFlight) < _options.BufferBytes

@@ -97,9 +97,8 @@ public sealed class ErrorPolicyTests
 
         // blk serve runs in a mount namespace with a 1 MiB tmpfs: a sparse 8 MiB image beside a 960 KiB filler, so
         // writing 256 KiB of data runs the file system out of space.
-        const string script = "mount -t tmpfs -o size=1M none \"$0\" && truncate -s 8M \"$0/disk.img\" && " +
-            "dd if=/dev/zero of=\"$0/filler\" bs=64k count=15 status=none && exec \"$@\"";
-        await using var blk = await QemuStorageDaemon.StartAsync("unshare", ["-rm", "sh", "-c", script, fs, "dotnet", BlkServe.Assembly, "serve"],
+        await using var blk = await TmpfsNamespace.StartBlkServeAsync(fs, "1M",
+            "truncate -s 8M \"$0/disk.img\" && dd if=/dev/zero of=\"$0/filler\" bs=64k count=15 status=none",
             ["--drive", $"if=none,id=d0,file={fs}/disk.img,format=raw,werror=enospc,rerror=report", "--device", "virtio-blk-pci,id=vd0,drive=d0",
              "--nbd-server", $"addr.type=unix,addr.path={socket}"]);
         await ExportAsync(blk);
@@ -113,7 +112,7 @@ public sealed class ErrorPolicyTests
 
         // Free the space (the namespace's tmpfs, reached through the server's own root) and continue: the held write
         // is retried and succeeds.
-        File.Delete($"/proc/{blk.ProcessId}/root{fs}/filler");
+        File.Delete(TmpfsNamespace.Inside(blk, $"{fs}/filler"));
         await blk.Qmp.ExecuteOkAsync("cont");
         await blk.Qmp.WaitEventAsync("RESUME", TimeSpan.FromSeconds(60));
         var result = await write.WaitAsync(TimeSpan.FromSeconds(60));

@@ -9,13 +9,31 @@ namespace Block.Cli.Tests.Serve;
 /// </summary>
 public sealed class UserNamespaceFactAttribute : FactAttribute
 {
-    private static readonly Lazy<bool> s_available = new(CanMountTmpfs);
-
     public UserNamespaceFactAttribute()
     {
-        if (!s_available.Value)
-            Skip = "this machine lets no unprivileged user mount a tmpfs in a namespace of its own (unshare -rm)";
+        if (!UserNamespaceTmpfs.Available)
+            Skip = UserNamespaceTmpfs.Unavailable;
     }
+}
+
+/// <summary>The theory form of <see cref="UserNamespaceFactAttribute"/>.</summary>
+public sealed class UserNamespaceTheoryAttribute : TheoryAttribute
+{
+    public UserNamespaceTheoryAttribute()
+    {
+        if (!UserNamespaceTmpfs.Available)
+            Skip = UserNamespaceTmpfs.Unavailable;
+    }
+}
+
+/// <summary>Whether this machine lets an unprivileged user mount a tmpfs in a namespace of its own (asked once).</summary>
+internal static class UserNamespaceTmpfs
+{
+    private static readonly Lazy<bool> s_available = new(CanMountTmpfs);
+
+    public const string Unavailable = "this machine lets no unprivileged user mount a tmpfs in a namespace of its own (unshare -rm)";
+
+    public static bool Available => s_available.Value;
 
     private static bool CanMountTmpfs()
     {

@@ -12,10 +12,10 @@ public sealed class BackupJobOracleTests
 {
     private static JsonObject J(string json) => JsonNode.Parse(json)!.AsObject();
 
-    private static string FileNode(string name, string path) =>
+    internal static string FileNode(string name, string path) =>
         new JsonObject { ["driver"] = "file", ["node-name"] = name, ["filename"] = path }.ToJsonString();
 
-    private static string Qcow2Node(string name, string file, string? backing = null, bool readOnly = false)
+    internal static string Qcow2Node(string name, string file, string? backing = null, bool readOnly = false)
     {
         var o = new JsonObject { ["driver"] = "qcow2", ["node-name"] = name, ["file"] = file, ["read-only"] = readOnly };
         o["backing"] = backing;
@@ -58,7 +58,7 @@ public sealed class BackupJobOracleTests
     }
 
     /// <summary>The same guest write on both sides: qemu-io over QSD's export, the device on ours.</summary>
-    private static QsdScenario Write(QsdScenario s, TempDirectory dir, Func<BlockBackend?> device, byte pattern, long offset, int length) =>
+    internal static QsdScenario Write(QsdScenario s, TempDirectory dir, Func<BlockBackend?> device, byte pattern, long offset, int length) =>
         s.Do(
             () =>
             {
@@ -70,7 +70,7 @@ public sealed class BackupJobOracleTests
             async _ => await device()!.WriteAsync(offset, Patterns.Fill(length, pattern)));
 
     /// <summary>The <c>BLOCK_JOB_*</c> events (QSD's export also sends BLOCK_EXPORT_DELETED when it quits).</summary>
-    private static void AssertSameJobEvents(QsdScenario s)
+    internal static void AssertSameJobEvents(QsdScenario s)
     {
         s.QsdEvents.RemoveAll(e => !((string)e["event"]!).StartsWith("BLOCK_JOB_", StringComparison.Ordinal));
         s.AssertSameEvents();

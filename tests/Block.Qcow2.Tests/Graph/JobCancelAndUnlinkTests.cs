@@ -24,7 +24,7 @@ public sealed class JobCancelAndUnlinkTests
         Backup,
     }
 
-    private static async Task<BlockJob> StartAsync(BlockGraph graph, TempDirectory dir, Kind kind, long speed) => kind switch
+    internal static async Task<BlockJob> StartAsync(BlockGraph graph, TempDirectory dir, Kind kind, long speed) => kind switch
     {
         Kind.Mirror => await graph.DriveMirrorAsync("j", "dev", dir.File("target.qcow2"), MirrorSyncMode.Full, speed: speed,
             granularity: 65536, bufSize: 1 << 20),
