@@ -40,7 +40,8 @@ public sealed partial class GlusterServer : IDisposable
         string glusterd = ProcessRunner.Which("glusterd") ?? (System.IO.File.Exists("/usr/sbin/glusterd") ? "/usr/sbin/glusterd"
             : throw new InvalidOperationException("glusterd is missing: apt-get install glusterfs-server (test.sh installs it)"));
         // The namespaces' first process: loopback up, glusterd's fixed paths on the test's directories, then glusterd
-        // in the foreground as its child, so that killing glusterd leaves the namespaces (and their network) standing.
+        // as its child, while it stays on reaping, so that killing glusterd leaves the namespaces (and their network)
+        // standing.
         System.IO.File.WriteAllText(Directory.File("server.sh"), $"""
             set -e
             ip link set lo up
@@ -50,7 +51,7 @@ public sealed partial class GlusterServer : IDisposable
             mount --bind {Directory.File("log")} /var/log/glusterfs
             mount -t tmpfs tmpfs /run
             {glusterd} -N --log-level=WARNING &
-            wait
+            while :; do wait; sleep 1; done
 
             """);
         _unshare = ProcessRunner.Start("unshare", ["--net", "--mount", "--pid", "--fork", "--kill-child", "--", "sh", Directory.File("server.sh")]);
