@@ -6,7 +6,8 @@
 # the http and ftp drivers, mtools to read the vvfat driver's disks, tgt, libiscsi7 and qemu-block-extra
 # (qemu-img's iscsi, rbd and nfs modules) for the iscsi driver, ceph-mon, ceph-osd, ceph-common and librbd1 for
 # the rbd driver's throwaway Ceph cluster, and nfs-ganesha, nfs-ganesha-vfs, rpcbind, iproute2 and libnfs13 for
-# the nfs driver's throwaway server) when missing,
+# the nfs driver's throwaway server, and glusterfs-server, libgfapi0 and qemu-block-extra (qemu-img's gluster module)
+# for the gluster driver's throwaway glusterd) when missing,
 # builds, runs every test project, and ends with one line "N passed, N failed, N skipped".
 set -uo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,6 +45,9 @@ command -v rpcbind >/dev/null 2>&1 || [ -x /usr/sbin/rpcbind ] || packages+=(rpc
 command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || packages+=(iproute2)
 /sbin/ldconfig -p 2>/dev/null | grep -q 'libnfs.so.13 ' || packages+=(libnfs13)
 ls /usr/lib/*/qemu/block-nfs.so >/dev/null 2>&1 || packages+=(qemu-block-extra)
+command -v glusterd >/dev/null 2>&1 || [ -x /usr/sbin/glusterd ] || packages+=(glusterfs-server)
+/sbin/ldconfig -p 2>/dev/null | grep -q 'libgfapi.so.0 ' || packages+=(libgfapi0)
+ls /usr/lib/*/qemu/block-gluster.so >/dev/null 2>&1 || packages+=(qemu-block-extra)
 command -v cryptsetup >/dev/null 2>&1 || [ -x /usr/sbin/cryptsetup ] || [ -x /sbin/cryptsetup ] || packages+=(cryptsetup-bin)
 if [ ${#packages[@]} -gt 0 ]; then
   sudo=""

@@ -2,6 +2,7 @@ using Block.Crypto;
 using Block.Curl;
 using Block.Drivers;
 using Block.Formats;
+using Block.Gluster;
 using Block.Iscsi;
 using Block.Nbd.Client;
 using Block.Nfs;
@@ -15,5 +16,5 @@ namespace Block.Cli.Common;
 /// <summary>The drivers the <c>blk</c> tool registers: the core ones and every format package it is built with.</summary>
 internal static class Drivers
 {
-    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl().AddIscsi().AddRbd().AddNfs();
+    public static DriverRegistry Create() => DriverRegistry.CreateDefault().AddQcow2().AddVmdk().AddFormats().AddLuks().AddNbd().AddSsh().AddCurl().AddIscsi().AddRbd().AddNfs().AddGluster();
 }

@@ -9,7 +9,7 @@ namespace Block.Packages.Tests;
 /// </summary>
 public class PackageConsumerTests(PackageFeed feed) : IClassFixture<PackageFeed>
 {
-    private static readonly string[] s_libraries = ["Block", "Block.Qcow2", "Block.Vmdk", "Block.Formats", "Block.Crypto", "Block.Qmp", "Block.Nbd", "Block.Ssh", "Block.Curl", "Block.Iscsi", "Block.Rbd", "Block.Nfs"];
+    private static readonly string[] s_libraries = ["Block", "Block.Qcow2", "Block.Vmdk", "Block.Formats", "Block.Crypto", "Block.Qmp", "Block.Nbd", "Block.Ssh", "Block.Curl", "Block.Iscsi", "Block.Rbd", "Block.Nfs", "Block.Gluster"];
 
     [Fact]
     public void A_project_using_only_the_packages_writes_reads_streams_makes_vmdk_vdi_and_luks_images_and_serves_nbd()
