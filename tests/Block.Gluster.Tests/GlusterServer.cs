@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Block.Drivers;
 using Block.Graph;
@@ -24,16 +23,13 @@ namespace Block.Gluster.Tests;
 /// system: the tests make images there with qemu-img directly (gluster gives a file it has not seen its id at the
 /// first lookup) and check what the clients wrote there.</para>
 /// </remarks>
-public sealed partial class GlusterServer : IDisposable
+public sealed partial class GlusterServer : NamespacedServer
 {
     public const string Volume = "vol0";
-    private static readonly TimeSpan s_startLimit = TimeSpan.FromSeconds(60);
-    private readonly Process _unshare;
-    private readonly int _initPid;
 
     public GlusterServer()
+        : base("gluster server")
     {
-        Directory = new TempDirectory();
         Brick = Directory.File("brick");
         foreach (var dir in new[] { Brick, Directory.File("lib"), Directory.File("log") })
             System.IO.Directory.CreateDirectory(dir);
@@ -42,7 +38,7 @@ public sealed partial class GlusterServer : IDisposable
         // The namespaces' first process: loopback up, glusterd's fixed paths on the test's directories, then glusterd
         // as its child, while it stays on reaping, so that killing glusterd leaves the namespaces (and their network)
         // standing.
-        System.IO.File.WriteAllText(Directory.File("server.sh"), $"""
+        var script = $"""
             set -e
             ip link set lo up
             mount --make-rprivate /
@@ -53,11 +49,10 @@ public sealed partial class GlusterServer : IDisposable
             {glusterd} -N --log-level=WARNING &
             while :; do wait; sleep 1; done
 
-            """);
-        _unshare = ProcessRunner.Start("unshare", ["--net", "--mount", "--pid", "--fork", "--kill-child", "--", "sh", Directory.File("server.sh")]);
+            """;
         try
         {
-            _initPid = WaitFor(() => Children(_unshare.Id).FirstOrDefault(), "the namespaces' first process");
+            Start(script);
             WaitFor(() => Gluster("volume", "create", Volume, $"127.0.0.2:{Brick}", "force").ExitCode == 0 ? 1 : 0, "glusterd");
             var start = Gluster("volume", "start", Volume);
             if (start.ExitCode != 0)
@@ -71,13 +66,8 @@ public sealed partial class GlusterServer : IDisposable
         }
     }
 
-    public TempDirectory Directory { get; }
-
     /// <summary>The brick's directory, as a local path.</summary>
     public string Brick { get; }
-
-    /// <summary>The server's network namespace.</summary>
-    public string NetworkNamespace => $"/proc/{_initPid}/ns/net";
 
     /// <summary>The local path of a file of the volume (on the brick).</summary>
     public string File(string name) => Path.Combine(Brick, name);
@@ -90,30 +80,14 @@ public sealed partial class GlusterServer : IDisposable
 
     /// <summary>Runs the gluster CLI against this glusterd (its socket is under the private <c>/run</c>).</summary>
     public ProcessResult Gluster(params string[] args) =>
-        ProcessRunner.Run("nsenter", ["-t", _initPid.ToString(System.Globalization.CultureInfo.InvariantCulture), "--net", "--mount", "--", "gluster", "--mode=script", .. args], TimeSpan.FromMinutes(2));
+        ProcessRunner.Run("nsenter", ["-t", InitPid.ToString(System.Globalization.CultureInfo.InvariantCulture), "--net", "--mount", "--", "gluster", "--mode=script", .. args], TimeSpan.FromMinutes(2));
 
-    /// <summary>Runs <paramref name="program"/> in the server's network namespace.</summary>
-    public ProcessResult Run(string program, params string[] args) =>
-        WithoutGfapiLog(ProcessRunner.Run("nsenter", ["--net=" + NetworkNamespace, "--", program, .. args], TimeSpan.FromMinutes(5)));
+    /// <summary>Runs <paramref name="program"/> in the server's network namespace, without gfapi's log lines.</summary>
+    public override ProcessResult Run(string program, params string[] args) => WithoutGfapiLog(base.Run(program, args));
 
-    /// <summary>Runs qemu-img over gluster; every run costs libgfapi 10.3's 10 s <c>glfs_fini</c>.</summary>
-    public ProcessResult QemuImg(params string[] args) => Run(TestSupport.QemuImg.Path, args);
-
-    /// <summary>Runs several qemu-img commands at once, so that their 10 s closes overlap.</summary>
+    /// <summary>Runs several qemu-img commands at once, so that their 10 s closes (libgfapi 10.3's <c>glfs_fini</c>) overlap.</summary>
     public ProcessResult[] QemuImgAll(params string[][] commands) =>
         Task.WhenAll(commands.Select(args => Task.Run(() => QemuImg(args)))).GetAwaiter().GetResult();
-
-    /// <summary>Runs the <c>blk</c> executable built beside the tests, in the server's network namespace.</summary>
-    public ProcessResult Blk(params string[] args) => Run(BlkRunner.ExecutablePath, args);
-
-    public ProcessResult QemuIo(string image, string format, params string[] commands)
-    {
-        var args = new List<string> { "-f", format };
-        foreach (var c in commands)
-            args.AddRange(["-c", c]);
-        args.Add(image);
-        return Run(TestSupport.QemuIo.Path, [.. args]);
-    }
 
     /// <summary>
     /// The result without gfapi's own log lines (<c>[date] I [io-stats.c:…] …</c>), which libgfapi writes to stderr
@@ -157,7 +131,7 @@ public sealed partial class GlusterServer : IDisposable
 
     private IEnumerable<int> ProcessesNamed(string name)
     {
-        string ours = PidNamespace(_initPid) ?? "";
+        string ours = PidNamespace(InitPid) ?? "";
         foreach (var dir in System.IO.Directory.EnumerateDirectories("/proc"))
         {
             if (!int.TryParse(Path.GetFileName(dir), out int pid))
@@ -179,66 +153,10 @@ public sealed partial class GlusterServer : IDisposable
         }
     }
 
-    private static IEnumerable<int> Children(int pid)
-    {
-        string text;
-        try
-        {
-            text = System.IO.File.ReadAllText($"/proc/{pid}/task/{pid}/children");
-        }
-        catch (IOException)
-        {
-            return [];
-        }
-        return text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, System.Globalization.CultureInfo.InvariantCulture));
-    }
-
-    private static string? ReadComm(int pid)
-    {
-        try
-        {
-            return System.IO.File.ReadAllText($"/proc/{pid}/comm").Trim();
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
-
-    private int WaitFor(Func<int> probe, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < s_startLimit)
-        {
-            if (_unshare.HasExited)
-                throw new InvalidOperationException($"the gluster server exited: {_unshare.StandardError.ReadToEnd()} {Log()}");
-            int value = probe();
-            if (value != 0)
-                return value;
-            Thread.Sleep(200);
-        }
-        throw new TimeoutException($"{what} did not start within {s_startLimit.TotalSeconds} s: {Log()}");
-    }
-
-    private string Log()
+    protected override string Log()
     {
         string log = Directory.File("log/glusterd.log");
         return System.IO.File.Exists(log) ? System.IO.File.ReadAllText(log) : "(no glusterd log)";
-    }
-
-    public void Dispose()
-    {
-        // Killing unshare kills its child (--kill-child), the PID namespace's init, and with it every process inside.
-        try
-        {
-            _unshare.Kill(entireProcessTree: true);
-            _unshare.WaitForExit(s_startLimit);
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _unshare.Dispose();
-        Directory.Dispose();
     }
 }
 

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using Block.Drivers;
 using Block.Graph;
 using Block.Qcow2;
@@ -23,15 +22,11 @@ namespace Block.Nfs.Tests;
 /// socket libnfs opens is opened there. The export's files stay plain files of this machine's file system, which the
 /// tests read and write directly.</para>
 /// </remarks>
-public sealed class NfsServer : IDisposable
+public sealed class NfsServer : NamespacedServer
 {
-    private static readonly TimeSpan s_startLimit = TimeSpan.FromSeconds(60);
-    private readonly Process _unshare;
-    private readonly int _initPid;
-
     public NfsServer()
+        : base("nfs server")
     {
-        Directory = new TempDirectory();
         Export = Directory.File("export");
         System.IO.Directory.CreateDirectory(Export);
         System.IO.Directory.CreateDirectory(Directory.File("recovery"));
@@ -67,7 +62,7 @@ public sealed class NfsServer : IDisposable
 
             """);
         // The namespaces' first process: loopback up, a private /run, rpcbind, then ganesha in the foreground.
-        System.IO.File.WriteAllText(Directory.File("server.sh"), $"""
+        var script = $"""
             set -e
             ip link set lo up
             mount --make-rprivate /
@@ -76,11 +71,10 @@ public sealed class NfsServer : IDisposable
             {rpcbind} -f -w &
             exec {ganesha} -F -L {Directory.File("ganesha.log")} -f {Directory.File("ganesha.conf")} -p {Directory.File("ganesha.pid")}
 
-            """);
-        _unshare = ProcessRunner.Start("unshare", ["--net", "--mount", "--pid", "--fork", "--kill-child", "--", "sh", Directory.File("server.sh")]);
+            """;
         try
         {
-            _initPid = WaitFor(() => Children(_unshare.Id).FirstOrDefault(), "the namespaces' first process");
+            Start(script);
             WaitFor(() => RpcServices().Contains(" 100003 ") && RpcServices().Contains(" 100005 ") ? 1 : 0, "ganesha's nfs and mount services");
         }
         catch
@@ -90,13 +84,8 @@ public sealed class NfsServer : IDisposable
         }
     }
 
-    public TempDirectory Directory { get; }
-
     /// <summary>The exported directory, as a local path.</summary>
     public string Export { get; }
-
-    /// <summary>The server's network namespace.</summary>
-    public string NetworkNamespace => $"/proc/{_initPid}/ns/net";
 
     /// <summary>The local path of a file of the export.</summary>
     public string File(string name) => Path.Combine(Export, name);
@@ -106,24 +95,6 @@ public sealed class NfsServer : IDisposable
 
     /// <summary>A fresh file name in the export.</summary>
     public static string NewName(string ext) => $"{Guid.NewGuid():N}.{ext}";
-
-    /// <summary>Runs <paramref name="program"/> in the server's network namespace.</summary>
-    public ProcessResult Run(string program, params string[] args) =>
-        ProcessRunner.Run("nsenter", ["--net=" + NetworkNamespace, "--", program, .. args], TimeSpan.FromMinutes(5));
-
-    public ProcessResult QemuImg(params string[] args) => Run(TestSupport.QemuImg.Path, args);
-
-    /// <summary>Runs the <c>blk</c> executable built beside the tests, in the server's network namespace.</summary>
-    public ProcessResult Blk(params string[] args) => Run(BlkRunner.ExecutablePath, args);
-
-    public ProcessResult QemuIo(string image, string format, params string[] commands)
-    {
-        var args = new List<string> { "-f", format };
-        foreach (var c in commands)
-            args.AddRange(["-c", c]);
-        args.Add(image);
-        return Run(TestSupport.QemuIo.Path, [.. args]);
-    }
 
     /// <summary>A graph whose nfs nodes reach this server, with <paramref name="requestTimeout"/> as their limit.</summary>
     public BlockGraph NewGraph(TimeSpan? requestTimeout = null) => new(new BlockGraphOptions
@@ -138,7 +109,7 @@ public sealed class NfsServer : IDisposable
     /// <summary>Kills ganesha (not rpcbind): the server stops answering, as a crashed filer does.</summary>
     public void KillGanesha()
     {
-        foreach (int pid in Children(_initPid).Append(_initPid))
+        foreach (int pid in Children(InitPid).Append(InitPid))
         {
             if (ReadComm(pid) == "ganesha.nfsd")
                 Process.GetProcessById(pid).Kill();
@@ -147,67 +118,10 @@ public sealed class NfsServer : IDisposable
 
     private string RpcServices() => Run("rpcinfo", "-p", "127.0.0.1").Stdout.Replace('\t', ' ').Replace("  ", " ", StringComparison.Ordinal) + " ";
 
-    private static IEnumerable<int> Children(int pid)
-    {
-        string path = $"/proc/{pid}/task/{pid}/children";
-        string text;
-        try
-        {
-            text = System.IO.File.ReadAllText(path);
-        }
-        catch (IOException)
-        {
-            return [];
-        }
-        return text.Split(' ', StringSplitOptions.RemoveEmptyEntries).Select(s => int.Parse(s, CultureInfo.InvariantCulture));
-    }
-
-    private static string? ReadComm(int pid)
-    {
-        try
-        {
-            return System.IO.File.ReadAllText($"/proc/{pid}/comm").Trim();
-        }
-        catch (IOException)
-        {
-            return null;
-        }
-    }
-
-    private int WaitFor(Func<int> probe, string what)
-    {
-        var clock = Stopwatch.StartNew();
-        while (clock.Elapsed < s_startLimit)
-        {
-            if (_unshare.HasExited)
-                throw new InvalidOperationException($"the nfs server exited: {_unshare.StandardError.ReadToEnd()} {Log()}");
-            int value = probe();
-            if (value != 0)
-                return value;
-            Thread.Sleep(100);
-        }
-        throw new TimeoutException($"{what} did not start within {s_startLimit.TotalSeconds} s: {Log()}");
-    }
-
-    private string Log()
+    protected override string Log()
     {
         string log = Directory.File("ganesha.log");
         return System.IO.File.Exists(log) ? System.IO.File.ReadAllText(log) : "(no ganesha log)";
-    }
-
-    public void Dispose()
-    {
-        // Killing unshare kills its child (--kill-child), the PID namespace's init, and with it every process inside.
-        try
-        {
-            _unshare.Kill(entireProcessTree: true);
-            _unshare.WaitForExit(s_startLimit);
-        }
-        catch (InvalidOperationException)
-        {
-        }
-        _unshare.Dispose();
-        Directory.Dispose();
     }
 }
 
