@@ -23,7 +23,6 @@ internal sealed class RequestTracker
     private readonly object _lock = new();
     private readonly List<TrackedRequest> _active = [];
     private readonly Stack<TrackedRequest> _pool = new();
-    private long _sequence;
 
     /// <summary>Registers <c>[start, end)</c> and waits until no earlier conflicting request is in flight.</summary>
     public ValueTask<TrackedRequest> BeginAsync(long start, long end, bool serialising)
@@ -32,14 +31,12 @@ internal sealed class RequestTracker
         List<Task>? waits = null;
         lock (_lock)
         {
-            request = _pool.TryPop(out var reused) ? reused : new TrackedRequest();
-            request.Reset(start, end, serialising, ++_sequence);
             foreach (var other in _active)
             {
-                if ((other.Serialising || serialising) && other.Start < end && start < other.End)
+                if ((other.Serialising || serialising) && other.Overlaps(start, end))
                     (waits ??= []).Add(other.CompletionUnderLock().Task);
             }
-            _active.Add(request);
+            request = RegisterLocked(start, end, serialising);
         }
         if (waits is null)
             return new ValueTask<TrackedRequest>(request);
@@ -63,17 +60,24 @@ internal sealed class RequestTracker
         {
             foreach (var other in _active)
             {
-                if (other.Serialising && other.Start < end && start < other.End)
+                if (other.Serialising && other.Overlaps(start, end))
                 {
                     request = null;
                     return false;
                 }
             }
-            request = _pool.TryPop(out var reused) ? reused : new TrackedRequest();
-            request.Reset(start, end, serialising: false, ++_sequence);
-            _active.Add(request);
+            request = RegisterLocked(start, end, serialising: false);
             return true;
         }
+    }
+
+    /// <summary>Takes a reused record (or a new one) for <c>[start, end)</c> and makes it active; under the lock.</summary>
+    private TrackedRequest RegisterLocked(long start, long end, bool serialising)
+    {
+        var request = _pool.TryPop(out var reused) ? reused : new TrackedRequest();
+        request.Reset(start, end, serialising);
+        _active.Add(request);
+        return request;
     }
 
     /// <summary>
@@ -115,15 +119,15 @@ internal sealed class TrackedRequest
 
     public bool Serialising { get; private set; }
 
-    public long Sequence { get; private set; }
-
-    internal void Reset(long start, long end, bool serialising, long sequence)
+    internal void Reset(long start, long end, bool serialising)
     {
         Start = start;
         End = end;
         Serialising = serialising;
-        Sequence = sequence;
     }
+
+    /// <summary>True if this request's range meets <c>[start, end)</c>.</summary>
+    internal bool Overlaps(long start, long end) => Start < end && start < End;
 
     /// <summary>What a later request waits on; made on first need. Only under the tracker's lock.</summary>
     internal TaskCompletionSource CompletionUnderLock() =>
