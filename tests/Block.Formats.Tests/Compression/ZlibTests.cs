@@ -29,12 +29,17 @@ public unsafe class ZlibTests
         {
             var data = new byte[length];
             Array.Fill(data, fill);
-            Assert.Equal(SystemAdler32(1, data), Adler32.Compute(data));
+            foreach (int step in Steps())
+                Assert.Equal(SystemAdler32(1, data), Adler32.Compute(data, 1, step));
         }
         var random = new byte[length];
         new Random(length).NextBytes(random);
-        Assert.Equal(SystemAdler32(1, random), Adler32.Compute(random));
+        foreach (int step in Steps())
+            Assert.Equal(SystemAdler32(1, random), Adler32.Compute(random, 1, step));
     }
+
+    /// <summary>Every step width this processor can run: each has its own loop.</summary>
+    private static IEnumerable<int> Steps() => new[] { 1, 16, 32 }.Where(step => step <= Adler32.WidestStep);
 
     [Fact]
     public void Adler32_equals_zlibs_for_random_data_and_starting_values()
@@ -47,7 +52,8 @@ public unsafe class ZlibTests
                 var data = new byte[length];
                 new Random(seed).NextBytes(data);
                 uint start = (uint)(seed % 65521) << 16 | (uint)s1;
-                return Adler32.Compute(data, start) == SystemAdler32(start, data);
+                uint expected = SystemAdler32(start, data);
+                return Steps().All(step => Adler32.Compute(data, start, step) == expected);
             });
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(200), property);
     }
