@@ -10,8 +10,9 @@
 #   (needs qemu-utils and fio, cloop-utils for cloop; run it under the build lock so no compiler shares the cores)
 set -euo pipefail
 format="${1:?usage: bench/format-compare.sh FORMAT}"
+data_offset=""
 case "$format" in
-  vdi)  ext=vdi;  block=$((1 << 20)) ;;   # 1 MiB blocks
+  vdi)  ext=vdi;  block=$((1 << 20)); data_offset=4608 ;;   # 1 MiB blocks; qemu-img puts the data area at 4 KiB + 512
   vpc)  ext=vhd;  block=$((2 << 20)) ;;   # 2 MiB blocks
   qed)  ext=qed;  block=$((1 << 20)) ;;   # 64 KiB clusters; 1 MiB apart
   qcow) ext=qcow; block=$((1 << 20)) ;;   # 4 KiB clusters; 1 MiB apart (an L2 table maps 2 MiB)
@@ -70,6 +71,7 @@ printf 'bench 4k read QD1 scattered (-S %d) on 1 GiB %s: blk -i inline %.0f req/
 # every pass, 32 of them for vhdx's 32 MiB blocks, where blk's step drifts over the whole image as qemu-img's does.)
 fio_iops() {
   fio --name=psync --filename="$image" --readonly --ioengine=psync --rw=randread --norandommap --randrepeat=0 \
+    --offset="${FIO_OFFSET:-0}" \
     --bs=4k --iodepth=1 --invalidate=0 --time_based --runtime=5 --output-format=json |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["iops"])'
 }
@@ -77,3 +79,12 @@ f=""
 for _ in 1 2 3; do i="$(fio_iops)"; if [ -z "$f" ] || awk "BEGIN{exit !($i > $f)}"; then f="$i"; fi; done
 printf 'fio psync 4k random read QD1 over the %s file: %.0f IOPS; blk / fio %.2f\n' \
   "$format" "$f" "$(awk "BEGIN{print ($count / $b) / $f}")"
+
+# Where the format's data area does not start on a page (vdi), every 4 KiB guest read spans two pages of the file:
+# fio again with its reads shifted by the same offset, the like-for-like floor.
+if [ -n "${data_offset:-}" ]; then
+  f=""
+  for _ in 1 2 3; do i="$(FIO_OFFSET="$data_offset" fio_iops)"; if [ -z "$f" ] || awk "BEGIN{exit !($i > $f)}"; then f="$i"; fi; done
+  printf 'fio psync 4k random read QD1 at offset %d + k*4k: %.0f IOPS; blk / fio %.2f\n' \
+    "$data_offset" "$f" "$(awk "BEGIN{print ($count / $b) / $f}")"
+fi
