@@ -3,7 +3,8 @@
 # start-cluster.sh: ceph-mon + one ceph-osd on memstore, loopback, cephx), both with their defaults otherwise:
 #   4 KiB reads at queue depth 16:  {qemu-img,blk} bench -f raw -t none -d 16 -s 4k -c COUNT -S 4096 rbd:…
 #   1 MiB sequential reads:         {qemu-img,blk} bench -f raw -t none -d 1 -s 1M -c COUNT rbd:…
-#   whole-image convert to a file:  {qemu-img,blk} convert -f raw -O raw rbd:… /dev/shm file
+#     (both timed by the tool's own "Run completed in" line)
+#   whole-image convert to a file:  {qemu-img,blk} convert -f raw -O raw rbd:… /dev/shm file (the whole process)
 # alternating RUNS times (default 2), best kept. Ratio = qemu-img's time / blk's (> 1: blk is faster).
 #   flock /tmp/block-build.lock bench/rbd-compare.sh
 # Environment: BENCH_DIR (default /tmp/blk-bench), RUNS (default 2), SIZE_MIB (default 256), BLK (a blk binary to use
@@ -32,14 +33,17 @@ qemu-img convert -f raw -O raw /dev/shm/blk-rbd-src.raw "$img"
 rm -f /dev/shm/blk-rbd-src.raw
 best() { sort -n | head -1; }
 time_of() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }; e=$(date +%s.%N); echo "$e - $s" | bc; }
+# The bench rows are timed by each tool's own "Run completed in" line: a whole process would add librbd's connect to
+# the monitor and its close, a tenth of a second each that is not the reads'.
+bench_time() { local out; out="$("$@" 2>&1)" || { echo "failed: $*" >&2; exit 1; }; sed -n 's/^Run completed in \([0-9.]*\) seconds\./\1/p' <<<"$out"; }
 small=$((size * 256 / 4))    # 4 KiB requests over a quarter of the image
 large=$size                  # 1 MiB requests over the whole image
 declare -A t
 for _ in $(seq "$runs"); do
   for tool in qemu blk; do
     if [ $tool = qemu ]; then cmd=(qemu-img); else cmd=("$blk"); fi
-    t[$tool-4k]+="$(time_of "${cmd[@]}" bench -f raw -t none -d 16 -s 4k -S 4096 -c "$small" "$img") "
-    t[$tool-1m]+="$(time_of "${cmd[@]}" bench -f raw -t none -d 1 -s 1M -c "$large" "$img") "
+    t[$tool-4k]+="$(bench_time "${cmd[@]}" bench -f raw -t none -d 16 -s 4k -S 4096 -c "$small" "$img") "
+    t[$tool-1m]+="$(bench_time "${cmd[@]}" bench -f raw -t none -d 1 -s 1M -c "$large" "$img") "
     rm -f /dev/shm/blk-rbd-out.raw
     t[$tool-conv]+="$(time_of "${cmd[@]}" convert -f raw -O raw "$img" /dev/shm/blk-rbd-out.raw) "
     rm -f /dev/shm/blk-rbd-out.raw
