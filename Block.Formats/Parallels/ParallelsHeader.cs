@@ -14,7 +14,9 @@ namespace Block.Formats.Parallels;
 /// <param name="DiskSectors">The virtual disk size in sectors.</param>
 /// <param name="DataStartSectors">Where the data area starts, in sectors: the header's <c>data_off</c>, or for images
 /// that leave it 0, the end of the BAT rounded up to a sector.</param>
-internal readonly record struct ParallelsHeader(bool Extended, uint Tracks, uint BatEntries, ulong DiskSectors, uint DataStartSectors)
+/// <param name="ExtensionSectors">Where the Format Extension cluster is, in sectors (<c>ext_off</c>); 0 for none.</param>
+internal readonly record struct ParallelsHeader(bool Extended, uint Tracks, uint BatEntries, ulong DiskSectors, uint DataStartSectors,
+    ulong ExtensionSectors)
 {
     /// <summary>The bytes of the header; the BAT follows it.</summary>
     public const int Size = 64;
@@ -38,7 +40,7 @@ internal readonly record struct ParallelsHeader(bool Extended, uint Tracks, uint
     public const int InUseAt = 44;
 
     private const int VersionAt = 16, HeadsAt = 20, CylindersAt = 24, TracksAt = 28, BatEntriesAt = 32;
-    private const int DiskSectorsAt = 36, DataOffsetAt = 48;
+    private const int DiskSectorsAt = 36, DataOffsetAt = 48, ExtensionOffsetAt = 56;
     private const uint Version = 2;
 
     private static ReadOnlySpan<byte> OldMagic => "WithoutFreeSpace"u8;
@@ -108,7 +110,7 @@ internal readonly record struct ParallelsHeader(bool Extended, uint Tracks, uint
             throw new ImageFormatException(string.Create(CultureInfo.InvariantCulture,
                 $"Invalid image: data offset of {dataOffset} sectors lies past the end of the file ({fileLength} bytes)"));
         }
-        return new ParallelsHeader(extended, tracks, entries, sectors, dataStart);
+        return new ParallelsHeader(extended, tracks, entries, sectors, dataStart, BinaryPrimitives.ReadUInt64LittleEndian(header[ExtensionOffsetAt..]));
     }
 
     /// <summary>

@@ -115,6 +115,24 @@ internal sealed partial class ParallelsNodeDriver : NodeDriver
         if (driver._unclean && !driver._readOnly && !options.ForCheck)
             throw new BlockException(Errno.EACCES, "parallels: Image was not closed correctly; cannot be opened read/write");
 
+        // QEMU 7.2 reads the Format Extension (dirty bitmaps) only when the image is opened read-only: a writer would
+        // change data the bitmaps do not track.
+        if (header.ExtensionSectors != 0)
+        {
+            if (!driver._readOnly)
+                context.Node.Graph.Warn("Format Extension ignored in RW mode");
+            else if (header.ExtensionSectors > (ulong)(long.MaxValue - header.ClusterSize) / 512)
+                throw new ImageFormatException("Failed to read Format Extension cluster: Invalid argument", Errno.EINVAL);
+            else
+            {
+                foreach (var bitmap in await ParallelsFormatExtension.LoadBitmapsAsync(file, (long)header.ExtensionSectors * 512,
+                    header.ClusterSize, header.DiskSectors).ConfigureAwait(false))
+                {
+                    context.Node.AttachDirtyBitmap(bitmap);
+                }
+            }
+        }
+
         if (!options.NoBacking && options.Backing != null)
         {
             try

@@ -391,7 +391,7 @@ public sealed class BlockBackend : IBlockParent, IAsyncDisposable
         TrayOpen = Device is { HasTray: true } tray ? tray.IsTrayOpen : null,
         Inserted = _rootNode?.GetDeviceInfo() is { } inserted ? WithThrottleInfo(inserted) : null,
         IoStatus = IoStatus,
-        DirtyBitmaps = _rootNode?.DirtyBitmaps is { Count: > 0 } bitmaps ? [.. bitmaps.Select(b => b.GetInfo())] : null,
+        DirtyBitmaps = _rootNode?.QueryDirtyBitmaps(),
     };
 
     /// <summary>The throttling members of <c>BlockDeviceInfo</c>: the averages always, bursts and sizes only when set.</summary>

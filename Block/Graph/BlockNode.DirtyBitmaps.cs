@@ -1,5 +1,6 @@
 using System.Numerics;
 using Block.Bitmaps;
+using Block.Qapi;
 
 namespace Block.Graph;
 
@@ -12,6 +13,22 @@ public sealed partial class BlockNode
 
     /// <summary>The node's dirty bitmaps, in the order they were attached.</summary>
     public IReadOnlyList<DirtyBitmap> DirtyBitmaps => _bitmapArray;
+
+    /// <summary>
+    /// The bitmaps as QMP's <c>dirty-bitmaps</c> members list them (<c>query-block</c>, <c>query-named-block-nodes</c>):
+    /// newest first, as QEMU keeps them (a format's stored bitmaps therefore in reverse order of the image's
+    /// directory); null when the node has none, which QEMU shows by leaving the member out.
+    /// </summary>
+    public IReadOnlyList<BlockDirtyInfo>? QueryDirtyBitmaps()
+    {
+        var bitmaps = _bitmapArray;
+        if (bitmaps.Length == 0)
+            return null;
+        var info = new BlockDirtyInfo[bitmaps.Length];
+        for (int i = 0; i < bitmaps.Length; i++)
+            info[i] = bitmaps[bitmaps.Length - 1 - i].GetInfo();
+        return info;
+    }
 
     /// <summary>The bitmap named <paramref name="name"/>, or null.</summary>
     public DirtyBitmap? FindDirtyBitmap(string name) => Array.Find(_bitmapArray, b => b.Name == name);

@@ -347,6 +347,7 @@ public sealed partial class BlockNode : IBlockParent
         Image = GetImageInfo(backingChain: true),
         Cache = new BlockdevCacheInfo { Writeback = true, Direct = CacheDirect, NoFlush = CacheNoFlush },
         WriteThreshold = WriteThreshold,
+        DirtyBitmaps = QueryDirtyBitmaps(),
     };
 
     /// <summary>

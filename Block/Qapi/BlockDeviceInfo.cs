@@ -100,6 +100,9 @@ public sealed record BlockDeviceInfo
 
     /// <summary>Write threshold in bytes (0 = none).</summary>
     [JsonPropertyName("write_threshold")] public long WriteThreshold { get; init; }
+
+    /// <summary>The node's dirty bitmaps, newest first (QEMU 4.2+; absent when it has none).</summary>
+    [JsonPropertyName("dirty-bitmaps")] public IReadOnlyList<BlockDirtyInfo>? DirtyBitmaps { get; init; }
 }
 
 /// <summary>QAPI <c>BlockdevCacheInfo</c>.</summary>
