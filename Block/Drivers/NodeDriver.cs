@@ -326,6 +326,14 @@ public abstract class NodeDriver : IAsyncDisposable
     {
     }
 
+    /// <summary>
+    /// True if the driver looks up its children's nodes through their edges at every request, so that a job's
+    /// switch-over (mirror, active commit) may move one of its child edges to another node while it is open.
+    /// </summary>
+    /// <remarks>Format drivers keep their file node for metadata they cache, so the default is false; replication's
+    /// failover needs it, as its commit leaves the filter over the secondary disk.</remarks>
+    public virtual bool FollowsChildReplacement => false;
+
     /// <summary>True for a driver that acts on debug events (<c>blkdebug</c>); events pass through other nodes to their primary child.</summary>
     public virtual bool HandlesDebugEvents => false;
 
