@@ -116,6 +116,10 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask AmendAsync(ImageAmendRequest request, CancellationToken cancellationToken) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Format driver '{Node.DriverName}' does not support option amendment"));
 
+    /// <summary>True if <see cref="MakeEmptyAsync"/> is implemented (QEMU's <c>bdrv_make_empty</c> in the driver table).</summary>
+    /// <remarks>Replication asks before it starts, as QEMU does, rather than failing at the first checkpoint.</remarks>
+    public virtual bool CanMakeEmpty => false;
+
     /// <summary>
     /// Drops everything this layer holds, so that every read falls through to the backing file (<c>qemu-img commit</c>
     /// without <c>-d</c>). Formats that cannot do it decline with ENOTSUP.

@@ -170,6 +170,8 @@ internal sealed class ReplicationNodeDriver : NodeDriver
             throw new BlockException(Errno.EINVAL, "The secondary disk doesn't have block backend");
         if (active.Length != hidden.Length || hidden.Length != secondary.Length)
             throw new BlockException(Errno.EINVAL, "Active disk, hidden disk, secondary disk's length are not the same");
+        if (!active.Impl.CanMakeEmpty || !hidden.Impl.CanMakeEmpty)
+            throw new BlockException(Errno.EINVAL, "Active disk or hidden disk doesn't support make_empty");
         if (!IsTopValid(graph))
             throw new BlockException(Errno.EINVAL, "No top_bs or it is invalid");
 

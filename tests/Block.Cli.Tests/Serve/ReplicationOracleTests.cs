@@ -106,6 +106,10 @@ public sealed class ReplicationOracleTests
                 "blockdev-add " + Blockdev(",\"mode\":\"secondary\",\"top-id\":\"r\",\"file\":{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"DIR/active.qcow2\"},\"backing\":{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"DIR/small.qcow2\"},\"backing\":\"sec-disk\"}}"),
                 "xen-set-replication " + "{\"enable\":true,\"primary\":false}",
             ] },
+            { "active disk without make_empty", [sec], [
+                "blockdev-add " + Blockdev(",\"mode\":\"secondary\",\"top-id\":\"r\",\"file\":{\"driver\":\"qed\",\"file\":{\"driver\":\"file\",\"filename\":\"DIR/active.qed\"},\"backing\":{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"DIR/hidden.qcow2\"},\"backing\":\"sec-disk\"}}"),
+                "xen-set-replication " + "{\"enable\":true,\"primary\":false}",
+            ] },
             { "top-id below the node", [sec], [
                 "blockdev-add " + Blockdev(",\"mode\":\"secondary\",\"top-id\":\"sec-disk\",\"file\":{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"DIR/active.qcow2\"},\"backing\":{\"driver\":\"qcow2\",\"file\":{\"driver\":\"file\",\"filename\":\"DIR/hidden.qcow2\"},\"backing\":\"sec-disk\"}}"),
                 "xen-set-replication " + "{\"enable\":true,\"primary\":false}",
@@ -123,6 +127,7 @@ public sealed class ReplicationOracleTests
         QemuImg.Create("qcow2", dir.File("active.qcow2"), size);
         QemuImg.Create("qcow2", dir.File("hidden.qcow2"), size);
         QemuImg.Create("qcow2", dir.File("small.qcow2"), "1M");
+        QemuImg.Create("qed", dir.File("active.qed"), size);
     }
 
     private static async Task<List<string>> RunCommandsAsync(TempDirectory dir, string[] drives, string[] commands, bool blk)
