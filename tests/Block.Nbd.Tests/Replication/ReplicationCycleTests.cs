@@ -98,6 +98,52 @@ public sealed class ReplicationCycleTests
         Assert.Equal(new byte[4096], guest);
     }
 
+    [Fact]
+    public async Task Stopping_the_secondary_without_failover_drops_its_writes_and_keeps_the_primarys()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.File("primary.img"), new byte[Size]);
+        File.WriteAllBytes(dir.File("secondary.img"), new byte[Size]);
+        await using var pair = await ReplicationPair.StartAsync(dir);
+        var random = new Random(5);
+        byte[] primary = new byte[Size];
+        byte[] secondaryView = new byte[Size];
+        for (int i = 0; i < 8; i++)
+        {
+            await WriteRandomAsync(random, pair.PrimaryGuest, primary);
+            await WriteRandomAsync(random, pair.SecondaryGuest, secondaryView);
+        }
+
+        await pair.Secondary.StopReplicationAsync(failover: false);
+
+        Assert.Equal(ReplicationStage.Done, pair.Secondary.GetReplicationStage("top"));
+        Assert.Equal(new ReplicationStatus(false), pair.Secondary.QueryReplicationStatus());
+        // The active and hidden disks are empty: the guest reads the secondary disk, which holds what the primary wrote.
+        Assert.Equal(primary, await ReadAllAsync(pair.SecondaryGuest));
+        await pair.Secondary.ReplicationCheckpointAsync();
+        var again = await Assert.ThrowsAsync<BlockException>(async () => await pair.Secondary.StartReplicationAsync(ReplicationMode.Secondary));
+        Assert.Equal("Block replication is running or done", again.Message);
+    }
+
+    [Fact]
+    public async Task Commands_before_start_fail_in_qemus_words()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.File("primary.img"), new byte[Size]);
+        File.WriteAllBytes(dir.File("secondary.img"), new byte[Size]);
+        await using var pair = await ReplicationPair.StartAsync(dir, startPrimary: false);
+
+        Assert.Equal(new ReplicationStatus(true, "Block replication is not running"), pair.Primary.QueryReplicationStatus());
+        var stop = await Assert.ThrowsAsync<BlockException>(async () => await pair.Primary.StopReplicationAsync(failover: false));
+        Assert.Equal("Block replication is not running", stop.Message);
+        // With failover the stop is quiet, whatever the state.
+        await pair.Primary.StopReplicationAsync(failover: true);
+        var mode = await Assert.ThrowsAsync<BlockException>(async () => await pair.Primary.StartReplicationAsync(ReplicationMode.Secondary));
+        Assert.Equal("The parameter mode's value is invalid, needs 0, but got 1", mode.Message);
+        var twice = await Assert.ThrowsAsync<BlockException>(async () => await pair.Secondary.StartReplicationAsync(ReplicationMode.Secondary));
+        Assert.Equal("Block replication is running or done", twice.Message);
+    }
+
     private static async Task WriteRandomAsync(Random random, BlockBackend guest, byte[] model)
     {
         int sector = 512;
