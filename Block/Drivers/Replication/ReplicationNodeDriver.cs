@@ -351,8 +351,15 @@ internal sealed class ReplicationNodeDriver : NodeDriver
             backup = _backup;
             _backup = null;
         }
-        // The job's own end releases what it holds; the node need not wait for it to close.
-        backup?.Cancel(force: true);
+        // The job's own end releases what it holds; the node need not wait for it to close. A job the graph's
+        // shutdown already ended refuses the cancel, which is then moot.
+        try
+        {
+            backup?.Cancel(force: true);
+        }
+        catch (BlockException)
+        {
+        }
         return base.DisposeAsync();
     }
 }

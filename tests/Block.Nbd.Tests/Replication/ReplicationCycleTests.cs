@@ -144,6 +144,44 @@ public sealed class ReplicationCycleTests
         Assert.Equal("Block replication is running or done", twice.Message);
     }
 
+    [Fact]
+    public async Task A_failover_whose_commit_fails_writes_only_where_the_active_disk_holds_data()
+    {
+        using var dir = new TempDirectory();
+        File.WriteAllBytes(dir.File("primary.img"), new byte[Size]);
+        File.WriteAllBytes(dir.File("secondary.img"), new byte[Size]);
+        // Every data read of the active disk fails: the failover commit cannot read what it must copy.
+        var failingActive = new JsonObject
+        {
+            ["driver"] = "blkdebug",
+            ["image"] = new JsonObject { ["driver"] = "file", ["filename"] = dir.File("active.qcow2") },
+            ["inject-error"] = new JsonArray(new JsonObject { ["event"] = "read_aio", ["errno"] = 5, ["iotype"] = "read" }),
+        };
+        await using var pair = await ReplicationPair.StartAsync(dir, activeFile: failingActive);
+        byte[] cluster = new byte[65536];
+        cluster.AsSpan().Fill(0x61);
+        await pair.SecondaryGuest.WriteAsync(0, cluster);
+
+        var failed = await Assert.ThrowsAsync<BlockException>(async () => await pair.Secondary.StopReplicationAsync(failover: true, waitForFailover: true));
+        Assert.Equal("I/O error occurred", failed.Message);
+        Assert.Equal(ReplicationStage.FailoverFailed, pair.Secondary.GetReplicationStage("top"));
+        Assert.Equal(new ReplicationStatus(true, "I/O error occurred"), pair.Secondary.QueryReplicationStatus());
+        var checkpoint = await Assert.ThrowsAsync<BlockException>(async () => await pair.Secondary.ReplicationCheckpointAsync());
+        Assert.Equal("I/O error occurred", checkpoint.Message);
+
+        // A cluster the active disk holds is written there; one it does not goes straight into the secondary disk.
+        byte[] data = new byte[2 * 65536];
+        data.AsSpan().Fill(0x62);
+        await pair.SecondaryGuest.WriteAsync(1 << 20, data);
+        await pair.SecondaryGuest.WriteAsync(0, data.AsMemory(0, 4096));
+        byte[] disk = new byte[data.Length];
+        await pair.SecondaryDisk.ReadAsync(1 << 20, disk);
+        Assert.Equal(data, disk);
+        byte[] head = new byte[4096];
+        await pair.SecondaryDisk.ReadAsync(0, head);
+        Assert.Equal(new byte[4096], head);
+    }
+
     private static async Task WriteRandomAsync(Random random, BlockBackend guest, byte[] model)
     {
         int sector = 512;
@@ -185,7 +223,7 @@ public sealed class ReplicationCycleTests
 
         public BlockBackend SecondaryDisk { get; private set; } = null!;
 
-        public static async Task<ReplicationPair> StartAsync(TempDirectory dir, bool startPrimary = true)
+        public static async Task<ReplicationPair> StartAsync(TempDirectory dir, bool startPrimary = true, JsonObject? activeFile = null)
         {
             QemuImg.Create("qcow2", dir.File("active.qcow2"), Size.ToString(System.Globalization.CultureInfo.InvariantCulture));
             QemuImg.Create("qcow2", dir.File("hidden.qcow2"), Size.ToString(System.Globalization.CultureInfo.InvariantCulture));
@@ -209,7 +247,7 @@ public sealed class ReplicationCycleTests
                     ["file"] = new JsonObject
                     {
                         ["driver"] = "qcow2",
-                        ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = dir.File("active.qcow2") },
+                        ["file"] = activeFile ?? new JsonObject { ["driver"] = "file", ["filename"] = dir.File("active.qcow2") },
                         ["backing"] = new JsonObject
                         {
                             ["driver"] = "qcow2",
