@@ -269,6 +269,20 @@ public abstract class NodeDriver : IAsyncDisposable
     }
 
     /// <summary>
+    /// <paramref name="node"/> as its options would open it again, for a filter's <c>json:{…}</c> name (quorum's
+    /// children, replication's file): its own <c>json:</c> name, or its driver over its file, or its file name.
+    /// </summary>
+    internal static JsonObject OpenOptionsOf(BlockNode node)
+    {
+        string name = node.Filename;
+        if (name.StartsWith("json:", StringComparison.Ordinal))
+            return JsonNode.Parse(name[5..])!.AsObject();
+        if (node.Driver.Kind != BlockDriverKind.Protocol && node.PrimaryChild is { } file)
+            return new JsonObject { ["driver"] = node.DriverName, ["file"] = OpenOptionsOf(file.Node) };
+        return new JsonObject { ["driver"] = node.DriverName, ["filename"] = name };
+    }
+
+    /// <summary>
     /// The permissions this node asks of <paramref name="child"/>, given what its own parents ask of it
     /// (<paramref name="parentPermissions"/>) and let others do (<paramref name="parentShared"/>).
     /// </summary>

@@ -1,6 +1,8 @@
+using System.Text.Json.Nodes;
 using Block.Graph;
 using Block.Io;
 using Block.Jobs;
+using Block.Qapi;
 
 namespace Block.Drivers.Replication;
 
@@ -88,6 +90,23 @@ internal sealed class ReplicationNodeDriver : NodeDriver
 
     // Every request reads the file through its edge: failover moves the edge from the active disk to the secondary disk.
     public override bool FollowsChildReplacement => true;
+
+    /// <summary>QEMU's <c>json:{…}</c> name: driver, mode, top-id, and the file as its options would open it.</summary>
+    public override string Filename
+    {
+        get
+        {
+            var json = new JsonObject
+            {
+                ["driver"] = "replication",
+                ["mode"] = QapiEnum<ReplicationMode>.ToWire(Mode),
+            };
+            if (TopId is { } topId)
+                json["top-id"] = topId;
+            json["file"] = OpenOptionsOf(_file.Node);
+            return "json:" + QemuJson.Compact(json);
+        }
+    }
 
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
     {

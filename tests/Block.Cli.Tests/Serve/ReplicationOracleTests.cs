@@ -48,6 +48,34 @@ public sealed class ReplicationOracleTests
         Assert.Contains(qemu, r => r.Contains("\"error\"", StringComparison.Ordinal));
     }
 
+    [Fact]
+    public async Task A_primary_replication_node_is_named_as_qemu_names_it()
+    {
+        var names = new List<string>();
+        foreach (bool blk in new[] { false, true })
+        {
+            using var dir = new TempDirectory();
+            CreateImages(dir);
+            await using var side = await Side.StartAsync(blk, $"if=none,id=colo-disk,driver=raw,file.filename={dir.File("primary.img")}");
+            await side.Qmp.ExecuteOkAsync("blockdev-add", new JsonObject
+            {
+                ["driver"] = "replication",
+                ["node-name"] = "rep",
+                ["mode"] = "primary",
+                ["file"] = new JsonObject
+                {
+                    ["driver"] = "raw",
+                    ["file"] = new JsonObject { ["driver"] = "file", ["filename"] = dir.File("secondary.img") },
+                },
+            });
+            var nodes = (JsonArray)(await side.Qmp.ExecuteOkAsync("query-named-block-nodes"))!;
+            var rep = nodes.Single(n => n!["node-name"]!.GetValue<string>() == "rep")!;
+            names.Add(rep["file"]!.GetValue<string>().Replace(dir.Path, "DIR", StringComparison.Ordinal));
+        }
+        Assert.Equal(names[0], names[1]);
+        Assert.StartsWith("json:{\"driver\": \"replication\", \"mode\": \"primary\"", names[0], StringComparison.Ordinal);
+    }
+
     public static TheoryData<string, string[], string[]> BadInputCases()
     {
         const string sec = "if=none,id=sec-disk,driver=raw,file.filename=DIR/secondary.img";
