@@ -28,7 +28,8 @@ internal sealed class ReplicationNodeDriver : NodeDriver
 {
     private readonly BlockChild _file;
     private readonly object _lock = new();
-    private ReplicationStage _stage;
+    // Read without the lock on every guest request; changed under it.
+    private volatile ReplicationStage _stage;
     private bool _error;
     private BlockJob? _backup;
     private BlockNode? _hidden;
@@ -48,14 +49,7 @@ internal sealed class ReplicationNodeDriver : NodeDriver
 
     public string? TopId { get; }
 
-    public ReplicationStage Stage
-    {
-        get
-        {
-            lock (_lock)
-                return _stage;
-        }
-    }
+    public ReplicationStage Stage => _stage;
 
     /// <summary>Completes when a failover this node started has ended (at once if none did).</summary>
     public Task FailoverTask
