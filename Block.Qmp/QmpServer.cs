@@ -45,6 +45,7 @@ public sealed class QmpServer : IAsyncDisposable
         JobCommands.Register(Commands);
         BackupCommands.Register(Commands);
         MirrorCommands.Register(Commands);
+        ReplicationCommands.Register(Commands);
         _throttle = new QmpEventThrottle(Options.TimeProvider, Deliver);
         graph.EventRaised += OnBlockEvent;
     }

@@ -421,6 +421,9 @@ internal sealed partial class QcowNodeDriver : NodeDriver
     }
 
     /// <inheritdoc />
+    public override bool CanMakeEmpty => true;
+
+    /// <inheritdoc />
     /// <remarks>As QEMU's <c>qcow_make_empty</c>: the L1 table zeroed, and the file cut right after it.</remarks>
     public override async ValueTask MakeEmptyAsync()
     {

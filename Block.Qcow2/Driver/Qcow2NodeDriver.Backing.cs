@@ -45,6 +45,9 @@ internal sealed partial class Qcow2NodeDriver
     }
 
     /// <inheritdoc />
+    public override bool CanMakeEmpty => true;
+
+    /// <inheritdoc />
     /// <remarks>Every cluster is deallocated (its L2 entry cleared) and freed; the freed clusters are discarded in the
     /// file as snapshot discards are, so the file shrinks where the filesystem allows.</remarks>
     public override async ValueTask MakeEmptyAsync()

@@ -360,5 +360,11 @@ public sealed partial class QapiSchema
         b.Struct("BlockExportInfo", null, ["id", "str", "type", "BlockExportType", "node-name", "str",
             "shutting-down", "bool"]);
         b.Command("query-block-exports", null, "[BlockExportInfo]");
+        b.ImplicitStruct("q_obj_xen-set-replication-arg", null, ["enable", "bool", "primary", "bool",
+            "*failover", "bool"]);
+        b.Command("xen-set-replication", "q_obj_xen-set-replication-arg", null);
+        b.Struct("ReplicationStatus", null, ["error", "bool", "*desc", "str"]);
+        b.Command("query-xen-replication-status", null, "ReplicationStatus");
+        b.Command("xen-colo-do-checkpoint", null, null);
     }
 }

@@ -12,7 +12,7 @@ public sealed class DriverRegistry
 {
     private readonly Dictionary<string, BlockDriver> _drivers = new(StringComparer.Ordinal);
 
-    /// <summary>A registry with the core drivers: file, host_device, host_cdrom, null-co, null-aio, raw, blkdebug, blkverify, quorum, vvfat and archipelago (which parses and refuses to open).</summary>
+    /// <summary>A registry with the core drivers: file, host_device, host_cdrom, null-co, null-aio, raw, blkdebug, blkverify, quorum, replication, vvfat and archipelago (which parses and refuses to open).</summary>
     public static DriverRegistry CreateDefault()
     {
         var registry = new DriverRegistry();
@@ -25,6 +25,7 @@ public sealed class DriverRegistry
         registry.Add(new BlkdebugDriver());
         registry.Add(new Blkverify.BlkverifyDriver());
         registry.Add(new Quorum.QuorumDriver());
+        registry.Add(new Replication.ReplicationDriver());
         registry.Add(new Vvfat.VvfatDriver());
         registry.Add(new Archipelago.ArchipelagoDriver());
         return registry;

@@ -116,6 +116,10 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual ValueTask AmendAsync(ImageAmendRequest request, CancellationToken cancellationToken) =>
         ValueTask.FromException(new BlockException(Errno.ENOTSUP, $"Format driver '{Node.DriverName}' does not support option amendment"));
 
+    /// <summary>True if <see cref="MakeEmptyAsync"/> is implemented (QEMU's <c>bdrv_make_empty</c> in the driver table).</summary>
+    /// <remarks>Replication asks before it starts, as QEMU does, rather than failing at the first checkpoint.</remarks>
+    public virtual bool CanMakeEmpty => false;
+
     /// <summary>
     /// Drops everything this layer holds, so that every read falls through to the backing file (<c>qemu-img commit</c>
     /// without <c>-d</c>). Formats that cannot do it decline with ENOTSUP.
@@ -265,6 +269,20 @@ public abstract class NodeDriver : IAsyncDisposable
     }
 
     /// <summary>
+    /// <paramref name="node"/> as its options would open it again, for a filter's <c>json:{…}</c> name (quorum's
+    /// children, replication's file): its own <c>json:</c> name, or its driver over its file, or its file name.
+    /// </summary>
+    internal static JsonObject OpenOptionsOf(BlockNode node)
+    {
+        string name = node.Filename;
+        if (name.StartsWith("json:", StringComparison.Ordinal))
+            return JsonNode.Parse(name[5..])!.AsObject();
+        if (node.Driver.Kind != BlockDriverKind.Protocol && node.PrimaryChild is { } file)
+            return new JsonObject { ["driver"] = node.DriverName, ["file"] = OpenOptionsOf(file.Node) };
+        return new JsonObject { ["driver"] = node.DriverName, ["filename"] = name };
+    }
+
+    /// <summary>
     /// The permissions this node asks of <paramref name="child"/>, given what its own parents ask of it
     /// (<paramref name="parentPermissions"/>) and let others do (<paramref name="parentShared"/>).
     /// </summary>
@@ -325,6 +343,14 @@ public abstract class NodeDriver : IAsyncDisposable
     public virtual void LockMedium(bool locked)
     {
     }
+
+    /// <summary>
+    /// True if the driver looks up its children's nodes through their edges at every request, so that a job's
+    /// switch-over (mirror, active commit) may move one of its child edges to another node while it is open.
+    /// </summary>
+    /// <remarks>Format drivers keep their file node for metadata they cache, so the default is false; replication's
+    /// failover needs it, as its commit leaves the filter over the secondary disk.</remarks>
+    public virtual bool FollowsChildReplacement => false;
 
     /// <summary>True for a driver that acts on debug events (<c>blkdebug</c>); events pass through other nodes to their primary child.</summary>
     public virtual bool HandlesDebugEvents => false;

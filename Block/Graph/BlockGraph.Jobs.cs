@@ -12,13 +12,13 @@ public sealed partial class BlockGraph
 {
     private readonly List<BlockJob> _jobs = [];
 
-    /// <summary>The running jobs, newest first (the order of <c>query-block-jobs</c>).</summary>
+    /// <summary>The running jobs, newest first (the order of <c>query-block-jobs</c>); internal jobs are not among them.</summary>
     public IReadOnlyList<BlockJob> Jobs
     {
         get
         {
             lock (_jobs)
-                return [.. Enumerable.Reverse(_jobs)];
+                return [.. Enumerable.Reverse(_jobs).Where(j => !j.IsInternal)];
         }
     }
 
@@ -32,7 +32,7 @@ public sealed partial class BlockGraph
         ArgumentNullException.ThrowIfNull(id);
         lock (_jobs)
         {
-            return _jobs.Find(j => j.Id == id)
+            return _jobs.Find(j => j.Id == id && !j.IsInternal)
                 ?? throw new BlockNotFoundException($"Block job '{id}' not found", QmpErrorClass.DeviceNotActive);
         }
     }
@@ -183,7 +183,7 @@ public sealed partial class BlockGraph
             throw new BlockOptionsException($"Invalid job ID '{id}'");
         lock (_jobs)
         {
-            if (_jobs.Exists(j => j.Id == id))
+            if (_jobs.Exists(j => j.Id == id && !j.IsInternal))
                 throw new BlockException(Errno.EEXIST, $"Job ID '{id}' already in use");
         }
         return id;

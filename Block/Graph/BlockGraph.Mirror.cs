@@ -235,7 +235,7 @@ public sealed partial class BlockGraph
         var moved = from.Parents.Where(e => BlockJob.HolderOf(e) is null && !ReferenceEquals(e.Parent, to)).ToList();
         foreach (var edge in moved)
         {
-            if (edge.Parent is BlockNode user && (edge.Role & ChildRole.Cow) == 0)
+            if (edge.Parent is BlockNode user && (edge.Role & ChildRole.Cow) == 0 && !user.Impl.FollowsChildReplacement)
             {
                 throw new BlockException(Errno.ENOTSUP,
                     $"Cannot replace node '{from.NodeName}': node '{user.NodeName}' uses it as '{edge.Name}' and cannot change that child while open");

@@ -113,6 +113,16 @@ internal sealed class BackupJob : BlockJob, IBeforeWriteNotifier
         }
     }
 
+    /// <summary>
+    /// Makes every cluster of a <c>sync=none</c> job one to copy again before its next overwrite: replication's
+    /// checkpoint, after it emptied the target, so the target again keeps the source as it is now. Call drained.
+    /// </summary>
+    internal void CopyAllAgain()
+    {
+        lock (_copyLock)
+            _toCopy.SetDirty(0, _length);
+    }
+
     /// <summary>Bytes the last cluster counts past the end of the disk when it is to be copied (a partial cluster).</summary>
     private long TailPadding()
     {

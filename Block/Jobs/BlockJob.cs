@@ -63,6 +63,15 @@ public abstract class BlockJob
     /// <summary>The QAPI job type.</summary>
     public string Type { get; }
 
+    /// <summary>
+    /// True for a job the library runs for a driver of its own (QEMU's <c>JOB_INTERNAL</c>: replication's backup and
+    /// failover commit): no command lists, finds or steers it, it raises no events, and it completes by itself once
+    /// ready.
+    /// </summary>
+    /// <remarks>QEMU 7.2 hides these jobs the same way: <c>query-block-jobs</c> on a COLO secondary is empty while its
+    /// backup job runs, and a user's <c>block-job-cancel</c> cannot break replication behind the driver's back.</remarks>
+    internal bool IsInternal { get; init; }
+
     /// <summary>The rate limit in bytes per second (0: none).</summary>
     public long Speed => _limit.Speed;
 
@@ -369,8 +378,13 @@ public abstract class BlockJob
             _ready = true;
             if (_status == JobStatus.Running)
                 _status = JobStatus.Ready;
+            if (IsInternal && !_cancelled && CanComplete)
+            {
+                _completeRequested = true;
+                WakeLocked();
+            }
         }
-        Graph.RaiseEvent(new BlockJobReadyEvent(Type, Id, Length, Offset, Speed));
+        RaiseEvent(new BlockJobReadyEvent(Type, Id, Length, Offset, Speed));
     }
 
     /// <summary>
@@ -495,7 +509,7 @@ public abstract class BlockJob
             BlockdevOnError.Report => BlockErrorAction.Report,
             _ => error == Errno.ENOSPC ? BlockErrorAction.Stop : BlockErrorAction.Report,
         };
-        Graph.RaiseEvent(new BlockJobErrorEvent(Id, isRead ? IoOperationType.Read : IoOperationType.Write, action));
+        RaiseEvent(new BlockJobErrorEvent(Id, isRead ? IoOperationType.Read : IoOperationType.Write, action));
         if (action == BlockErrorAction.Stop)
         {
             lock (_lock)
@@ -559,11 +573,21 @@ public abstract class BlockJob
             _status = JobStatus.Concluded;
         Graph.RemoveJob(this);
 
+        // An internal job has no event to carry its error: the graph's warnings do.
+        if (IsInternal && failure != null)
+            Graph.Warn($"block job '{Id}': {failure.Message}");
         if (cancelledEvent)
-            Graph.RaiseEvent(new BlockJobCancelledEvent(Type, Id, Length, Offset, Speed));
+            RaiseEvent(new BlockJobCancelledEvent(Type, Id, Length, Offset, Speed));
         else
-            Graph.RaiseEvent(new BlockJobCompletedEvent(Type, Id, Length, Offset, Speed, failure is null ? null : ErrnoText.Describe(failure.Errno)));
+            RaiseEvent(new BlockJobCompletedEvent(Type, Id, Length, Offset, Speed, failure is null ? null : ErrnoText.Describe(failure.Errno)));
         _finished.TrySetResult();
+    }
+
+    /// <summary>Raises a job event, unless the job is internal (QEMU's internal jobs raise none).</summary>
+    private void RaiseEvent(BlockEvent e)
+    {
+        if (!IsInternal)
+            Graph.RaiseEvent(e);
     }
 
     private async ValueTask SafeAsync(Func<ValueTask> step)

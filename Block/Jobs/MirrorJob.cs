@@ -90,7 +90,9 @@ internal sealed class MirrorJob : BlockJob
             foreach (var n in _options.Intermediates)
                 Hold(n, "intermediate node", BlockPermissions.None, BlockPermissions.All & ~BlockPermissions.Resize);
             var perm = BlockPermissions.Write | (_options.ActiveCommit ? BlockPermissions.ConsistentRead | BlockPermissions.Resize : 0);
-            Hold(_target, "target", perm, BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged);
+            var targetShared = BlockPermissions.ConsistentRead | BlockPermissions.WriteUnchanged
+                | (_options.ShareTargetWrite ? BlockPermissions.Write : BlockPermissions.None);
+            Hold(_target, "target", perm, targetShared);
             _dirty = new DirtyBitmap(null, _source.Length, _options.Granularity);
             _inFlight = new DirtyBitmap(null, _source.Length, _options.Granularity);
             await using (await Graph.BeginDrainAsync().ConfigureAwait(false))
@@ -464,6 +466,13 @@ internal sealed record MirrorJobOptions
 
     /// <summary>An active commit: the job type is <c>commit</c> and the target is the base, made writable and grown.</summary>
     public bool ActiveCommit { get; init; }
+
+    /// <summary>
+    /// Lets others write the target while the job runs: replication's failover commits into the secondary disk, which
+    /// its drive and NBD export keep open for writing (QEMU's active commit shares writes on a target in the source's
+    /// backing chain).
+    /// </summary>
+    public bool ShareTargetWrite { get; init; }
 
     /// <summary>The nodes between an active commit's top and its base, held for the job.</summary>
     public IReadOnlyList<BlockNode> Intermediates { get; init; } = [];

@@ -24,13 +24,14 @@ public sealed class SchemaTableTests
     ];
 
     [Fact]
-    public void The_table_has_the_33_block_core_commands_then_the_media_and_run_state_commands_the_qmp_core_nbd_server_and_exports_in_schema_order()
+    public void The_table_has_the_33_block_core_commands_then_the_media_and_run_state_commands_the_qmp_core_nbd_server_exports_and_replication_in_schema_order()
     {
         string[] devices = ["blockdev-remove-medium", "blockdev-insert-medium", "eject", "cont"];
         string[] core = ["qmp_capabilities", "query-version", "query-commands", "quit", "query-qmp-schema"];
         string[] nbd = ["nbd-server-start", "nbd-server-add", "nbd-server-remove", "nbd-server-stop",
             "block-export-add", "block-export-del", "query-block-exports"];
-        Assert.Equal([.. BlockCoreCommands, .. devices, .. core, .. nbd], Schema.Commands.Select(c => c.Name));
+        string[] replication = ["xen-set-replication", "query-xen-replication-status", "xen-colo-do-checkpoint"];
+        Assert.Equal([.. BlockCoreCommands, .. devices, .. core, .. nbd, .. replication], Schema.Commands.Select(c => c.Name));
         Assert.Equal(
             ["BLOCK_IMAGE_CORRUPTED", "BLOCK_IO_ERROR", "BLOCK_JOB_COMPLETED", "BLOCK_JOB_CANCELLED", "BLOCK_JOB_ERROR",
              "BLOCK_JOB_READY", "BLOCK_WRITE_THRESHOLD", "DEVICE_TRAY_MOVED", "QUORUM_FAILURE", "QUORUM_REPORT_BAD", "STOP", "RESUME", "BLOCK_EXPORT_DELETED"],

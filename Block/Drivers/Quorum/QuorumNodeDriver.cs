@@ -75,7 +75,7 @@ internal sealed class QuorumNodeDriver : NodeDriver
             var o = (BlockdevOptionsQuorum)Node.Options;
             var children = new JsonArray();
             foreach (var c in Volatile.Read(ref _children))
-                children.Add((JsonNode)OpenOptions(c.Node));
+                children.Add((JsonNode)OpenOptionsOf(c.Node));
             var json = new JsonObject();
             if (o.ReadPattern is { } pattern)
                 json["read-pattern"] = QapiEnum<QuorumReadPattern>.ToWire(pattern);
@@ -88,17 +88,6 @@ internal sealed class QuorumNodeDriver : NodeDriver
             json["vote-threshold"] = o.FromKeyval ? o.VoteThreshold.ToString(CultureInfo.InvariantCulture) : o.VoteThreshold;
             return "json:" + QemuJson.Compact(json);
         }
-    }
-
-    /// <summary>A child as its options would open it again: its own <c>json:</c> name, or its driver over its file.</summary>
-    private static JsonObject OpenOptions(BlockNode node)
-    {
-        string name = node.Filename;
-        if (name.StartsWith("json:", StringComparison.Ordinal))
-            return JsonNode.Parse(name[5..])!.AsObject();
-        if (node.Driver.Kind != BlockDriverKind.Protocol && node.PrimaryChild is { } file)
-            return new JsonObject { ["driver"] = node.DriverName, ["file"] = OpenOptions(file.Node) };
-        return new JsonObject { ["driver"] = node.DriverName, ["filename"] = name };
     }
 
     // ---- reads ---------------------------------------------------------------------------------------------------
