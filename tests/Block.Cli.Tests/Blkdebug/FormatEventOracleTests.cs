@@ -7,7 +7,12 @@ namespace Block.Cli.Tests.Blkdebug;
 /// event with qemu-io): vmdk's sparse extents (<c>l2_load</c>, <c>l2_update</c>, <c>read_aio</c>, <c>write_aio</c>,
 /// <c>cow_write</c>) and qed (<c>l1_update</c>, <c>l2_update</c>, <c>read_aio</c>, <c>write_aio</c>, <c>cow_write</c>).
 /// The same blkdebug rule over the same new image fails the same requests with the same errors in qemu-io and
-/// <c>blk io</c>, and leaves images with the same content. (vdi, vhdx, vpc and parallels report none of their own.)
+/// <c>blk io</c>, and leaves images with the same content. qcow (v1) reports <c>l1_update</c>, <c>l2_load</c>,
+/// <c>l2_update</c>, <c>cluster_alloc</c>, <c>read_aio</c> and <c>write_aio</c>; a rule that fires once fails the same
+/// request, but the image it leaves is not compared: QEMU's qcow allocates in the order L1 entry, new L2 table, L2
+/// entry, data, while ours writes data, then table, then L1 entry (a crash leaves a leak, not an entry naming garbage),
+/// so a failure part way leaves different metadata (and a lasting error fails different later requests). (vdi, vhdx,
+/// vpc and parallels report none of their own.)
 /// </summary>
 /// <remarks>
 /// Not compared: a lasting (<c>once=off</c>) vmdk <c>l2_load</c> error. QEMU marks the cache slot loaded before the grain
@@ -30,6 +35,8 @@ public sealed class FormatEventOracleTests
             rows.Add("qed", ev, true);
             rows.Add("qed", ev, false);
         }
+        foreach (string ev in new[] { "l1_update", "l2_load", "l2_update", "cluster_alloc", "read_aio", "write_aio" })
+            rows.Add("qcow", ev, true);
         return rows;
     }
 
@@ -49,7 +56,8 @@ public sealed class FormatEventOracleTests
         Assert.Equal(BlkRunner.Normalize(theirs.Stdout), BlkRunner.Normalize(ours.Stdout));
         Assert.Equal(BlkRunner.Normalize(theirs.Stderr), BlkRunner.Normalize(ours.Stderr));
         Assert.Equal(theirs.ExitCode, ours.ExitCode);
-        Assert.Equal(0, QemuImg.Run("compare", "-f", format, "-F", format, theirsImage, oursImage).ExitCode);
+        if (format != "qcow")
+            Assert.Equal(0, QemuImg.Run("compare", "-f", format, "-F", format, theirsImage, oursImage).ExitCode);
     }
 
     private static List<string> Args(string format, string[] commands, string config, string image)
