@@ -11,7 +11,7 @@ using Block.Qapi;
 namespace Block.Cli.Io;
 
 /// <summary>The commands of <c>blk io</c>, with qemu-io's arguments, output lines and error texts.</summary>
-internal static class IoCommands
+internal static partial class IoCommands
 {
     /// <summary>The largest request qemu-io accepts (QEMU's <c>BDRV_REQUEST_MAX_BYTES</c>).</summary>
     private const long MaxRequest = 2147483136;
@@ -133,7 +133,11 @@ internal static class IoCommands
 
     private static readonly IoCommand[] s_commands =
     [
+        new("aio_flush", null, "", "completes all outstanding aio requests", 0, 0, true, AioFlushAsync),
+        new("aio_read", null, "[-Ciqv] [-P pattern] off len [len..]", "asynchronously reads a number of bytes", 2, -1, true, AioReadAsync, AioReadHelp),
+        new("aio_write", null, "[-Cfiquz] [-P pattern] off len [len..]", "asynchronously writes a number of bytes", 2, -1, true, AioWriteAsync, AioWriteHelp),
         new("alloc", "a", "offset [count]", "checks if offset is allocated in the file", 1, 2, true, AllocAsync),
+        new("break", null, "event tag", "sets a breakpoint on event and tags the stopped request as tag", 2, 2, true, BreakAsync),
         new("close", "c", "", "close the current open file", 0, 0, true, CloseAsync),
         new("discard", "d", "[-Cq] off len", "discards a number of bytes at a specified offset", 2, -1, true, DiscardAsync, DiscardHelp),
         new("flush", "f", "", "flush all in-core file state to disk", 0, 0, true, FlushAsync),
@@ -144,14 +148,17 @@ internal static class IoCommands
         new("open", "o", "[-rsCnkU] [-t cache] [-d discard] [-o options] [path]", "open the file specified by path", 1, -1, false, OpenAsync, OpenHelp),
         new("quit", "q", "", "exit the program", 0, 0, false, (_, _, _) => Task.FromResult(true)),
         new("read", "r", "[-abCqv] [-P pattern [-s off] [-l len]] off len", "reads a number of bytes at a specified offset", 2, -1, true, ReadAsync, ReadHelp),
+        new("remove_break", null, "tag", "remove a breakpoint by tag", 1, 1, true, RemoveBreakAsync),
+        new("resume", null, "tag", "resumes the request tagged as tag", 1, 1, true, ResumeAsync),
         new("readv", null, "[-Cqv] [-P pattern] off len [len..]", "reads a number of bytes at a specified offset", 2, -1, true, ReadvAsync, ReadvHelp),
         new("sleep", null, "", "waits for the given value in milliseconds", 1, 1, false, SleepAsync),
         new("truncate", "t", "[-m prealloc_mode] off", "truncates the current file at the given offset", 1, 3, true, TruncateAsync),
+        new("wait_break", null, "tag", "waits for the suspension of a request", 1, 1, true, WaitBreakAsync),
         new("write", "w", "[-bcCfnquz] [-P pattern | -s source_file] off len", "writes a number of bytes at a specified offset", 2, -1, true, WriteAsync, WriteHelp),
         new("writev", null, "[-Cfq] [-P pattern] off len [len..]", "writes a number of bytes at a specified offset", 2, -1, true, WritevAsync, WritevHelp),
     ];
 
-    private static readonly HashSet<string> s_writers = ["write", "writev", "discard", "truncate"];
+    private static readonly HashSet<string> s_writers = ["write", "writev", "aio_write", "discard", "truncate"];
 
     /// <summary>Runs one command line; returns whether it succeeded and whether it was <c>quit</c>.</summary>
     public static async Task<(bool Ok, bool Quit)> ExecuteAsync(IoSession s, string line)
@@ -244,19 +251,22 @@ internal static class IoCommands
         return false;
     }
 
-    private static void Report(IoSession s, string op, TimeSpan elapsed, long offset, long bytes, int count, bool machine)
+    private static void Report(IoSession s, string op, TimeSpan elapsed, long offset, long bytes, int count, bool machine) =>
+        Report(s.Out, op, elapsed, offset, bytes, count, machine);
+
+    private static void Report(TextWriter output, string op, TimeSpan elapsed, long offset, long bytes, int count, bool machine)
     {
         double seconds = Math.Max(elapsed.TotalSeconds, 1e-7);
         if (machine)
         {
-            s.Out.WriteLine($"{bytes},{count},{QemuText.TimeStr(elapsed, true)},{CFormat.Fixed(bytes / seconds, 3)},{CFormat.Fixed(count / seconds, 3)}");
+            output.WriteLine($"{bytes},{count},{QemuText.TimeStr(elapsed, true)},{CFormat.Fixed(bytes / seconds, 3)},{CFormat.Fixed(count / seconds, 3)}");
             return;
         }
-        s.Out.WriteLine($"{op} {bytes}/{bytes} bytes at offset {offset}");
-        s.Out.WriteLine($"{QemuText.CvtStr(bytes)}, {count} ops; {QemuText.TimeStr(elapsed, false)} ({QemuText.CvtStr(bytes / seconds)}/sec and {CFormat.Fixed(count / seconds, 4)} ops/sec)");
+        output.WriteLine($"{op} {bytes}/{bytes} bytes at offset {offset}");
+        output.WriteLine($"{QemuText.CvtStr(bytes)}, {count} ops; {QemuText.TimeStr(elapsed, false)} ({QemuText.CvtStr(bytes / seconds)}/sec and {CFormat.Fixed(count / seconds, 4)} ops/sec)");
     }
 
-    private static void Dump(IoSession s, ReadOnlySpan<byte> data, long offset)
+    private static void Dump(TextWriter output, ReadOnlySpan<byte> data, long offset)
     {
         var sb = new StringBuilder();
         for (int i = 0; i < data.Length; i += 16)
@@ -273,7 +283,7 @@ internal static class IoCommands
             }
             sb.Append('\n');
         }
-        s.Out.Write(sb.ToString());
+        output.Write(sb.ToString());
     }
 
     private static string Errno(BlockException e) => ErrnoText.Describe(e.Errno);
@@ -401,10 +411,10 @@ internal static class IoCommands
         var sw = Stopwatch.StartNew();
         try
         {
-            if (flags.VmState)
-                await s.Backend!.ReadVmStateAsync(offset, vector);
-            else
-                await s.Backend!.ReadAsync(offset, vector);
+            var backend = s.Backend!;
+            if (!await RunSyncAsync(s, vectored ? "readv" : "read",
+                () => flags.VmState ? backend.ReadVmStateAsync(offset, vector) : backend.ReadAsync(offset, vector)))
+                return false;
         }
         catch (BlockException e)
         {
@@ -422,7 +432,7 @@ internal static class IoCommands
         if (flags.Quiet)
             return ok;
         if (flags.Verbose)
-            Dump(s, data.Span, offset);
+            Dump(s.Out, data.Span, offset);
         Report(s, "read", sw.Elapsed, offset, count, 1, flags.Machine);
         return ok;
     }
@@ -468,7 +478,9 @@ internal static class IoCommands
                 count = zeroCount;
                 requestFlags |= (flags.Unmap ? RequestFlags.MayUnmap : 0) | (flags.NoFallback ? RequestFlags.NoFallback : 0);
                 sw.Start();
-                await s.Backend!.WriteZeroesAsync(offset, count, requestFlags);
+                var backend = s.Backend!;
+                if (!await RunSyncAsync(s, "write", () => backend.WriteZeroesAsync(offset, zeroCount, requestFlags)))
+                    return false;
             }
             else
             {
@@ -489,10 +501,11 @@ internal static class IoCommands
                     content.AsSpan(0, (int)Math.Min(content.Length, count)).CopyTo(segments[0].Span);
                 }
                 sw.Start();
-                if (flags.VmState)
-                    await s.Backend!.WriteVmStateAsync(offset, new IoVector(segments));
-                else
-                    await s.Backend!.WriteAsync(offset, new IoVector(segments), requestFlags);
+                var backend = s.Backend!;
+                var vector = new IoVector(segments);
+                if (!await RunSyncAsync(s, vectored ? "writev" : "write",
+                    () => flags.VmState ? backend.WriteVmStateAsync(offset, vector) : backend.WriteAsync(offset, vector, requestFlags)))
+                    return false;
             }
         }
         catch (BlockException e)
@@ -523,7 +536,9 @@ internal static class IoCommands
         var sw = Stopwatch.StartNew();
         try
         {
-            await s.Backend!.DiscardAsync(offset, count);
+            var backend = s.Backend!;
+            if (!await RunSyncAsync(s, "discard", () => backend.DiscardAsync(offset, count)))
+                return false;
         }
         catch (BlockException e)
         {
@@ -540,8 +555,8 @@ internal static class IoCommands
     {
         try
         {
-            await s.Backend!.FlushAsync();
-            return true;
+            var backend = s.Backend!;
+            return await RunSyncAsync(s, "flush", backend.FlushAsync);
         }
         catch (BlockException e)
         {
@@ -667,8 +682,8 @@ internal static class IoCommands
             s.Out.WriteLine($"{args[0]} is not a valid number");
             return false;
         }
-        if (ms > 0)
-            await Task.Delay(TimeSpan.FromMilliseconds(ms));
+        // As qemu-io's sleep, the wait lets in-flight requests finish and print.
+        await s.Aio.SleepAsync(TimeSpan.FromMilliseconds(Math.Max(ms, 0)));
         return true;
     }
 

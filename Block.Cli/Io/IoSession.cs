@@ -11,7 +11,11 @@ internal sealed class IoSession : IAsyncDisposable
     {
         Cli = cli;
         Graph = graph;
+        Aio = new AsyncRequests(cli.Out);
     }
+
+    /// <summary>The aio requests in flight and the lines they have yet to print.</summary>
+    public AsyncRequests Aio { get; }
 
     public CliContext Cli { get; }
 
@@ -52,6 +56,18 @@ internal sealed class IoSession : IAsyncDisposable
     {
         if (Backend is { } b)
         {
+            // qemu-io would wait forever for a request held at a breakpoint; resume it, and let it finish as QEMU's
+            // close lets every request finish, printing its lines.
+            // Breakpoints hold one request each, so this ends.
+            while (!await Aio.DrainAsync())
+            {
+                foreach (string tag in Aio.SuspendedTags())
+                {
+                    Out.WriteLine($"blkdebug: Resuming request '{tag}'");
+                    Aio.Resumed(tag, all: false);
+                    AsyncRequests.RunInline(() => b.Root?.ResumeDebugRequest(tag));
+                }
+            }
             Backend = null;
             try
             {

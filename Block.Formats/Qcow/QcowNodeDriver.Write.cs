@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Block.Crypto.Ciphers;
+using Block.Drivers.Blkdebug;
 using Block.Graph;
 using Block.Io;
 
@@ -17,7 +18,7 @@ internal sealed partial class QcowNodeDriver
             if (table != null)
             {
                 ulong entry = Volatile.Read(ref table[L2Index(offset)]);
-                if (IsPlainCluster(entry))
+                if (IsPlainCluster(entry) && !BlockNode.DebugEventsEnabled)
                     return _file.WriteAsync((long)entry + inCluster, buffers);
             }
         }
@@ -61,6 +62,7 @@ internal sealed partial class QcowNodeDriver
     private async ValueTask WriteInPlaceAsync(long at, ulong entry, IoVector data)
     {
         long host = (long)entry + (at & (_clusterSize - 1));
+        await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
         if (_cipher is null)
         {
             await _file.WriteAsync(host, data).ConfigureAwait(false);
@@ -104,6 +106,7 @@ internal sealed partial class QcowNodeDriver
             tableOffset = RoundUpToCluster(_fileEnd);
             _fileEnd = tableOffset + L2Bytes;
         }
+        await _file.DebugEventAsync(BlkdebugEvent.ClusterAlloc).ConfigureAwait(false);
         long host = RoundUpToCluster(_fileEnd);
         _fileEnd = host + _clusterSize;
 
@@ -116,6 +119,7 @@ internal sealed partial class QcowNodeDriver
             Volatile.Write(ref table[index], (ulong)host);
             var bytes = new byte[8];
             BinaryPrimitives.WriteUInt64BigEndian(bytes, (ulong)host);
+            await _file.DebugEventAsync(BlkdebugEvent.L2Update).ConfigureAwait(false);
             await _file.WriteAsync((long)_l1[l1Index] + (long)index * 8, bytes.AsMemory()).ConfigureAwait(false);
             return;
         }
@@ -125,10 +129,14 @@ internal sealed partial class QcowNodeDriver
         table[index] = (ulong)host;
         var tableBytes = new byte[L2Bytes];
         BinaryPrimitives.WriteUInt64BigEndian(tableBytes.AsSpan(index * 8), (ulong)host);
+        // QEMU writes the new table empty (l2_load, its cache slot) and then the entry (l2_update); one write here.
+        await _file.DebugEventAsync(BlkdebugEvent.L2Load).ConfigureAwait(false);
+        await _file.DebugEventAsync(BlkdebugEvent.L2Update).ConfigureAwait(false);
         await _file.WriteAsync(tableOffset, tableBytes.AsMemory()).ConfigureAwait(false);
         await _file.FlushAsync().ConfigureAwait(false);
         var l1Entry = new byte[8];
         BinaryPrimitives.WriteUInt64BigEndian(l1Entry, (ulong)tableOffset);
+        await _file.DebugEventAsync(BlkdebugEvent.L1Update).ConfigureAwait(false);
         await _file.WriteAsync((long)_header.L1TableOffset + (long)l1Index * 8, l1Entry.AsMemory()).ConfigureAwait(false);
         _l2ByOffset[(ulong)tableOffset] = table;
         Volatile.Write(ref _l1[l1Index], (ulong)tableOffset);
@@ -161,6 +169,7 @@ internal sealed partial class QcowNodeDriver
             }
             data.CopyTo(whole.Span.Slice(head, data.Length));
             _cipher?.Encrypt(whole.Span, (ulong)clusterStart / SectorCipher.SectorSize);
+            await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
             await _file.WriteAsync(host, whole).ConfigureAwait(false);
         }
         finally

@@ -234,6 +234,7 @@ internal sealed partial class QcowNodeDriver : NodeDriver
             try
             {
                 var span = bytes.Memory[..L2Bytes];
+                await _file.DebugEventAsync(Drivers.Blkdebug.BlkdebugEvent.L2Load).ConfigureAwait(false);
                 await _file.ReadAsync((long)offset, span).ConfigureAwait(false);
                 table = new ulong[_l2Entries];
                 for (int i = 0; i < table.Length; i++)
@@ -265,7 +266,7 @@ internal sealed partial class QcowNodeDriver : NodeDriver
             if (table != null)
             {
                 ulong entry = Volatile.Read(ref table[L2Index(offset)]);
-                if (_plain && IsPlainCluster(entry))
+                if (_plain && IsPlainCluster(entry) && !BlockNode.DebugEventsEnabled)
                     return _file.ReadAsync((long)entry + inCluster, buffers);
             }
         }
@@ -316,6 +317,7 @@ internal sealed partial class QcowNodeDriver : NodeDriver
         }
         if (!IsPlainCluster(entry))
             throw BadL2Entry(offset, entry);
+        await _file.DebugEventAsync(Drivers.Blkdebug.BlkdebugEvent.ReadAio).ConfigureAwait(false);
         if (_cipher is null)
         {
             await _file.ReadAsync((long)entry + inCluster, buffers).ConfigureAwait(false);

@@ -95,10 +95,10 @@ internal sealed partial class QedNodeDriver
                         corruptions++;
                 }
                 if (tableChanged)
-                    await WriteTableSectorsAsync((long)tableOffset, table, 0, table.Length).ConfigureAwait(false);
+                    await WriteTableSectorsAsync(Drivers.Blkdebug.BlkdebugEvent.L2Update, (long)tableOffset, table, 0, table.Length).ConfigureAwait(false);
             }
             if (l1Changed)
-                await WriteTableSectorsAsync((long)_header.L1TableOffset, _l1, 0, _l1.Length).ConfigureAwait(false);
+                await WriteTableSectorsAsync(Drivers.Blkdebug.BlkdebugEvent.L1Update, (long)_header.L1TableOffset, _l1, 0, _l1.Length).ConfigureAwait(false);
 
             long leaks = 0;
             for (int c = 0; c < used.Length; c++)

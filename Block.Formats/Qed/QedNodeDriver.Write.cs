@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using Block.Drivers.Blkdebug;
 using Block.Graph;
 using Block.Io;
 
@@ -13,7 +14,7 @@ internal sealed partial class QedNodeDriver
         if (inCluster + buffers.Length <= _clusterSize)
         {
             var table = Volatile.Read(ref _l2[L1Index(offset)]);
-            if (table != null)
+            if (table != null && !BlockNode.DebugEventsEnabled)
             {
                 ulong entry = table[L2Index(offset)];
                 if (entry > ZeroCluster && IsValidClusterOffset(entry))
@@ -82,10 +83,11 @@ internal sealed partial class QedNodeDriver
         return Math.Min(n, remaining);
     }
 
-    private ValueTask WriteInPlaceAsync(long at, ulong entry, IoVector data, long done, long n, bool zero)
+    private async ValueTask WriteInPlaceAsync(long at, ulong entry, IoVector data, long done, long n, bool zero)
     {
         long host = (long)entry + (at & (_clusterSize - 1));
-        return zero ? _file.WriteZeroesAsync(host, n) : _file.WriteAsync(host, data.Slice((int)done, (int)n));
+        await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
+        await (zero ? _file.WriteZeroesAsync(host, n) : _file.WriteAsync(host, data.Slice((int)done, (int)n))).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -154,16 +156,16 @@ internal sealed partial class QedNodeDriver
             Volatile.Write(ref table[first + i], zero ? ZeroCluster : (ulong)host + ((ulong)i << _clusterShift));
         if (!newTable)
         {
-            await WriteTableSectorsAsync((long)_l1[l1Index], table, first, count).ConfigureAwait(false);
+            await WriteTableSectorsAsync(BlkdebugEvent.L2Update, (long)_l1[l1Index], table, first, count).ConfigureAwait(false);
             return written;
         }
 
         // A new L2 table reaches the file before the L1 entry that names it.
-        await WriteTableSectorsAsync(tableOffset, table, 0, _tableEntries).ConfigureAwait(false);
+        await WriteTableSectorsAsync(BlkdebugEvent.L2Update, tableOffset, table, 0, _tableEntries).ConfigureAwait(false);
         _l2ByOffset[(ulong)tableOffset] = table;
         Volatile.Write(ref _l2[l1Index], table);
         _l1[l1Index] = (ulong)tableOffset;
-        await WriteTableSectorsAsync((long)_header.L1TableOffset, _l1, l1Index, 1).ConfigureAwait(false);
+        await WriteTableSectorsAsync(BlkdebugEvent.L1Update, (long)_header.L1TableOffset, _l1, l1Index, 1).ConfigureAwait(false);
         return written;
     }
 
@@ -195,6 +197,16 @@ internal sealed partial class QedNodeDriver
                     await BackingReads.ReadAsync(backing, runStart + tailStart, whole[tailStart..]).ConfigureAwait(false);
             }
             data.CopyTo(whole.Span[head..tailStart]);
+            if (BlockNode.DebugEventsEnabled && (head > 0 || tailStart < bytes))
+            {
+                // As QEMU when a blkdebug node may be watching: the clusters' old content (cow_write), then the data.
+                await _file.DebugEventAsync(BlkdebugEvent.CowWrite).ConfigureAwait(false);
+                await _file.WriteAsync(host, whole).ConfigureAwait(false);
+                await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
+                await _file.WriteAsync(host + head, whole[head..tailStart]).ConfigureAwait(false);
+                return;
+            }
+            await _file.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
             await _file.WriteAsync(host, whole).ConfigureAwait(false);
         }
         finally
@@ -203,8 +215,8 @@ internal sealed partial class QedNodeDriver
         }
     }
 
-    /// <summary>Writes the sectors of the table at <paramref name="tableOffset"/> that hold entries <paramref name="first"/> to <paramref name="first"/>+<paramref name="count"/>.</summary>
-    private async ValueTask WriteTableSectorsAsync(long tableOffset, ulong[] table, int first, int count)
+    /// <summary>Reports <paramref name="debugEvent"/> and writes the sectors of the table at <paramref name="tableOffset"/> that hold entries <paramref name="first"/> to <paramref name="first"/>+<paramref name="count"/>.</summary>
+    private async ValueTask WriteTableSectorsAsync(BlkdebugEvent debugEvent, long tableOffset, ulong[] table, int first, int count)
     {
         const int EntriesPerSector = 512 / 8;
         int firstSector = first / EntriesPerSector;
@@ -216,6 +228,7 @@ internal sealed partial class QedNodeDriver
             var span = buffer.Memory[..bytes];
             for (int i = 0; i < bytes / 8; i++)
                 BinaryPrimitives.WriteUInt64LittleEndian(span.Span[(i * 8)..], table[firstSector * EntriesPerSector + i]);
+            await _file.DebugEventAsync(debugEvent).ConfigureAwait(false);
             await _file.WriteAsync(tableOffset + (long)firstSector * 512, span).ConfigureAwait(false);
         }
         finally

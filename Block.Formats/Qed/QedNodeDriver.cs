@@ -249,6 +249,12 @@ internal sealed partial class QedNodeDriver : NodeDriver
         return first <= ZeroCluster ? next == first : next == first + (ulong)distance;
     }
 
+    private async ValueTask ReadReportedAsync(long host, IoVector buffers)
+    {
+        await _file.DebugEventAsync(Drivers.Blkdebug.BlkdebugEvent.ReadAio).ConfigureAwait(false);
+        await _file.ReadAsync(host, buffers).ConfigureAwait(false);
+    }
+
     /// <summary>Reads <paramref name="buffers"/> at guest <paramref name="offset"/>, which the L2 <paramref name="entry"/> (of its first cluster) maps.</summary>
     private ValueTask ReadEntryAsync(long offset, ulong entry, IoVector buffers)
     {
@@ -256,6 +262,8 @@ internal sealed partial class QedNodeDriver : NodeDriver
         {
             if (!IsValidClusterOffset(entry))
                 return ValueTask.FromException(BadL2Entry(offset, entry));
+            if (BlockNode.DebugEventsEnabled)
+                return ReadReportedAsync((long)entry + (offset & (_clusterSize - 1)), buffers);
             return _file.ReadAsync((long)entry + (offset & (_clusterSize - 1)), buffers);
         }
         if (entry == 0 && Node.Backing?.Node is { } backing)
@@ -345,6 +353,12 @@ internal sealed partial class QedNodeDriver : NodeDriver
                 _header.Features &= ~QedHeader.FeatureNeedCheck;
                 await WriteHeaderAsync().ConfigureAwait(false);
                 await _file.FlushAsync().ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+                // As QEMU's close, which reports nothing here: the image keeps (or may keep) its need-check flag, so
+                // the next writable open checks it.
+                _header.Features |= QedHeader.FeatureNeedCheck;
             }
             finally
             {

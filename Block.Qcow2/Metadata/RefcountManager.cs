@@ -82,6 +82,28 @@ internal sealed class RefcountManager
     /// <exception cref="BlockException">A refcount would overflow or drop below zero: the image is corrupt.</exception>
     public async ValueTask UpdateAsync(long start, long count, long delta, DiscardReason reason = DiscardReason.Never)
     {
+        long c = start;
+        try
+        {
+            await UpdateRangeAsync(start, count, delta, reason, () => c++).ConfigureAwait(false);
+        }
+        catch (BlockException) when (c > start)
+        {
+            // As QEMU's update_refcount: a failure part way (a refcount block that could not be created) undoes the
+            // counts already changed, so a failed allocation leaks nothing. If the undo fails too, they leak.
+            try
+            {
+                await UpdateRangeAsync(start, c - start, -delta, DiscardReason.Never, static () => 0).ConfigureAwait(false);
+            }
+            catch (BlockException)
+            {
+            }
+            throw;
+        }
+    }
+
+    private async ValueTask UpdateRangeAsync(long start, long count, long delta, DiscardReason reason, Func<long> changed)
+    {
         long lastBlock = -1;
         for (long c = start; c < start + count; c++)
         {
@@ -103,6 +125,7 @@ internal sealed class RefcountManager
                 throw new BlockException(Errno.ERANGE, $"Refcount of cluster {c} would exceed {_layout.MaxRefcount} ({_layout.RefcountBits}-bit refcounts)");
             RefcountBlock.Set(entry.Data, i, _layout.RefcountBits, (ulong)value);
             MetadataCache.MarkDirty(entry);
+            changed();
             if (value == 0)
             {
                 _freedSinceFlush.Add(c);

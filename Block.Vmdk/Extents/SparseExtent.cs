@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using Block.Drivers.Blkdebug;
 using Block.Graph;
 using Block.Io;
 using Block.Vmdk.Format;
@@ -78,7 +79,8 @@ internal sealed partial class SparseExtent : VmdkExtent
         // The common case: inside one allocated, uncompressed grain whose table is in memory — one read of the file.
         long grain = GrainIndex(offset);
         long inGrain = offset - grain * _grainBytes;
-        if (inGrain + buffers.Length <= _grainBytes && !_geometry.Compressed && TryGetCachedEntry(grain, out uint entry) && IsData(entry))
+        if (inGrain + buffers.Length <= _grainBytes && !_geometry.Compressed && !BlockNode.DebugEventsEnabled
+            && TryGetCachedEntry(grain, out uint entry) && IsData(entry))
             return File.ReadAsync(((long)entry << 9) + inGrain, buffers);
         return ReadSlowAsync(offset, buffers);
     }
@@ -111,6 +113,7 @@ internal sealed partial class SparseExtent : VmdkExtent
             else
             {
                 n = ExtendContiguous(grain, entry, n, buffers.Length - done);
+                await File.DebugEventAsync(BlkdebugEvent.ReadAio).ConfigureAwait(false);
                 await File.ReadAsync(((long)entry << 9) + inGrain, buffers.Slice(done, n)).ConfigureAwait(false);
             }
             done += n;
@@ -232,11 +235,12 @@ internal sealed partial class SparseExtent : VmdkExtent
             long grain = GrainIndex(pos);
             long inGrain = pos - grain * _grainBytes;
             int n = (int)Math.Min(buffers.Length - done, _grainBytes - inGrain);
-            uint entry = await GetEntryAsync(grain).ConfigureAwait(false);
+            uint entry = await GetWriteEntryAsync(grain).ConfigureAwait(false);
             if (IsData(entry))
             {
                 CheckWritable(entry, grain);
                 n = ExtendContiguous(grain, entry, n, buffers.Length - done);
+                await File.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
                 await File.WriteAsync(((long)entry << 9) + inGrain, buffers.Slice(done, n)).ConfigureAwait(false);
             }
             else
@@ -286,6 +290,7 @@ internal sealed partial class SparseExtent : VmdkExtent
             }
             long sector = AllocateSectors(count * _geometry.GranularitySectors);
             int bytes = (int)covered;
+            await File.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
             await File.WriteAsync(sector << 9, rest.Slice(0, bytes)).ConfigureAwait(false);
             NoteFileEnd((sector << 9) + bytes);
             await SetEntriesAsync(grain, count, (uint)sector, (uint)_geometry.GranularitySectors).ConfigureAwait(false);
@@ -315,7 +320,10 @@ internal sealed partial class SparseExtent : VmdkExtent
             }
             rest.Slice(0, n).CopyTo(memory.Span[inGrain..]);
             long sector = AllocateSectors(_geometry.GranularitySectors);
-            await File.WriteAsync(sector << 9, memory).ConfigureAwait(false);
+            if (BlockNode.DebugEventsEnabled)
+                await WriteGrainReportedAsync(sector, memory, inGrain, n).ConfigureAwait(false);
+            else
+                await File.WriteAsync(sector << 9, memory).ConfigureAwait(false);
             NoteFileEnd((sector << 9) + memory.Length);
             await SetEntriesAsync(grain, 1, (uint)sector, 0).ConfigureAwait(false);
             return n;
@@ -324,6 +332,26 @@ internal sealed partial class SparseExtent : VmdkExtent
         {
             buffer.Return(clear: false);
         }
+    }
+
+    /// <summary>
+    /// The new grain's write as QEMU makes it when a blkdebug node may be watching: the grain's old content first
+    /// (<c>cow_write</c>; a failure there is EINVAL, as QEMU reports a failed allocation), then the new data
+    /// (<c>write_aio</c>). Otherwise one write does both.
+    /// </summary>
+    private async ValueTask WriteGrainReportedAsync(long sector, Memory<byte> grain, int inGrain, int dataBytes)
+    {
+        await File.DebugEventAsync(BlkdebugEvent.CowWrite).ConfigureAwait(false);
+        try
+        {
+            await File.WriteAsync(sector << 9, grain).ConfigureAwait(false);
+        }
+        catch (BlockException e)
+        {
+            throw new BlockException(Errno.EINVAL, "VMDK: copy-on-write of a new grain failed: " + e.Message);
+        }
+        await File.DebugEventAsync(BlkdebugEvent.WriteAio).ConfigureAwait(false);
+        await File.WriteAsync((sector << 9) + inGrain, grain.Slice(inGrain, dataBytes)).ConfigureAwait(false);
     }
 
     public override async ValueTask WriteZeroesAsync(long offset, long length)
@@ -589,6 +617,26 @@ internal sealed partial class SparseExtent : VmdkExtent
         return LoadEntryAsync(grain);
     }
 
+    /// <summary>A grain's entry for a write: a grain table that cannot be read fails the write with EINVAL, as in QEMU.</summary>
+    private ValueTask<uint> GetWriteEntryAsync(long grain)
+    {
+        if (TryGetCachedEntry(grain, out uint entry))
+            return new ValueTask<uint>(entry);
+        return LoadWriteEntryAsync(grain);
+    }
+
+    private async ValueTask<uint> LoadWriteEntryAsync(long grain)
+    {
+        try
+        {
+            return await LoadEntryAsync(grain).ConfigureAwait(false);
+        }
+        catch (BlockException e) when (e.Errno != Errno.EINVAL)
+        {
+            throw new BlockException(Errno.EINVAL, "VMDK: grain table unreadable: " + e.Message);
+        }
+    }
+
     private async ValueTask<uint> LoadEntryAsync(long grain)
     {
         await _metadataLock.WaitAsync().ConfigureAwait(false);
@@ -625,6 +673,7 @@ internal sealed partial class SparseExtent : VmdkExtent
         if (at + bytes > _fileLength)
             throw new ImageFormatException($"VMDK grain table {table} at offset {at} ends beyond the end of the file ({_fileLength} bytes)", Errno.EIO);
         var entries = new uint[_tableEntries];
+        await File.DebugEventAsync(BlkdebugEvent.L2Load).ConfigureAwait(false);
         await ReadEntriesAsync(File, _buffers, at, entries).ConfigureAwait(false);
         _cache.Put(table, entries);
         return entries;
@@ -661,6 +710,7 @@ internal sealed partial class SparseExtent : VmdkExtent
                 for (int i = 0; i < n; i++)
                     BinaryPrimitives.WriteUInt32LittleEndian(bytes.Span[(i * 4)..], unchecked(firstValue + (uint)(done + i) * step));
                 long primary = ((long)_directory[table] << 9) + index * 4L;
+                await File.DebugEventAsync(BlkdebugEvent.L2Update).ConfigureAwait(false);
                 await File.WriteAsync(primary, bytes).ConfigureAwait(false);
                 if (_redundantDirectory != null && _redundantDirectory[table] != 0)
                     await File.WriteAsync(((long)_redundantDirectory[table] << 9) + index * 4L, bytes).ConfigureAwait(false);

@@ -362,6 +362,24 @@ public abstract class NodeDriver : IAsyncDisposable
     /// </summary>
     public virtual ValueTask DebugEventAsync(Blkdebug.BlkdebugEvent debugEvent) => default;
 
+    /// <summary>
+    /// Sets a breakpoint (QEMU's <c>bdrv_debug_breakpoint</c>): the next request that reports
+    /// <paramref name="debugEvent"/> is suspended under <paramref name="tag"/> until resumed, and
+    /// <paramref name="suspended"/> is called, on the request's own flow, when that happens. Only called when
+    /// <see cref="HandlesDebugEvents"/>.
+    /// </summary>
+    public virtual void AddDebugBreakpoint(Blkdebug.BlkdebugEvent debugEvent, string tag, Action<string>? suspended) =>
+        throw new BlockException(Errno.ENOTSUP, "Operation not supported");
+
+    /// <summary>Removes the breakpoints tagged <paramref name="tag"/> and resumes the requests they hold; returns how many were resumed.</summary>
+    public virtual int RemoveDebugBreakpoint(string tag) => throw new BlockException(Errno.ENOTSUP, "Operation not supported");
+
+    /// <summary>Resumes the request suspended most recently under <paramref name="tag"/>.</summary>
+    public virtual void ResumeDebugRequest(string tag) => throw new BlockException(Errno.ENOTSUP, "Operation not supported");
+
+    /// <summary>True while a request is suspended under <paramref name="tag"/>.</summary>
+    public virtual bool IsDebugRequestSuspended(string tag) => false;
+
     /// <summary>Releases the driver's resources. The node is drained and has no requests in flight.</summary>
     public virtual ValueTask DisposeAsync()
     {

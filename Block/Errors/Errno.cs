@@ -47,6 +47,8 @@ public enum Errno
     EROFS = 30,
     /// <summary>ERANGE: numerical result out of range.</summary>
     ERANGE = 34,
+    /// <summary>EDEADLK: resource deadlock avoided (a wait that nothing could ever end).</summary>
+    EDEADLK = 35,
     /// <summary>ENXIO: no such device or address (lseek past the last data).</summary>
     ENXIO = 6,
     /// <summary>E2BIG: argument list too long (a request larger than the layer allows).</summary>
@@ -93,6 +95,7 @@ public static class ErrnoText
         Errno.ESPIPE => "Illegal seek",
         Errno.EROFS => "Read-only file system",
         Errno.ERANGE => "Numerical result out of range",
+        Errno.EDEADLK => "Resource deadlock avoided",
         Errno.EMLINK => "Too many links",
         Errno.ELOOP => "Too many levels of symbolic links",
         Errno.ENOTSUP => "Operation not supported",

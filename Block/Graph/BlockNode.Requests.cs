@@ -783,11 +783,20 @@ public sealed partial class BlockNode
         /// <summary>Reads the current content of the partial blocks at both ends (read-modify-write).</summary>
         public async ValueTask ReadEdgesAsync(BlockNode node, NodeDriver impl)
         {
-            if (_hasHead || (_hasTail && _sameBlock))
+            // One block holding both ends is read once, and reports the tail's events too (as QEMU: a write inside
+            // one block with an aligned start is a tail-only read-modify-write).
+            bool mergedTail = _hasTail && _sameBlock;
+            if (_hasHead || mergedTail)
             {
-                await node.DebugEventAsync(BlkdebugEvent.PwritevRmwHead).ConfigureAwait(false);
+                if (_hasHead)
+                    await node.DebugEventAsync(BlkdebugEvent.PwritevRmwHead).ConfigureAwait(false);
+                if (mergedTail)
+                    await node.DebugEventAsync(BlkdebugEvent.PwritevRmwTail).ConfigureAwait(false);
                 await impl.ReadAsync(_start, new IoVector(_bounce.Memory[.._align]), RequestFlags.None).ConfigureAwait(false);
-                await node.DebugEventAsync(BlkdebugEvent.PwritevRmwAfterHead).ConfigureAwait(false);
+                if (_hasHead)
+                    await node.DebugEventAsync(BlkdebugEvent.PwritevRmwAfterHead).ConfigureAwait(false);
+                if (mergedTail)
+                    await node.DebugEventAsync(BlkdebugEvent.PwritevRmwAfterTail).ConfigureAwait(false);
             }
             if (_hasTail && !_sameBlock)
             {

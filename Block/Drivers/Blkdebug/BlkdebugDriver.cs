@@ -86,16 +86,20 @@ public sealed class BlkdebugDriver : BlockDriver
             Image = fromName != null ? BlockdevRef.ToNode(string.Empty) : reader.RequiredRef("image", parser),
             ImageFilename = fromName?.ImageFilename,
             Config = config,
-            Align = reader.Int("align"),
-            MaxTransfer = reader.Int("max-transfer"),
-            OptWriteZero = reader.Int("opt-write-zero"),
-            MaxWriteZero = reader.Int("max-write-zero"),
-            OptDiscard = reader.Int("opt-discard"),
-            MaxDiscard = reader.Int("max-discard"),
+            Align = SizeOption(reader, "align"),
+            MaxTransfer = SizeOption(reader, "max-transfer"),
+            OptWriteZero = SizeOption(reader, "opt-write-zero"),
+            MaxWriteZero = SizeOption(reader, "max-write-zero"),
+            OptDiscard = SizeOption(reader, "opt-discard"),
+            MaxDiscard = SizeOption(reader, "max-discard"),
             InjectError = rules,
             SetState = states,
         };
     }
+
+    // QEMU reads blkdebug's limits as sizes (QemuOpts), so "4k" is taken (as in 077's file.align=4k).
+    private static long? SizeOption(OptionsReader reader, string name) =>
+        reader.Size(name) is { } v ? (long)Math.Min(v, long.MaxValue) : null;
 
     internal static BlkdebugIoType ParseIoType(string value, string name = "iotype") => value switch
     {

@@ -12,7 +12,9 @@ namespace Block.Drivers.Blkdebug;
 /// QEMU's semantics, checked against qemu-io 7.2: the state starts at 1; an event runs its rules whose state is 0 or the
 /// current one, in definition order; the first inject-error rule it runs replaces the active list, and a set-state rule
 /// takes effect once all the event's rules have run. A request fails with the first active rule that covers it; a
-/// <c>once</c> rule is then deleted.
+/// <c>once</c> rule is then deleted. A breakpoint (qemu-io's <c>break</c>) holds the next request that reports its event,
+/// in any state, until resumed; later breakpoints are looked at first, and <c>resume</c> picks the request held last
+/// under a tag (both as qemu-io 7.2 prints them).
 /// </remarks>
 internal sealed class BlkdebugNodeDriver : NodeDriver
 {
@@ -23,6 +25,11 @@ internal sealed class BlkdebugNodeDriver : NodeDriver
     private readonly List<BlkdebugRule>[] _rules;
     private readonly List<BlkdebugRule> _active = [];
     private readonly Lock _lock = new();
+    // Newest first, as QEMU: of two breakpoints on one event the later is reported first, and resume picks the
+    // request suspended last under a tag.
+    private readonly List<Breakpoint> _breakpoints = [];
+    private readonly List<Suspension> _suspended = [];
+    private int _breakpointCount;
     private long _state = 1;
     private int _disposed;
 
@@ -89,8 +96,10 @@ internal sealed class BlkdebugNodeDriver : NodeDriver
     public override ValueTask DebugEventAsync(BlkdebugEvent debugEvent)
     {
         var rules = _rules[(int)debugEvent];
-        if (rules.Count == 0)
+        if (rules.Count == 0 && Volatile.Read(ref _breakpointCount) == 0)
             return default;
+        SuspendedRequest? request = null;
+        List<Breakpoint>? hit = null;
         lock (_lock)
         {
             long newState = _state;
@@ -112,8 +121,82 @@ internal sealed class BlkdebugNodeDriver : NodeDriver
                 _active.Add(rule);
             }
             _state = newState;
+            // A breakpoint holds one request, in any state, and is gone once it has.
+            for (int i = 0; i < _breakpoints.Count; i++)
+            {
+                var bp = _breakpoints[i];
+                if (bp.Event != debugEvent)
+                    continue;
+                _breakpoints.RemoveAt(i--);
+                Volatile.Write(ref _breakpointCount, _breakpoints.Count);
+                request ??= new SuspendedRequest();
+                request.Holds++;
+                _suspended.Insert(0, new Suspension(bp.Tag, request));
+                (hit ??= []).Add(bp);
+            }
         }
-        return default;
+        if (request is null)
+            return default;
+        foreach (var bp in hit!)
+            bp.Suspended?.Invoke(bp.Tag);
+        return new ValueTask(request.Resumed.Task);
+    }
+
+    public override void AddDebugBreakpoint(BlkdebugEvent debugEvent, string tag, Action<string>? suspended)
+    {
+        lock (_lock)
+        {
+            _breakpoints.Insert(0, new Breakpoint(debugEvent, tag, suspended));
+            Volatile.Write(ref _breakpointCount, _breakpoints.Count);
+        }
+    }
+
+    public override int RemoveDebugBreakpoint(string tag)
+    {
+        var resumed = new List<SuspendedRequest>();
+        bool removed;
+        lock (_lock)
+        {
+            for (int i = 0; i < _suspended.Count; i++)
+            {
+                if (_suspended[i].Tag == tag)
+                {
+                    resumed.Add(_suspended[i].Request);
+                    _suspended.RemoveAt(i--);
+                }
+            }
+            removed = _breakpoints.RemoveAll(b => b.Tag == tag) > 0;
+            Volatile.Write(ref _breakpointCount, _breakpoints.Count);
+        }
+        // Outside the lock: a resumed request runs on in this call until it next waits, as QEMU re-enters it.
+        foreach (var r in resumed)
+            r.Release();
+        if (!removed)
+            throw new BlockException(Errno.ENOENT, $"No breakpoint tagged '{tag}'");
+        return resumed.Count;
+    }
+
+    public override void ResumeDebugRequest(string tag)
+    {
+        SuspendedRequest? request = null;
+        lock (_lock)
+        {
+            int i = _suspended.FindIndex(x => x.Tag == tag);
+            if (i >= 0)
+            {
+                request = _suspended[i].Request;
+                _suspended.RemoveAt(i);
+            }
+        }
+        if (request is null)
+            throw new BlockException(Errno.ENOENT, $"No request suspended under '{tag}'");
+        request.Release();
+    }
+
+    public override bool IsDebugRequestSuspended(string tag)
+    {
+        lock (_lock)
+            return _suspended.Exists(x => x.Tag == tag);
     }
 
     public override ValueTask DisposeAsync()
@@ -149,6 +232,25 @@ internal sealed class BlkdebugNodeDriver : NodeDriver
         }
         var error = new BlockException(hit.Errno, $"blkdebug: injected error: {ErrnoText.Describe(hit.Errno)}");
         return hit.Inject.Immediately ? ValueTask.FromException(error) : FailAfterYieldAsync(error);
+    }
+
+    private sealed record Breakpoint(BlkdebugEvent Event, string Tag, Action<string>? Suspended);
+
+    private sealed record Suspension(string Tag, SuspendedRequest Request);
+
+    /// <summary>A request held at an event by one or more breakpoints; it goes on once each has been resumed.</summary>
+    private sealed class SuspendedRequest
+    {
+        // Continuations run synchronously: resume goes on with the request inside the resuming call, as QEMU does.
+        public TaskCompletionSource Resumed { get; } = new();
+
+        public int Holds;
+
+        public void Release()
+        {
+            if (Interlocked.Decrement(ref Holds) == 0)
+                Resumed.SetResult();
+        }
     }
 
     private static async ValueTask FailAfterYieldAsync(BlockException error)
