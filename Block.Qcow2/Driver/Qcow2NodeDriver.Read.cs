@@ -17,8 +17,10 @@ internal sealed partial class Qcow2NodeDriver
     {
         if (_corrupt)
             return ValueTask.FromException(CorruptError());
-        if (TryMapCached(offset, buffers.Length, out var run) && run.Bytes == buffers.Length && run.Type == SubclusterType.Normal
-            && !BlockNode.DebugEventsEnabled)
+        // Debug events first: with blkdebug open anywhere the slow path maps the read itself, and a cache lookup here
+        // as well would count two hits for one read.
+        if (!BlockNode.DebugEventsEnabled && TryMapCached(offset, buffers.Length, out var run) && run.Bytes == buffers.Length
+            && run.Type == SubclusterType.Normal)
             return ReadDataAsync(offset, run.Host, buffers);
         return ReadSlowAsync(offset, buffers);
     }

@@ -106,9 +106,9 @@ internal sealed partial class Qcow2NodeDriver
         if ((flags & RequestFlags.Compressed) != 0)
             return WriteCompressedAsync(offset, buffers);
         int length = buffers.Length;
-        if (_layout.ClusterIndex(offset) == _layout.ClusterIndex(offset + length - 1)
+        if (!BlockNode.DebugEventsEnabled && _layout.ClusterIndex(offset) == _layout.ClusterIndex(offset + length - 1)
             && TryMapCached(offset, length, out var run) && run.Bytes == length && run.Type == SubclusterType.Normal
-            && (run.Entry & Qcow2Layout.Copied) != 0 && DataWriteIsSafe(run.Host, length) && !BlockNode.DebugEventsEnabled)
+            && (run.Entry & Qcow2Layout.Copied) != 0 && DataWriteIsSafe(run.Host, length))
         {
             return WriteDataAsync(offset, run.Host, buffers);
         }

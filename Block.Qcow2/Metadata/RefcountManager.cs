@@ -79,61 +79,59 @@ internal sealed class RefcountManager
     }
 
     /// <summary>Adds <paramref name="delta"/> to the refcount of each cluster in <c>[start, start + count)</c>.</summary>
+    /// <remarks>As QEMU's <c>update_refcount</c>: a failure part way (a refcount block that could not be created)
+    /// undoes the counts already changed, so a failed allocation leaks nothing; if the undo fails too, they leak.</remarks>
     /// <exception cref="BlockException">A refcount would overflow or drop below zero: the image is corrupt.</exception>
-    public async ValueTask UpdateAsync(long start, long count, long delta, DiscardReason reason = DiscardReason.Never)
+    public ValueTask UpdateAsync(long start, long count, long delta, DiscardReason reason = DiscardReason.Never) =>
+        UpdateAsync(start, count, delta, reason, undoOnFailure: true);
+
+    private async ValueTask UpdateAsync(long start, long count, long delta, DiscardReason reason, bool undoOnFailure)
     {
+        long lastBlock = -1;
         long c = start;
         try
         {
-            await UpdateRangeAsync(start, count, delta, reason, () => c++).ConfigureAwait(false);
+            for (; c < start + count; c++)
+            {
+                // As QEMU's update: each refcount block it moves to is looked up as one that may need allocating.
+                if (c / _layout.RefcountBlockEntries != lastBlock)
+                {
+                    lastBlock = c / _layout.RefcountBlockEntries;
+                    await _file.DebugEventAsync(BlkdebugEvent.RefblockAlloc).ConfigureAwait(false);
+                }
+                var entry = await BlockForAsync(c, create: delta > 0).ConfigureAwait(false);
+                if (entry is null)
+                    throw Corruption($"Cannot change the refcount of cluster {c}: no refcount block covers it", c);
+                long i = c % _layout.RefcountBlockEntries;
+                ulong old = RefcountBlock.Get(entry.Data, i, _layout.RefcountBits);
+                long value = (long)old + delta;
+                if (value < 0)
+                    throw Corruption($"Refcount of cluster {c} would drop below zero", c);
+                if (value > _layout.MaxRefcount)
+                    throw new BlockException(Errno.ERANGE, $"Refcount of cluster {c} would exceed {_layout.MaxRefcount} ({_layout.RefcountBits}-bit refcounts)");
+                RefcountBlock.Set(entry.Data, i, _layout.RefcountBits, (ulong)value);
+                MetadataCache.MarkDirty(entry);
+                if (value == 0)
+                {
+                    _freedSinceFlush.Add(c);
+                    if (_freeByteOffset != 0 && c == _freeByteOffset >> _layout.ClusterBits)
+                        _freeByteOffset = 0;
+                    if (PassDiscard(reason))
+                        AddDiscard(c);
+                }
+            }
         }
-        catch (BlockException) when (c > start)
+        catch (BlockException) when (undoOnFailure && c > start)
         {
-            // As QEMU's update_refcount: a failure part way (a refcount block that could not be created) undoes the
-            // counts already changed, so a failed allocation leaks nothing. If the undo fails too, they leak.
+            // Clusters [start, c) were changed; cluster c was not.
             try
             {
-                await UpdateRangeAsync(start, c - start, -delta, DiscardReason.Never, static () => 0).ConfigureAwait(false);
+                await UpdateAsync(start, c - start, -delta, DiscardReason.Never, undoOnFailure: false).ConfigureAwait(false);
             }
             catch (BlockException)
             {
             }
             throw;
-        }
-    }
-
-    private async ValueTask UpdateRangeAsync(long start, long count, long delta, DiscardReason reason, Func<long> changed)
-    {
-        long lastBlock = -1;
-        for (long c = start; c < start + count; c++)
-        {
-            // As QEMU's update: each refcount block it moves to is looked up as one that may need allocating.
-            if (c / _layout.RefcountBlockEntries != lastBlock)
-            {
-                lastBlock = c / _layout.RefcountBlockEntries;
-                await _file.DebugEventAsync(BlkdebugEvent.RefblockAlloc).ConfigureAwait(false);
-            }
-            var entry = await BlockForAsync(c, create: delta > 0).ConfigureAwait(false);
-            if (entry is null)
-                throw Corruption($"Cannot change the refcount of cluster {c}: no refcount block covers it", c);
-            long i = c % _layout.RefcountBlockEntries;
-            ulong old = RefcountBlock.Get(entry.Data, i, _layout.RefcountBits);
-            long value = (long)old + delta;
-            if (value < 0)
-                throw Corruption($"Refcount of cluster {c} would drop below zero", c);
-            if (value > _layout.MaxRefcount)
-                throw new BlockException(Errno.ERANGE, $"Refcount of cluster {c} would exceed {_layout.MaxRefcount} ({_layout.RefcountBits}-bit refcounts)");
-            RefcountBlock.Set(entry.Data, i, _layout.RefcountBits, (ulong)value);
-            MetadataCache.MarkDirty(entry);
-            changed();
-            if (value == 0)
-            {
-                _freedSinceFlush.Add(c);
-                if (_freeByteOffset != 0 && c == _freeByteOffset >> _layout.ClusterBits)
-                    _freeByteOffset = 0;
-                if (PassDiscard(reason))
-                    AddDiscard(c);
-            }
         }
     }
 
