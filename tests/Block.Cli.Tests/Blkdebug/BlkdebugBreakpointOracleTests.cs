@@ -14,12 +14,16 @@ public sealed class BlkdebugBreakpointOracleTests
     private const string Raw = "-f raw blkdebug::IMG";
     private const string Rmw = "open -o driver=raw,file.align=4k blkdebug::IMG";
 
-    /// <summary>Scripts whose output qemu-io gives in one order: each request's lines come at a point the script fixes.</summary>
+    /// <summary>
+    /// Scripts whose output qemu-io gives in one order: each request's lines come at a point the script fixes. Their
+    /// <c>sleep</c>s give a resumed request time to finish (or reach its next breakpoint) in both tools: 500 ms, as 50
+    /// ms was not always enough on a loaded 2-core machine.
+    /// </summary>
     public static TheoryData<string, string[]> OrderedScripts() => new()
     {
         { Raw, ["break write_aio A", "aio_write 0 4k", "wait_break A", "resume A", "aio_flush", "read -P 0xcd 0 4k"] },
-        { Raw, ["break write_aio A", "break write_aio B", "aio_write 0 512", "resume B", "sleep 50", "resume A", "aio_flush"] },
-        { Raw, ["break write_aio A", "aio_write 0 512", "break write_aio A", "aio_write -P 7 512 512", "resume A", "sleep 50", "resume A", "aio_flush"] },
+        { Raw, ["break write_aio A", "break write_aio B", "aio_write 0 512", "resume B", "sleep 500", "resume A", "aio_flush"] },
+        { Raw, ["break write_aio A", "aio_write 0 512", "break write_aio A", "aio_write -P 7 512 512", "resume A", "sleep 500", "resume A", "aio_flush"] },
         { Raw, ["break pwritev A", "break write_aio B", "aio_write 0 512", "wait_break B", "resume B", "wait_break A", "resume A", "aio_flush"] },
         { Raw, ["break pwritev_done A", "aio_write 0 512", "wait_break A", "resume A", "aio_flush"] },
         { Raw, ["break read_aio A", "aio_read -P 0 0 512", "wait_break A", "resume A", "aio_flush"] },
@@ -27,8 +31,6 @@ public sealed class BlkdebugBreakpointOracleTests
         { Raw, ["break write_aio A", "break write_aio A", "break read_aio A", "remove_break A", "remove_break A"] },
         { Raw, ["resume A", "remove_break A", "break foo A", "break write_aio"] },
         { "-f raw IMG", ["break write_aio A", "resume A", "remove_break A"] },
-        { Rmw, ["break pwritev A", "aio_write -P 10 0x10000 0x800", "wait_break A", "break pwritev_rmw_after_tail B", "aio_write -P 11 0x10000 0x400",
-            "break pwritev_done C", "resume A", "wait_break C", "resume C", "sleep 100", "wait_break B", "resume B", "aio_flush"] },
         { Raw, ["aio_read -P 1 0 512", "aio_flush", "aio_read -P 0 -v 0 32", "aio_flush", "aio_read -q 0 512", "aio_flush", "aio_read -i 0 512",
             "aio_read -C 0 512 512", "aio_flush", "aio_read 0 1G 1G 1G", "aio_read 0 2G", "aio_read -P x 0 1", "aio_read 1023k 2k", "aio_flush"] },
         { Raw, ["aio_write -z 0 512", "aio_flush", "aio_write -z -u 0 1k", "aio_flush", "aio_write -u 0 512", "aio_write -z 0 512 512",
@@ -45,14 +47,16 @@ public sealed class BlkdebugBreakpointOracleTests
     /// </summary>
     public static TheoryData<string, string[]> ConcurrentScripts() => new()
     {
-        { Rmw, ["break pwritev_rmw_after_head A", "aio_write -P 10 0x1200 0x200", "wait_break A", "aio_write -P 11 0x1400 0x200", "sleep 100", "resume A", "aio_flush"] },
-        { Rmw, ["break pwritev_rmw_head A", "aio_write -P 10 0x2200 0x200", "wait_break A", "aio_write -P 11 0x2400 0x200", "sleep 100", "resume A", "aio_flush"] },
+        { Rmw, ["break pwritev A", "aio_write -P 10 0x10000 0x800", "wait_break A", "break pwritev_rmw_after_tail B", "aio_write -P 11 0x10000 0x400",
+            "break pwritev_done C", "resume A", "wait_break C", "resume C", "sleep 500", "wait_break B", "resume B", "aio_flush"] },
+        { Rmw, ["break pwritev_rmw_after_head A", "aio_write -P 10 0x1200 0x200", "wait_break A", "aio_write -P 11 0x1400 0x200", "sleep 500", "resume A", "aio_flush"] },
+        { Rmw, ["break pwritev_rmw_head A", "aio_write -P 10 0x2200 0x200", "wait_break A", "aio_write -P 11 0x2400 0x200", "sleep 500", "resume A", "aio_flush"] },
         { Rmw, ["break pwritev_rmw_after_tail A", "aio_write -P 10 0x6000 0x200", "wait_break A", "break pwritev_rmw_after_head B",
-            "aio_write -P 10 0x7e00 0x200", "wait_break B", "aio_write -P 11 0x6800 0x1000", "resume A", "sleep 100", "resume B", "aio_flush"] },
+            "aio_write -P 10 0x7e00 0x200", "wait_break B", "aio_write -P 11 0x6800 0x1000", "resume A", "sleep 500", "resume B", "aio_flush"] },
         { Raw, ["break write_aio A", "aio_write 0 4k", "wait_break A", "aio_write -P 0x11 4k 4k", "resume A", "aio_flush"] },
         { Rmw, ["break pwritev_rmw_after_tail A", "aio_write -P 10 0x5000 0x200", "wait_break A", "aio_write -P 11 0x5200 0x200",
-            "aio_write -P 12 0x5400 0x200", "aio_write -P 13 0x5600 0x200", "sleep 100", "resume A", "aio_flush", "read -P 13 0x5600 0x200"] },
-        { Rmw, ["break pwritev A", "aio_write -P 10 0x11000 0x800", "wait_break A", "aio_write -P 11 0x11000 0x1000", "sleep 100", "resume A",
+            "aio_write -P 12 0x5400 0x200", "aio_write -P 13 0x5600 0x200", "sleep 500", "resume A", "aio_flush", "read -P 13 0x5600 0x200"] },
+        { Rmw, ["break pwritev A", "aio_write -P 10 0x11000 0x800", "wait_break A", "aio_write -P 11 0x11000 0x1000", "sleep 500", "resume A",
             "aio_flush", "read -P 11 0x11000 0x1000"] },
     };
 
