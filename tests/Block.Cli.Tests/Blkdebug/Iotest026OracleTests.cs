@@ -9,6 +9,15 @@ namespace Block.Cli.Tests.Blkdebug;
 /// tools print and what the check finds (errors and leaks; not the allocation statistics or the image end, since
 /// QEMU hands freed clusters out again at once and we wait for a flush).
 /// </summary>
+/// <remarks>
+/// Twelve rows leak fewer clusters than QEMU, on purpose, and are checked as such (<see cref="FewerLeaksThanQemu"/>):
+/// with <c>once=off</c> every request after the event fails, so whatever refcount increase reached the disk before it
+/// can no longer be undone. QEMU writes more of them early: it flushes the refcount blocks ahead of the new refcount
+/// table's parts (the refcount growth rows: 119, 64 and 74 leaks where we leave 55, 0 and 10), and it hands the old L1
+/// table's clusters out again at once, so the L2 table of the VM state area lands in a freed cluster whose refcount is
+/// already on disk (the <c>l2_alloc_write</c> VM state rows: cluster 3 leaks; we allocate past the end and leak none).
+/// A leak wastes space and harms no data; neither tool finds anything but leaks in these rows.
+/// </remarks>
 public sealed class Iotest026OracleTests
 {
     private static readonly string[] s_events =
@@ -29,10 +38,6 @@ public sealed class Iotest026OracleTests
                 {
                     foreach (bool vmState in new[] { false, true })
                     {
-                        // Known difference (issue 17): a lasting l2_alloc_write error after the VM state area grew
-                        // the L1 table leaves QEMU with one leaked cluster and us with none.
-                        if (ev == "l2_alloc_write" && !once && vmState)
-                            continue;
                         rows.Add(ev, errno, once, vmState);
                     }
                 }
@@ -58,24 +63,26 @@ public sealed class Iotest026OracleTests
 
     /// <summary>
     /// 026's refcount growth matrix (512-byte clusters, one 64 MiB write that grows the refcount table), failing at
-    /// each step of the growth once. A lasting error (<c>once=off</c>) is left out: QEMU's undo of the partial update
-    /// then fails as well and leaks more than ours (hookup 119 vs 55, write 64 vs 0, the table steps 74 vs 10).
+    /// each step of the growth, once and lasting.
     /// </summary>
-    public static TheoryData<string, int> RefcountGrowthRows()
+    public static TheoryData<string, int, bool> RefcountGrowthRows()
     {
-        var rows = new TheoryData<string, int>();
+        var rows = new TheoryData<string, int, bool>();
         foreach (string ev in new[] { "refblock_alloc_hookup", "refblock_alloc_write", "refblock_alloc_write_blocks", "refblock_alloc_write_table", "refblock_alloc_switch_table" })
         {
-            rows.Add(ev, 5);
-            rows.Add(ev, 28);
+            foreach (int errno in new[] { 5, 28 })
+            {
+                rows.Add(ev, errno, true);
+                rows.Add(ev, errno, false);
+            }
         }
         return rows;
     }
 
     [Theory]
     [MemberData(nameof(RefcountGrowthRows))]
-    public void An_error_while_the_refcount_table_grows_leaves_the_image_as_qemu_leaves_it(string ev, int errno) =>
-        AssertSameAsQemu(ev, errno, once: true, clusterSize: 512, prewrite: null, ["write 0 64M"]);
+    public void An_error_while_the_refcount_table_grows_leaves_the_image_as_qemu_leaves_it(string ev, int errno, bool once) =>
+        AssertSameAsQemu(ev, errno, once, clusterSize: 512, prewrite: null, ["write 0 64M"]);
 
     [Theory]
     [MemberData(nameof(MetadataUpdateRows))]
@@ -101,7 +108,43 @@ public sealed class Iotest026OracleTests
         File.WriteAllText(config, $"[inject-error]\nevent = \"{ev}\"\nerrno = \"{errno}\"\nimmediately = \"off\"\nonce =\"{(once ? "on" : "off")}\"\n");
         var theirs = Run(dir.File("qemu.qcow2"), config, clusterSize, prewrite, steps, qemu: true);
         var ours = Run(dir.File("blk.qcow2"), config, clusterSize, prewrite, steps, qemu: false);
-        Assert.Equal(theirs, ours);
+        if (!FewerLeaksThanQemu(ev, once, steps))
+        {
+            Assert.Equal(theirs, ours);
+            return;
+        }
+        // Everything but the leak count is the same; both find leaks at most, and we leak fewer.
+        var (theirText, theirLeaks) = SplitLeaks(theirs);
+        var (ourText, ourLeaks) = SplitLeaks(ours);
+        Assert.Equal(theirText, ourText);
+        Assert.True(theirLeaks > 0, $"QEMU leaked nothing in a row where it is known to leak:\n{theirs}");
+        Assert.True(ourLeaks < theirLeaks, $"we leaked {ourLeaks} clusters, QEMU {theirLeaks}:\n{ours}");
+    }
+
+    /// <summary>The rows where we leave fewer leaked clusters than QEMU; see the class remarks.</summary>
+    private static bool FewerLeaksThanQemu(string ev, bool once, IReadOnlyList<string> steps) =>
+        !once && (ev.StartsWith("refblock_alloc_", StringComparison.Ordinal)
+            || (ev == "l2_alloc_write" && steps[0].Contains("-b", StringComparison.Ordinal)));
+
+    /// <summary>The log with its leak lines and check exit code taken out, and the number of leaked clusters.</summary>
+    private static (string Text, int Leaks) SplitLeaks(string log)
+    {
+        var text = new System.Text.StringBuilder();
+        int leaks = 0;
+        foreach (string line in log.Split('\n'))
+        {
+            if (line.EndsWith(" leaked clusters were found on the image.", StringComparison.Ordinal))
+                leaks = int.Parse(line.AsSpan(0, line.IndexOf(' ', StringComparison.Ordinal)), System.Globalization.CultureInfo.InvariantCulture);
+            else if (line.StartsWith("check exit ", StringComparison.Ordinal))
+                Assert.Contains(line, new[] { "check exit 0", "check exit 3" }); // clean, or leaks only
+            else if (line is "" or "No errors were found on the image." or "This means waste of disk space, but no harm to data."
+                     || line.StartsWith("Leaked cluster ", StringComparison.Ordinal))
+                continue;
+            else
+                text.Append(line).Append('\n');
+        }
+        Assert.DoesNotContain("ERROR", text.ToString(), StringComparison.Ordinal);
+        return (text.ToString(), leaks);
     }
 
     private static string Run(string image, string config, int clusterSize, string? prewrite, IReadOnlyList<string> steps, bool qemu)
