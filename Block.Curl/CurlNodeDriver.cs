@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Block.Curl.Transfer;
 using Block.Drivers;
 using Block.Graph;
@@ -12,7 +13,8 @@ namespace Block.Curl;
 /// </summary>
 /// <remarks>
 /// Eight slots, as QEMU's <c>CURL_NUM_STATES</c>: up to eight ranges in flight over the multi handle's connection
-/// pool; a ninth read waits for a slot. A slot keeps its last range until it is reused (the first free slot is
+/// pool, fewer when the link is fast enough that parallel ranges only cost (<see cref="TransferConcurrency"/>); a
+/// read that finds no slot it may use waits for one. A slot keeps its last range until it is reused (the first free slot is
 /// reused first), so a read just behind the last one is served without a request. A read that finds its bytes in a
 /// slot completes synchronously without allocating; one that waits completes from the transfer thread through a
 /// pooled <see cref="CurlRead"/>.
@@ -39,6 +41,7 @@ internal sealed class CurlNodeDriver : NodeDriver
     private readonly CurlSlot?[] _slots = new CurlSlot?[SlotCount];
     private readonly Queue<CurlRead> _waitingForSlot = new();
     private readonly Stack<CurlRead> _pool = new();
+    private readonly TransferConcurrency _concurrency = new(SlotCount);
     private readonly CurlMultiLoop _loop;
     private int _errorReports;
 
@@ -116,16 +119,19 @@ internal sealed class CurlNodeDriver : NodeDriver
         return false;
     }
 
-    /// <summary>Starts a transfer for the read in the first free slot: the read and the readahead, up to the end.</summary>
+    /// <summary>
+    /// Starts a transfer for the read in the first free slot, the read and the readahead up to the end, unless as many
+    /// transfers run as the link is worth.
+    /// </summary>
     private bool TryStart(CurlRead read)
     {
         for (int i = 0; i < _slots.Length; i++)
         {
-            var slot = _slots[i];
-            if (slot is { InUse: true })
+            if (_slots[i] is { InUse: true })
                 continue;
-            slot ??= _slots[i] = new CurlSlot(_settings, _http);
-            Start(slot, read);
+            if (!_concurrency.TryStart(Stopwatch.GetTimestamp()))
+                return false;
+            Start(_slots[i] ??= new CurlSlot(_settings, _http), read);
             return true;
         }
         return false;
@@ -172,8 +178,9 @@ internal sealed class CurlNodeDriver : NodeDriver
             slot.Waiters.Clear();
             slot.Primary = null;
             slot.InUse = false;
-            if (_waitingForSlot.TryDequeue(out var next))
-                Start(slot, next);
+            _concurrency.Finished(Stopwatch.GetTimestamp(), failure is null ? slot.BufferLength : 0);
+            while (_waitingForSlot.TryPeek(out var next) && TryStart(next))
+                _waitingForSlot.Dequeue();
         }
     }
 

@@ -3,7 +3,7 @@
 # under convert's default eight parallel reads) from the same URL: a 512 MiB raw image of random data served by nginx
 # on loopback, converted to raw in /dev/shm. The two alternate RUNS times (3), best kept; ratio = qemu-img's time / blk's.
 #   bench/curl-compare.sh        (needs qemu-utils and nginx-light; run it under the build lock so no compiler shares the cores)
-#   RUNS=3 SIZE_MIB=512 NGINX_WORKERS=1 BENCH_DIR=/tmp/blk-curl-bench
+#   RUNS=3 SIZE_MIB=512 NGINX_WORKERS=1 BENCH_DIR=/tmp/blk-curl-bench BLK=<a blk binary to use instead of publishing one>
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${BENCH_DIR:-/tmp/blk-curl-bench}"
@@ -16,7 +16,7 @@ if [ ! -f "$image" ] || [ "$(stat -c %s "$image")" != $((size << 20)) ]; then
   dd if=/dev/urandom of="$image" bs=1M count="$size" status=none
 fi
 cat "$image" > /dev/null
-blk="$("$root/bench/publish-blk.sh" "$dir/blk-publish")"
+blk="${BLK:-$("$root/bench/publish-blk.sh" "$dir/blk-publish")}"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 cat > "$dir/nginx.conf" <<CONF
 daemon off;
