@@ -54,18 +54,14 @@ public sealed class VvfatDriver : BlockDriver
         var options = (BlockdevOptionsVvfat)context.Options;
         byte[] label = Label(options.Label ?? DefaultLabel);
         var geometry = FatGeometry.Create(options.FatType ?? 0, options.Floppy ?? false);
-        if (options.Rw == true)
-        {
-            if (context.Node.ReadOnly)
-                throw new BlockException(Errno.EINVAL, "Unable to set VVFAT to 'rw' when drive is read-only");
-            throw new BlockException(Errno.ENOTSUP,
-                "vvfat: rw (writes to a qcow overlay committed back to the directory) is not supported yet; open the directory read-only");
-        }
-        if (!context.Node.ReadOnly)
+        bool rw = options.Rw == true;
+        if (rw && context.Node.ReadOnly)
+            throw new BlockException(Errno.EINVAL, "Unable to set VVFAT to 'rw' when drive is read-only");
+        if (!rw && !context.Node.ReadOnly)
             throw new BlockException(Errno.EACCES, "Image is read-only");
         cancellationToken.ThrowIfCancellationRequested();
         var volume = VvfatVolume.Build(options.Dir, geometry, label);
-        return new ValueTask<NodeDriver>(new VvfatNodeDriver(context.Node, volume, VvfatFilename.JsonName(options)));
+        return new ValueTask<NodeDriver>(new VvfatNodeDriver(context.Node, volume, VvfatFilename.JsonName(options), writable: rw));
     }
 
     /// <summary>The label's 11 bytes, space-padded; QEMU's limit of 11 bytes.</summary>
