@@ -87,6 +87,7 @@ internal sealed class VvfatCommit
                 directoryClusters.Add((cluster, bytes));
             }
         }
+        RefuseTakenNames(nodes, moves, deletes);
         using var staging = Stage(writes, out var staged);
 
         string? asideDirectory = null;
@@ -120,8 +121,9 @@ internal sealed class VvfatCommit
         }
         finally
         {
-            if (asideDirectory != null && Directory.Exists(asideDirectory))
-                Host(() => Directory.Delete(asideDirectory, recursive: false), "remove", asideDirectory);
+            // Empty unless the host refused a step; then what is in it is left for the error to point at.
+            if (asideDirectory != null && Directory.Exists(asideDirectory) && !Directory.EnumerateFileSystemEntries(asideDirectory).Any())
+                Directory.Delete(asideDirectory, recursive: false);
         }
         return Rebuild(nodes, metadata, directoryClusters);
     }
@@ -257,6 +259,37 @@ internal sealed class VvfatCommit
         return path;
     }
 
+    /// <summary>
+    /// Before anything changes: every place an entry is to be created or moved to is free, or held by an entry that
+    /// moves away or is deleted. Something else there (made on the host since the volume was built, or left out of it)
+    /// is an error, never overwritten.
+    /// </summary>
+    private void RefuseTakenNames(List<FatNode> nodes, List<HostEntry> moves, List<HostEntry> deletes)
+    {
+        var vacated = new HashSet<string>(moves.Concat(deletes).Select(CurrentPath), StringComparer.Ordinal);
+        var moving = new HashSet<HostEntry>(moves);
+        bool Vacated(string path)
+        {
+            // The path, or a directory above it that moves away or goes.
+            for (string? p = path; p != null && p.Length > _old.Directory.Length; p = Path.GetDirectoryName(p))
+            {
+                if (vacated.Contains(p))
+                    return true;
+            }
+            return false;
+        }
+        foreach (var node in nodes)
+        {
+            if (node.Origin is { } origin && !moving.Contains(origin))
+                continue;
+            string path = FinalPath(node);
+            if (!Vacated(path) && Exists(path))
+                throw new BlockException(Errno.EEXIST, $"vvfat: could not commit '{path}': the host directory already has an entry of that name that the disk does not show");
+        }
+    }
+
+    private static bool Exists(string path) => System.IO.File.Exists(path) || Directory.Exists(path) || new FileInfo(path).LinkTarget != null;
+
     private void Place(FatNode node)
     {
         string path = FinalPath(node);
@@ -279,7 +312,7 @@ internal sealed class VvfatCommit
     /// <summary>Refuses to put an entry where the host already has one the volume does not show.</summary>
     private static void Refuse(string path)
     {
-        if (System.IO.File.Exists(path) || Directory.Exists(path) || new FileInfo(path).LinkTarget != null)
+        if (Exists(path))
             throw new BlockException(Errno.EEXIST, $"vvfat: could not commit '{path}': the host directory already has an entry of that name that the disk does not show");
     }
 

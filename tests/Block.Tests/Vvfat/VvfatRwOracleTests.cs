@@ -99,6 +99,10 @@ public class VvfatRwOracleTests
     [InlineData("fat:floppy:12:", 0, "shrink", false)]
     [InlineData("fat:12:", HardDisk, "grow", false)]
     [InlineData("fat:12:", HardDisk, "move", false)]
+    [InlineData("fat:32:", HardDisk, "create-in-new-dir", false)]
+    [InlineData("fat:32:", HardDisk, "delete", false)]
+    [InlineData("fat:32:", HardDisk, "rename-dir", false)]
+    [InlineData("fat:32:", HardDisk, "shrink", false)]
     public async Task A_change_reaches_the_host_directory_as_mtools_made_it(string prefix, long offset, string change, bool qemuCommitsIt)
     {
         using var dir = new TempDirectory();
