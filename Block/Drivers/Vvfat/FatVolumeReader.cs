@@ -13,9 +13,9 @@ namespace Block.Drivers.Vvfat;
 /// Nothing the guest wrote is trusted: cluster numbers are checked against the volume before use, chains are walked
 /// with a bitmap of clusters seen (a loop or a cluster in two chains is a problem, never a hang), a directory is read
 /// only up to <see cref="MaxDirectoryBytes"/>, nesting is bounded by <see cref="MaxDepth"/> (deeper paths than a host
-/// path can be), and the tree is walked with a queue, not recursion. Lost clusters (allocated, used by nothing) make
-/// the state inconsistent on purpose: a guest moving a file writes the old directory before the new one, and
-/// committing in between would delete the file on the host.
+/// path can be) and the entries by <see cref="MaxEntries"/>, and the tree is walked with a queue, not recursion. Lost
+/// clusters (allocated, used by nothing) make the state inconsistent on purpose: a guest moving a file writes the old
+/// directory before the new one, and committing in between would delete the file on the host.
 /// </remarks>
 internal sealed class FatVolumeReader
 {
@@ -25,11 +25,15 @@ internal sealed class FatVolumeReader
     /// <summary>The deepest nesting read: a host path (4096 bytes) cannot hold more names.</summary>
     public const int MaxDepth = 2048;
 
+    /// <summary>The most entries read in all (empty files need no cluster, so clusters do not bound them).</summary>
+    public const int MaxEntries = 1 << 20;
+
     private readonly FatGeometry _geometry;
     private readonly Action<long, Memory<byte>> _read;
     private readonly byte[] _fat;
     private readonly uint _maxCluster;
     private readonly bool[] _used;
+    private int _entries;
 
     private FatVolumeReader(FatGeometry geometry, Action<long, Memory<byte>> read)
     {
@@ -176,6 +180,8 @@ internal sealed class FatVolumeReader
             long needed = (size + _geometry.ClusterBytes - 1) / _geometry.ClusterBytes;
             if (!isDirectory && chain.Length != needed)
                 return $"'{PathOf(directory)}/{name}' is {size} bytes but has {chain.Length} clusters";
+            if (++_entries > MaxEntries)
+                return $"the volume has more than {MaxEntries} entries";
             if (directory.Depth + 1 > MaxDepth)
                 return $"'{PathOf(directory)}' is nested deeper than a host path can be";
             directory.Children.Add(new FatNode(name, isDirectory, first, size, chain, directory));

@@ -38,9 +38,6 @@ internal sealed class VvfatOverlay : IDisposable
         }
     }
 
-    /// <summary>True when any sector has been written and not forgotten.</summary>
-    public bool IsEmpty => Array.TrueForAll(_written, w => w == 0);
-
     /// <summary>True when sector <paramref name="sector"/> holds written bytes.</summary>
     public bool IsWritten(long sector) => (_written[sector >> 6] & (1UL << (int)(sector & 63))) != 0;
 

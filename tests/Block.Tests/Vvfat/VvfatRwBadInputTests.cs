@@ -32,6 +32,8 @@ public class VvfatRwBadInputTests
 
         public string? Pending => ((VvfatNodeDriver)Backend.Root!.Impl).PendingReason;
 
+        public int Commits => ((VvfatNodeDriver)Backend.Root!.Impl).Commits;
+
         public static async Task<RwDisk> OpenAsync(string tree)
         {
             var graph = new BlockGraph();
@@ -173,8 +175,10 @@ public class VvfatRwBadInputTests
         // Committing now would delete b.txt; its clusters are lost instead, which is not consistent.
         Assert.Contains("allocated but no file or directory uses it", disk.Pending, StringComparison.Ordinal);
         Assert.Equal(listing, VvfatRw.Listing(tree));
+        Assert.Equal(0, disk.Commits);
         await disk.Backend.WriteAsync(runs[1].Offset, runs[1].Data);
         Assert.Null(disk.Pending);
+        Assert.Equal(1, disk.Commits);
         Assert.False(File.Exists(Path.Combine(tree, "b.txt")));
         // mmove writes the moved entry without its long name, so FAT drivers (and mtools) show the 8.3 name.
         Assert.Equal("world\n", File.ReadAllText(Path.Combine(tree, "sub", "B.TXT")));
