@@ -51,16 +51,20 @@ internal static class VvfatRw
     }
 
     /// <summary>Writes the runs into QEMU's <c>fat:rw:</c> disk with one qemu-io (<c>write -s</c> of each run's bytes).</summary>
-    public static void WriteWithQemu(string filename, List<(long Offset, byte[] Data)> runs, TempDirectory scratch)
+    public static void WriteWithQemu(string filename, List<(long Offset, byte[] Data)> runs, TempDirectory scratch) =>
+        QemuIo.Run(filename, "vvfat", [.. WriteCommands(runs, scratch, "run")]);
+
+    /// <summary>qemu-io's (and <c>blk io</c>'s) <c>write -s FILE OFFSET LENGTH</c> for each run, its bytes in a scratch file.</summary>
+    public static List<string> WriteCommands(List<(long Offset, byte[] Data)> runs, TempDirectory scratch, string name)
     {
         var commands = new List<string>();
         for (int i = 0; i < runs.Count; i++)
         {
-            string data = scratch.File($"run{i}");
+            string data = scratch.File($"{name}{i}");
             File.WriteAllBytes(data, runs[i].Data);
             commands.Add($"write -s {data} {runs[i].Offset} {runs[i].Data.Length}");
         }
-        QemuIo.Run(filename, "vvfat", [.. commands]);
+        return commands;
     }
 
     /// <summary>Opens our <c>rw</c> disk and writes the runs; the node driver, for a look at what it kept pending.</summary>

@@ -136,6 +136,36 @@ public class VvfatRwOracleTests
         Assert.Equal(VvfatRw.Listing(qemu), VvfatRw.Listing(ours));
     }
 
+    [Theory]
+    [InlineData("create-in-new-dir")]
+    [InlineData("rename")]
+    public void Blk_io_and_qemu_io_give_the_same_output_and_directory_for_the_same_writes(string change)
+    {
+        using var dir = new TempDirectory();
+        List<string> Commands(string tree, string tool)
+        {
+            VvfatRw.CreateTree(tree);
+            string before = dir.File(tool + "-before.raw");
+            if (tool == "qemu")
+                VvfatTree.ConvertWithQemu("fat:16:" + tree, before);
+            else
+                BlkRunner.Run("convert", "-f", "vvfat", "-O", "raw", "fat:16:" + tree, before).EnsureSuccess("blk convert");
+            string after = dir.File(tool + "-after.raw");
+            File.Copy(before, after);
+            Change(after, HardDisk, change, dir);
+            return VvfatRw.WriteCommands(VvfatRw.ChangedSectors(before, after), dir, tool + "-run");
+        }
+        string qemu = dir.File("qemu");
+        string ours = dir.File("ours");
+        var qemuResult = QemuIo.Run("fat:rw:16:" + qemu, "vvfat", [.. Commands(qemu, "qemu")]);
+        var commands = Commands(ours, "blk");
+        var blkResult = BlkRunner.Run(["io", "-f", "vvfat", .. commands.SelectMany(c => new[] { "-c", c }), "fat:rw:16:" + ours]);
+        Assert.Equal(0, blkResult.ExitCode);
+        Assert.Equal(BlkRunner.Normalize(qemuResult.Stdout).Replace(dir.File("qemu-run"), "RUN", StringComparison.Ordinal),
+            BlkRunner.Normalize(blkResult.Stdout).Replace(dir.File("blk-run"), "RUN", StringComparison.Ordinal));
+        Assert.Equal(VvfatRw.Listing(qemu), VvfatRw.Listing(ours));
+    }
+
     [Fact]
     public async Task After_a_commit_the_disk_still_reads_as_written_and_takes_further_changes()
     {
