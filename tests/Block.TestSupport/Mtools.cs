@@ -33,4 +33,12 @@ public static class Mtools
         ProcessRunner.Run(Tool("mcopy"), ["-s", "-n", "-m", "-i", $"{image}@@{offset}", "::", destination + "/"], environment: Environment)
             .EnsureSuccess($"mcopy from {image}");
     }
+
+    /// <summary>
+    /// Runs an mtools command that changes the volume (<c>mcopy</c>, <c>mdel</c>, <c>mren</c>, <c>mmove</c>, <c>mmd</c>,
+    /// <c>mrd</c>) with <c>-i image@@offset</c> before <paramref name="args"/>, or throws with mtools' error.
+    /// </summary>
+    public static void Change(string image, long offset, string tool, params string[] args) =>
+        ProcessRunner.Run(Tool(tool), ["-i", $"{image}@@{offset}", .. args], environment: Environment)
+            .EnsureSuccess($"{tool} {string.Join(' ', args)} on {image}");
 }

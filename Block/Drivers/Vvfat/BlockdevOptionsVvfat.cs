@@ -25,7 +25,7 @@ public sealed record BlockdevOptionsVvfat : BlockdevOptions
     /// <summary>The volume label, at most 11 bytes (default <c>QEMU VVFAT</c>).</summary>
     public string? Label { get; init; }
 
-    /// <summary>Writes through a qcow overlay, committed back to the directory (not supported yet: refused at open).</summary>
+    /// <summary>Writable: writes go to a temporary overlay and are committed back to the directory whenever the volume they leave is consistent.</summary>
     public bool? Rw { get; init; }
 
     /// <summary>

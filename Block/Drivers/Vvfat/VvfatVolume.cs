@@ -24,12 +24,13 @@ internal sealed class VvfatVolume
     private readonly List<VvfatExtent> _extents = [];
     private uint _nextCluster = 2;
 
-    private VvfatVolume(FatGeometry geometry, byte[] label, string directory)
+    private VvfatVolume(FatGeometry geometry, byte[] label, string directory, byte[]? fat = null)
     {
         Geometry = geometry;
         Label = label;
         Directory = directory;
-        Fat = new byte[geometry.SectorsPerFat * FatGeometry.SectorSize];
+        Fat = fat ?? new byte[geometry.SectorsPerFat * FatGeometry.SectorSize];
+        Root = new HostEntry(directory, string.Empty, isDirectory: true, 0, default, parent: null);
     }
 
     /// <summary>The disk's shape.</summary>
@@ -43,6 +44,9 @@ internal sealed class VvfatVolume
 
     /// <summary>One FAT (both copies are the same).</summary>
     public byte[] Fat { get; }
+
+    /// <summary>The host directory's entry, whose children are the tree the volume holds.</summary>
+    public HostEntry Root { get; private set; }
 
     /// <summary>What the disk holds, by offset, without gaps' zeroes; sorted and not overlapping.</summary>
     public IReadOnlyList<VvfatExtent> Extents => _extents;
@@ -59,6 +63,40 @@ internal sealed class VvfatVolume
         return volume;
     }
 
+    /// <summary>
+    /// The volume after a commit: the guest's own layout, now backed by the host. <paramref name="metadata"/> is the
+    /// volume from its boot sector to the first cluster as the guest left it (reserved sectors, FATs, FAT12/16 root
+    /// directory); <paramref name="directoryClusters"/> the clusters of the other directories, as the guest left them;
+    /// <paramref name="files"/> each host file with the clusters that hold it, in order.
+    /// </summary>
+    public static VvfatVolume Rebuilt(FatGeometry geometry, byte[] label, HostEntry root, byte[] metadata,
+        IEnumerable<(uint Cluster, byte[] Bytes)> directoryClusters, IEnumerable<(HostEntry File, uint[] Chain)> files)
+    {
+        int fatAt = (int)(geometry.FatOffset(0) - geometry.PartitionOffset);
+        byte[] fat = metadata.AsSpan(fatAt, geometry.SectorsPerFat * FatGeometry.SectorSize).ToArray();
+        var volume = new VvfatVolume(geometry, label, root.Path, fat) { Root = root };
+        var extents = volume._extents;
+        if (!geometry.Floppy)
+            extents.Add(VvfatExtent.Memory(0, geometry.MasterBootRecord()));
+        extents.Add(VvfatExtent.Memory(geometry.PartitionOffset, metadata));
+        foreach (var (cluster, bytes) in directoryClusters)
+            extents.Add(VvfatExtent.Memory(geometry.ClusterOffset(cluster), bytes));
+        foreach (var (file, chain) in files)
+        {
+            // One extent per run of consecutive clusters.
+            for (int i = 0; i < chain.Length;)
+            {
+                int run = 1;
+                while (i + run < chain.Length && chain[i + run] == chain[i] + run)
+                    run++;
+                extents.Add(VvfatExtent.HostFile(geometry.ClusterOffset(chain[i]), (long)run * geometry.ClusterBytes, file, (long)i * geometry.ClusterBytes));
+                i += run;
+            }
+        }
+        extents.Sort((a, b) => a.Offset.CompareTo(b.Offset));
+        return volume;
+    }
+
     private void Lay()
     {
         var rootStat = Stat(Directory, out int rootErrno);
@@ -68,6 +106,7 @@ internal sealed class VvfatVolume
             throw new BlockException(errno, $"Could not read directory {Directory}: {ErrnoText.Describe(errno)}");
         }
         var root = new HostEntry(Directory, string.Empty, isDirectory: true, 0, rootStat.Value.Times, parent: null);
+        Root = root;
         var seen = new HashSet<(ulong, ulong)> { rootStat.Value.Identity };
         ReadChildren(root, seen);
         int rootEntries = 1 + EntriesOf(root);

@@ -77,15 +77,18 @@ public class VvfatOptionsTests
     }
 
     [Fact]
-    public async Task Rw_is_refused_as_not_supported_yet()
+    public async Task Rw_opens_writable_and_keeps_the_disk_qemus()
     {
         using var dir = new TempDirectory();
+        File.WriteAllText(dir.File("f"), "f");
         await using var graph = new BlockGraph();
-        var e = await Assert.ThrowsAsync<BlockException>(async () => await graph.OpenImageAsync(
-            "fat:rw:" + dir.Path, new ImageOpenOptions { Format = "vvfat" }));
-        Assert.Equal(Errno.ENOTSUP, e.Errno);
-        Assert.Contains("rw", e.Message, StringComparison.Ordinal);
-        Assert.Contains("not supported yet", e.Message, StringComparison.Ordinal);
+        var backend = await graph.OpenImageAsync("fat:rw:" + dir.Path, new ImageOpenOptions { Format = "vvfat" });
+        Assert.False(backend.Root!.ReadOnly);
+        Assert.Equal(528482304, backend.Length);
+        await using var readOnlyGraph = new BlockGraph();
+        var readOnly = await readOnlyGraph.OpenImageAsync("fat:" + dir.Path, new ImageOpenOptions { Format = "vvfat", ReadOnly = true });
+        // Until written, the writable disk is the read-only one (MBR, boot sector, FATs, root directory, first cluster).
+        Assert.Equal(BlockIo.Read(readOnly, 0, 1 << 20), BlockIo.Read(backend, 0, 1 << 20));
     }
 
     [Fact]
