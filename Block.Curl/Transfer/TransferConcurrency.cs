@@ -13,8 +13,8 @@ namespace Block.Curl.Transfer;
 /// limit is found by measuring: throughput (bytes per second while any range is in flight) over windows of
 /// <see cref="WindowTransfers"/> transfers in which the limit held a read back. From QEMU's eight, the limit halves
 /// while throughput stays within 5 % of the last accepted window's; it returns to the last accepted limit when
-/// throughput falls. After <see cref="HoldWindows"/> windows it tries again: one range fewer or, at one, two.
-/// Doubling is kept only for a 25 % gain (a loaded two-core machine's windows vary by about that much). Windows in which no read waited for the limit say nothing about it and
+/// throughput falls. After <see cref="HoldWindows"/> windows it tries again, the other way from its last try (up from
+/// one, down from the maximum), so a link that changes either way is followed. Doubling is kept only for a 25 % gain (a loaded two-core machine's windows vary by about that much). Windows in which no read waited for the limit say nothing about it and
 /// are not counted. Not thread-safe: the node calls it under its lock.
 /// </remarks>
 internal sealed class TransferConcurrency
@@ -34,6 +34,7 @@ internal sealed class TransferConcurrency
     private bool _windowLimited;
     private int _acceptedLimit;
     private double _acceptedThroughput = double.NaN;
+    // Which way the limit is being tried: -1 halves it, +1 doubles it.
     private int _direction = -1;
     private int _held;
 
@@ -111,12 +112,12 @@ internal sealed class TransferConcurrency
             if (++_held >= HoldWindows)
             {
                 _held = 0;
-                _direction = Limit > 1 ? -1 : 1;
+                _direction = Limit == 1 ? 1 : Limit == _maximum ? -1 : -_direction;
                 Probe();
             }
             return;
         }
-        bool better = _direction < 0 ? throughput >= _acceptedThroughput * 0.95 : throughput >= _acceptedThroughput * 1.25;
+        bool better = Limit < _acceptedLimit ? throughput >= _acceptedThroughput * 0.95 : throughput >= _acceptedThroughput * 1.25;
         if (better)
         {
             Accept(throughput);

@@ -77,6 +77,17 @@ public sealed class TransferConcurrencyTests
     }
 
     [Fact]
+    public void A_limit_settled_between_one_and_eight_is_tried_upwards_too()
+    {
+        var policy = new TransferConcurrency(8);
+        long now = Drive(policy, 30, 2 * MiB, limit => limit <= 2 ? 10_000 : 5_000 * limit);
+        Assert.Equal(2, policy.SettledLimit);
+        // The server now answers slowly: the next tries go past two, up to all eight.
+        Drive(policy, 60, 2 * MiB, _ => 50_000, now);
+        Assert.Equal(8, policy.SettledLimit);
+    }
+
+    [Fact]
     public void Windows_in_which_the_limit_held_nothing_back_leave_it_alone()
     {
         var policy = new TransferConcurrency(8);
