@@ -111,7 +111,7 @@ internal sealed class VvfatNodeDriver : NodeDriver
             throw new BlockException(Errno.EPERM, "vvfat: tried to write to the protected MBR or boot sector");
         if (offset % FatGeometry.SectorSize != 0 || buffers.Length % FatGeometry.SectorSize != 0 || offset + buffers.Length > g.LengthBytes)
             throw new BlockException(Errno.EINVAL, $"vvfat: write of {buffers.Length} bytes at {offset} is not whole sectors of the disk");
-        overlay.Write(offset, buffers.ToArray());
+        overlay.Write(offset, buffers);
         TryCommit(overlay);
     }
 

@@ -69,12 +69,17 @@ internal sealed class VvfatOverlay : IDisposable
         return n;
     }
 
-    /// <summary>Stores whole sectors at <paramref name="offset"/> (a multiple of the sector size).</summary>
-    public void Write(long offset, ReadOnlySpan<byte> data)
+    /// <summary>Stores whole sectors at <paramref name="offset"/> (a multiple of the sector size), segment by segment.</summary>
+    public void Write(long offset, Block.Io.IoVector data)
     {
         try
         {
-            RandomAccess.Write(_file, data, offset);
+            long position = offset;
+            foreach (var segment in data)
+            {
+                RandomAccess.Write(_file, segment.Span, position);
+                position += segment.Length;
+            }
         }
         catch (IOException e)
         {
