@@ -2,6 +2,7 @@ using Block.Drivers;
 using Block.Options;
 using Block.Ssh.Driver;
 using Block.Ssh.Options;
+using Block.Ssh.Sftp;
 
 namespace Block.Ssh;
 
@@ -143,30 +144,28 @@ public sealed class SshDriver(SshDriverOptions? options = null) : BlockDriver
     }
 
     /// <inheritdoc />
+    /// <remarks>As QEMU: the file is opened for reading, and also for writing unless the node is read-only.</remarks>
     public override async ValueTask<NodeDriver> OpenAsync(NodeOpenContext context, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(context);
         var options = (BlockdevOptionsSsh)context.Options;
         var connection = await SshConnection.ConnectAsync(options, _options, cancellationToken).ConfigureAwait(false);
-        SftpHandlePool? handles = null;
         try
         {
-            var access = context.Node.ReadOnly ? FileAccess.Read : FileAccess.ReadWrite;
-            handles = await SftpHandlePool.OpenAsync(connection, options.Path, access, _options.MaxHandles, cancellationToken).ConfigureAwait(false);
-            long length = await handles.StatLengthAsync().ConfigureAwait(false);
-            return new SshNodeDriver(context.Node, connection, handles, length, SshFilename.Format(options, connection.User), options.Server.Host);
+            var flags = context.Node.ReadOnly ? SftpOpenFlags.Read : SftpOpenFlags.Read | SftpOpenFlags.Write;
+            byte[] handle = await connection.Channel.OpenAsync(options.Path, flags, permissions: null).ConfigureAwait(false);
+            long length = await connection.Channel.SizeAsync(handle).ConfigureAwait(false);
+            return new SshNodeDriver(context.Node, connection, handle, length, SshFilename.Format(options, connection.User), options.Server.Host);
         }
         catch
         {
-            if (handles != null)
-                await handles.DisposeAsync().ConfigureAwait(false);
             connection.Dispose();
             throw;
         }
     }
 
     /// <inheritdoc />
-    /// <remarks>As QEMU: the file is created or truncated (<c>O_CREAT|O_TRUNC</c>), then grown to the size by one zero byte at its end.</remarks>
+    /// <remarks>As QEMU: the file is created or truncated (<c>O_CREAT|O_TRUNC</c>, mode 0644), then grown to the size by one zero byte at its end.</remarks>
     public override async ValueTask CreateAsync(ImageCreateRequest request, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(request);
@@ -175,20 +174,16 @@ public sealed class SshDriver(SshDriverOptions? options = null) : BlockDriver
             throw new BlockOptionsException("Image size must be less than 8 EiB!");
         var options = SshFilename.Parse(request.Filename);
         using var connection = await SshConnection.ConnectAsync(options, _options, cancellationToken).ConfigureAwait(false);
-        var handle = await SftpHandlePool.OpenHandleAsync(connection, options.Path, FileMode.Create, FileAccess.Write, cancellationToken).ConfigureAwait(false);
-        await using (handle.ConfigureAwait(false))
+        var channel = connection.Channel;
+        byte[] handle = await channel.OpenAsync(options.Path, SftpOpenFlags.Write | SftpOpenFlags.Create | SftpOpenFlags.Truncate, permissions: Convert.ToUInt32("644", 8)).ConfigureAwait(false);
+        try
         {
             if (size > 0)
-            {
-                try
-                {
-                    await SshNodeDriver.GrowFileAsync(handle, (long)size).ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is not BlockException)
-                {
-                    throw SshErrors.Io("create", e);
-                }
-            }
+                await SshNodeDriver.GrowFileAsync(channel, handle, (long)size).ConfigureAwait(false);
+        }
+        finally
+        {
+            await channel.CloseAsync(handle).ConfigureAwait(false);
         }
     }
 }

@@ -1,29 +1,31 @@
+using System.Runtime.CompilerServices;
 using Block.Drivers;
 using Block.Graph;
 using Block.Io;
 using Block.Qapi;
-using Renci.SshNet.Sftp;
+using Block.Ssh.Sftp;
 
 namespace Block.Ssh.Driver;
 
 /// <summary>
-/// One open <c>ssh</c> node: reads and writes go to the image over SFTP handles of one connection
-/// (<see cref="SftpHandlePool"/>), each awaited without a thread.
+/// One open <c>ssh</c> node: reads and writes go to one SFTP handle on the connection's <see cref="SftpChannel"/>,
+/// which keeps many requests in flight; flush sends <c>fsync@openssh.com</c>.
 /// </summary>
 internal sealed class SshNodeDriver : NodeDriver
 {
+    private static readonly byte[] s_oneZero = new byte[1];
     private readonly SshConnection _connection;
-    private readonly SftpHandlePool _handles;
+    private readonly byte[] _handle;
     private readonly string _filename;
     private readonly string _server;
     private long _length;
     private int _flushWarned;
 
-    public SshNodeDriver(BlockNode node, SshConnection connection, SftpHandlePool handles, long length, string filename, string server)
+    public SshNodeDriver(BlockNode node, SshConnection connection, byte[] handle, long length, string filename, string server)
         : base(node)
     {
         _connection = connection;
-        _handles = handles;
+        _handle = handle;
         _length = length;
         _filename = filename;
         _server = server;
@@ -38,103 +40,28 @@ internal sealed class SshNodeDriver : NodeDriver
 
     public override bool HasDriverInfo => false;
 
-    public override async ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags)
-    {
-        if (buffers.Length == 0)
-            return;
-        var handle = await _handles.RentAsync(offset).ConfigureAwait(false);
-        bool ok = false;
-        try
-        {
-            if (handle.Position != offset)
-                handle.Seek(offset, SeekOrigin.Begin);
-            bool eof = false;
-            foreach (var segment in buffers)
-            {
-                int filled = 0;
-                while (!eof && filled < segment.Length)
-                {
-                    int n = await handle.ReadAsync(segment[filled..]).ConfigureAwait(false);
-                    if (n == 0)
-                        eof = true;
-                    filled += n;
-                }
-                // Past the end of the file the server has no bytes; QEMU's driver pads the request with zeroes.
-                if (filled < segment.Length)
-                    segment.Span[filled..].Clear();
-            }
-            ok = !eof;
-        }
-        catch (Exception e) when (e is not BlockException)
-        {
-            SshErrors.ThrowIo("read", e);
-        }
-        finally
-        {
-            _handles.Return(handle, ok);
-        }
-    }
+    /// <remarks>Past the end of the file the channel pads with zeroes, as QEMU's driver does.</remarks>
+    public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags) =>
+        _connection.Channel.ReadAsync(_handle, offset, buffers);
 
-    /// <summary>Writes larger than this are cut into pieces of this size, written on parallel handles.</summary>
-    /// <remarks>
-    /// SSH.NET's file stream sends a write as packets of the server's maximum (about 32 KiB with OpenSSH) and waits for
-    /// each before the next, so one handle writes one packet per round trip; a 2 MiB write on one handle uploaded at
-    /// 36 MiB/s against qemu-img's 160 MiB/s here (bench/ssh-compare.sh). Pieces on parallel handles keep the
-    /// channel busy.
-    /// </remarks>
-    internal const int WritePieceBytes = 128 * 1024;
-
-    public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    public override async ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags)
     {
-        if (buffers.Length <= WritePieceBytes)
-            return WritePieceAsync(offset, buffers);
-        return WritePiecesAsync(offset, buffers);
-    }
-
-    private async ValueTask WritePiecesAsync(long offset, IoVector buffers)
-    {
-        var pieces = new Task[(buffers.Length + WritePieceBytes - 1) / WritePieceBytes];
-        for (int i = 0; i < pieces.Length; i++)
-        {
-            int at = i * WritePieceBytes;
-            pieces[i] = WritePieceAsync(offset + at, buffers.Slice(at, Math.Min(WritePieceBytes, buffers.Length - at))).AsTask();
-        }
-        await Task.WhenAll(pieces).ConfigureAwait(false);
-    }
-
-    private async ValueTask WritePieceAsync(long offset, IoVector buffers)
-    {
-        var handle = await _handles.RentAsync(offset).ConfigureAwait(false);
-        bool ok = false;
-        try
-        {
-            if (handle.Position != offset)
-                handle.Seek(offset, SeekOrigin.Begin);
-            foreach (var segment in buffers)
-                await handle.WriteAsync(segment).ConfigureAwait(false);
-            await handle.FlushAsync().ConfigureAwait(false);
-            GrowTo(offset + buffers.Length);
-            ok = true;
-        }
-        catch (Exception e) when (e is not BlockException)
-        {
-            SshErrors.ThrowIo("write", e);
-        }
-        finally
-        {
-            _handles.Return(handle, ok);
-        }
+        await _connection.Channel.WriteAsync(_handle, offset, buffers).ConfigureAwait(false);
+        GrowTo(offset + buffers.Length);
     }
 
     /// <remarks>
-    /// SSH.NET 2026.0.1 cannot send OpenSSH's <c>fsync@openssh.com</c>: every write has reached the server when it
-    /// completes, but not necessarily its disk. QEMU behaves so with a server that lacks the extension, and warns once;
+    /// OpenSSH's <c>fsync@openssh.com</c> makes the server fsync the file. A server without it cannot be asked to:
+    /// every write has reached the server when it completes, but not necessarily its disk. QEMU warns once then, and
     /// so do we.
     /// </remarks>
     public override ValueTask FlushToDiskAsync()
     {
+        if (_connection.Channel.CanFsync)
+            return _connection.Channel.FsyncAsync(_handle);
         if (Interlocked.Exchange(ref _flushWarned, 1) == 0)
-            Node.Graph.Warn($"ssh server {_server}: flush cannot reach the server's disk (SSH.NET does not send fsync@openssh.com)");
+            Node.Graph.Warn($"ssh server {_server} does not support fsync");
         return default;
     }
 
@@ -148,31 +75,13 @@ internal sealed class SshNodeDriver : NodeDriver
             throw new BlockException(Errno.ENOTSUP, "ssh driver does not support shrinking files");
         if (length == current)
             return;
-        var handle = await _handles.RentAsync(length - 1).ConfigureAwait(false);
-        bool ok = false;
-        try
-        {
-            await GrowFileAsync(handle, length).ConfigureAwait(false);
-            GrowTo(length);
-            ok = true;
-        }
-        catch (Exception e) when (e is not BlockException)
-        {
-            SshErrors.ThrowIo("truncate", e);
-        }
-        finally
-        {
-            _handles.Return(handle, ok);
-        }
+        await GrowFileAsync(_connection.Channel, _handle, length).ConfigureAwait(false);
+        GrowTo(length);
     }
 
     /// <summary>Makes the file <paramref name="length"/> bytes long by writing a zero byte at its last offset.</summary>
-    internal static async Task GrowFileAsync(SftpFileStream handle, long length)
-    {
-        handle.Seek(length - 1, SeekOrigin.Begin);
-        await handle.WriteAsync(new byte[1]).ConfigureAwait(false);
-        await handle.FlushAsync().ConfigureAwait(false);
-    }
+    internal static ValueTask GrowFileAsync(SftpChannel channel, byte[] handle, long length) =>
+        channel.WriteAsync(handle, length - 1, s_oneZero.AsMemory());
 
     private void GrowTo(long end)
     {
@@ -188,7 +97,14 @@ internal sealed class SshNodeDriver : NodeDriver
 
     public override async ValueTask DisposeAsync()
     {
-        await _handles.DisposeAsync().ConfigureAwait(false);
+        try
+        {
+            await _connection.Channel.CloseAsync(_handle).ConfigureAwait(false);
+        }
+        catch (BlockException)
+        {
+            // The connection is gone: nothing is left to release on the server.
+        }
         _connection.Dispose();
         await base.DisposeAsync().ConfigureAwait(false);
     }

@@ -131,6 +131,17 @@ public sealed class SshOracleTests
     }
 
     [Fact]
+    public void A_missing_file_is_refused_with_qemus_message()
+    {
+        string uri = _server.Uri("absent.raw");
+        var ours = BlkRunner.Run("info", uri);
+        var theirs = QemuImg("info", uri);
+        Assert.Equal(1, theirs.ExitCode);
+        Assert.Equal(theirs.ExitCode, ours.ExitCode);
+        Assert.Equal(BlkRunner.Normalize(theirs.Stderr), ours.Stderr);
+    }
+
+    [Fact]
     public void Without_a_usable_key_authentication_fails_with_qemus_message()
     {
         string name = NewName("raw");
@@ -236,7 +247,6 @@ public sealed class SshOracleTests
         await backend.ReadAsync(0, new byte[4096]);
         foreach (var pid in _server.ConnectionPids().Where(p => !before.Contains(p)))
             System.Diagnostics.Process.GetProcessById(pid).Kill(entireProcessTree: true);
-        // Far from the first read, so that no read-ahead of SSH.NET's can answer it.
         var read = backend.ReadAsync(768 * 1024, new byte[64 * 1024]).AsTask();
         Assert.True(await Task.WhenAny(read, Task.Delay(TimeSpan.FromSeconds(60))) == read, "a read on a dropped connection hung");
         var e = await Assert.ThrowsAnyAsync<BlockException>(() => read);

@@ -9,6 +9,8 @@ namespace Block.Ssh.Tests;
 /// <summary>
 /// A throwaway OpenSSH server on a free loopback port, run as the current user with a generated host key and user
 /// key, its config and state in a temporary directory; and an ssh-agent holding the user key. Killed on dispose.
+/// Its <c>sftp</c> subsystem is OpenSSH's sftp-server logging every request to <see cref="SftpLogPath"/>, or the
+/// command a test gives.
 /// </summary>
 public sealed class SshServer : IDisposable
 {
@@ -17,6 +19,12 @@ public sealed class SshServer : IDisposable
     private readonly Process _agent;
 
     public SshServer()
+        : this(null)
+    {
+    }
+
+    /// <summary>A server whose <c>sftp</c> subsystem is <paramref name="subsystem"/> (a command line run by the user's shell).</summary>
+    internal SshServer(string? subsystem)
     {
         Directory = new TempDirectory();
         string sshd = ProcessRunner.Which("sshd") ?? (File.Exists("/usr/sbin/sshd") ? "/usr/sbin/sshd"
@@ -38,7 +46,7 @@ public sealed class SshServer : IDisposable
             PasswordAuthentication no
             KbdInteractiveAuthentication no
             PermitRootLogin prohibit-password
-            Subsystem sftp internal-sftp
+            Subsystem sftp {subsystem ?? $"{SftpServerPath()} -e -l DEBUG3 2>>{SftpLogPath}"}
 
             """);
         if (Environment.UserName == "root")
@@ -67,6 +75,14 @@ public sealed class SshServer : IDisposable
     public string AgentSocket => Directory.File("agent.sock");
 
     public string KnownHostsPath => Directory.File("known_hosts");
+
+    /// <summary>What OpenSSH's sftp-server logged (at DEBUG3: one line per request), when it is the subsystem.</summary>
+    public string SftpLogPath => Directory.File("sftp.log");
+
+    /// <summary>OpenSSH's sftp-server program (Debian's openssh-sftp-server, which openssh-server depends on).</summary>
+    private static string SftpServerPath() =>
+        new[] { "/usr/lib/openssh/sftp-server", "/usr/libexec/openssh/sftp-server", "/usr/libexec/sftp-server" }.FirstOrDefault(File.Exists)
+        ?? throw new InvalidOperationException("sftp-server is missing: apt-get install openssh-sftp-server");
 
     public byte[] HostKeyBlob { get; }
 
