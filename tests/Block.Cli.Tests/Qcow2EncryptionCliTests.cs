@@ -9,10 +9,50 @@ namespace Block.Cli.Tests;
 /// and convert; the same refusals for bad options and missing or wrong secrets, with nothing created or written.
 /// </summary>
 /// <remarks>LUKS images differ only in their random key material, UUID and calibrated iteration counts, which the
-/// comparisons mask.</remarks>
-public partial class Qcow2EncryptionCliTests
+/// comparisons mask. A LUKS image qemu-img makes costs seconds of PBKDF2 calibration whatever <c>iter-time</c> says, so
+/// the encrypted images the tests start from are made once for the class (<see cref="EncryptedImages"/>) and each
+/// test gets its own copies, the same bytes on both sides.</remarks>
+public partial class Qcow2EncryptionCliTests(Qcow2EncryptionCliTests.EncryptedImages images) : IClassFixture<Qcow2EncryptionCliTests.EncryptedImages>
 {
     private const string Secret = "secret,id=sec0,data=abc";
+
+    /// <summary>The encrypted images qemu-img makes for the tests to start from, each made on first use.</summary>
+    public sealed class EncryptedImages : IDisposable
+    {
+        private const string Luks = "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10";
+        private readonly TempDirectory _dir = new();
+        private readonly Lazy<string> _small, _populated, _overlay;
+
+        public EncryptedImages()
+        {
+            _small = new(() => Made("x-1m.qcow2", path => QemuImg.Create("qcow2", path, "1M", Luks, Secret)));
+            _populated = new(() => Made("x-4m.qcow2", path => QemuImg.Create("qcow2", path, "4M", Luks, Secret)));
+            _overlay = new(() => Made("top.qcow2", path =>
+            {
+                QemuImg.Create("qcow2", _dir.File("base.qcow2"), "2M");
+                QemuImg.Run("create", "-q", "-f", "qcow2", "--object", Secret, "-F", "qcow2", "-b", "base.qcow2",
+                    "-o", Luks, path).EnsureSuccess("qemu-img create");
+            }));
+        }
+
+        /// <summary>A 1 MiB encrypted (LUKS) qcow2 image.</summary>
+        public string Small => _small.Value;
+
+        /// <summary>A 4 MiB encrypted (LUKS) qcow2 image.</summary>
+        public string Populated => _populated.Value;
+
+        /// <summary>An encrypted (LUKS) qcow2 image over <c>base.qcow2</c> (relative, qcow2, 2 MiB).</summary>
+        public string Overlay => _overlay.Value;
+
+        private string Made(string name, Action<string> make)
+        {
+            string path = _dir.File(name);
+            make(path);
+            return path;
+        }
+
+        public void Dispose() => _dir.Dispose();
+    }
 
     private static string Opts(string name) => $"driver=qcow2,file.filename=@{name},encrypt.key-secret=sec0";
 
@@ -93,7 +133,7 @@ public partial class Qcow2EncryptionCliTests
         using var s = new SideBySide();
         s.InBoth(dir =>
         {
-            QemuImg.Create("qcow2", dir.File("x.qcow2"), "1M", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", Secret);
+            File.Copy(images.Small, dir.File("x.qcow2"));
             QemuImg.Create("qcow2", dir.File("plain.qcow2"), "1M");
         });
         byte[] before = SHA256.HashData(File.ReadAllBytes(s.Blk("x.qcow2")));
@@ -108,7 +148,7 @@ public partial class Qcow2EncryptionCliTests
     public void Io_map_and_check_with_the_secret_match_qemu_on_a_populated_image()
     {
         using var s = new SideBySide();
-        s.InBoth(dir => QemuImg.Create("qcow2", dir.File("x.qcow2"), "4M", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", Secret));
+        s.InBoth(dir => File.Copy(images.Populated, dir.File("x.qcow2")));
         SideBySide.AssertSame(s.Io("--object", Secret, "--image-opts", Opts("x.qcow2"),
             "-c", "write -P 0x11 1000 70000", "-c", "write -z 128k 64k", "-c", "write -c -P 0x22 1M 64k", "-c", "read -P 0x11 1000 70000",
             "-c", "read -P 0 0 1000", "-c", "map", "-c", "alloc 0 4M"));
@@ -148,8 +188,7 @@ public partial class Qcow2EncryptionCliTests
         {
             QemuImg.Create("qcow2", dir.File("base.qcow2"), "2M");
             QemuIo.RunChecked(dir.File("base.qcow2"), "qcow2", "write -P 0x41 0 1M");
-            QemuImg.Run("create", "-q", "-f", "qcow2", "--object", Secret, "-F", "qcow2", "-b", "base.qcow2",
-                "-o", "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10", dir.File("top.qcow2")).EnsureSuccess("qemu-img create");
+            File.Copy(images.Overlay, dir.File("top.qcow2"));
         });
         SideBySide.AssertSame(Masked(s.Img("info", "--backing-chain", "@top.qcow2")));
         SideBySide.AssertSame(s.Io("--object", Secret, "--image-opts", Opts("top.qcow2"),

@@ -109,18 +109,25 @@ internal sealed class CrashRecorder
     }
 
     /// <summary>
-    /// The image if only the first <paramref name="count"/> writes since <see cref="Start"/> had reached the storage,
-    /// whole and in order, flushes or not: a crash at any point of the sequence, where <see cref="Prefix"/> only
-    /// reaches back to the last flush.
+    /// The images if only the first 0, 1, … <see cref="HistoryCount"/> writes since <see cref="Start"/> had reached
+    /// the storage, whole and in order, flushes or not: a crash at any point of the sequence, where
+    /// <see cref="Prefix"/> only reaches back to the last flush.
     /// </summary>
-    public byte[] HistoryPrefix(int count)
+    /// <remarks>Each image is the one before it with one more write, so every write is applied once.</remarks>
+    public IEnumerable<byte[]> HistoryPrefixes()
     {
+        List<(long Offset, byte[]? Data, long Length)> history;
+        List<byte> image;
         lock (_lock)
         {
-            var image = new List<byte>(_start);
-            foreach (var p in _history.Take(count))
-                Apply(image, p, sectorMask: null);
-            return [.. image];
+            history = [.. _history];
+            image = new List<byte>(_start);
+        }
+        yield return [.. image];
+        foreach (var p in history)
+        {
+            Apply(image, p, sectorMask: null);
+            yield return [.. image];
         }
     }
 
