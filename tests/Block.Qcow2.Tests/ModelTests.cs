@@ -68,6 +68,20 @@ public class ModelTests
         Check.One(Config.QuickThrowOnFailure.WithMaxTest(8), property);
     }
 
+    /// <remarks>
+    /// Found by FsCheck (seed 2552198269820870774,5755310308908270835): the zeroing's tail ends inside the compressed
+    /// cluster 93, so it does not read as zeroes, and the whole request is written as zero buffers, allocating cluster
+    /// 92; a compressed write there is then refused by QEMU 7.2 and by us alike. The model took cluster 92 as free.
+    /// </remarks>
+    [Fact]
+    public void An_unaligned_write_zeroes_that_becomes_a_write_leaves_its_clusters_refusing_compression() =>
+        RunSequence(
+        [
+            new CompressedOp(93, Compressible: true, Seed: 238539532),
+            new ZeroOp(1386144, 144343, MayUnmap: false),
+            new CompressedOp(92, Compressible: true, Seed: 1343508499),
+        ], "cluster_size=16384,extended_l2=on,compression_type=zstd", withBacking: false);
+
     internal static void RunSequence(Op[] ops, string options, bool withBacking)
     {
         using var dir = new TempDirectory();
@@ -248,11 +262,18 @@ public class ModelTests
         {
             if (length == 0)
                 return;
+            // A request whose head or tail is not aligned to what qcow2 zeroes in place (a subcluster, or a cluster)
+            // is zeroed in place only if that head and tail read as zeroes already; otherwise QEMU (and we) write
+            // zero buffers over the whole request, allocating every cluster in it. The model can't tell which.
+            long granule = extendedL2 ? clusterSize / 32 : clusterSize;
+            bool maybeWritten = offset % granule != 0 || ((offset + length) % granule != 0 && offset + length < size);
             for (long c = offset / clusterSize; c <= (offset + length - 1) / clusterSize; c++)
             {
                 long start = c * clusterSize;
                 bool whole = start >= offset && (start + clusterSize <= offset + length || offset + length >= size);
-                if (fallsBackToWrites)
+                if (maybeWritten && !fallsBackToWrites)
+                    _states[c] = Get(c) == State.Host ? State.Host : State.Unknown;
+                else if (fallsBackToWrites)
                     _states[c] = State.Host;
                 else if (!whole && !extendedL2)
                 {
