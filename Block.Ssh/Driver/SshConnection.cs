@@ -76,11 +76,10 @@ internal sealed class SshConnection : IDisposable
                 throw new BlockException(Errno.EIO, $"failed to open a channel: {LibSsh.GetError(session)}");
             if (LibSsh.ChannelRequestSubsystem(channel, "sftp") != LibSsh.Ok)
                 throw new BlockException(Errno.EIO, $"failed to initialize sftp session: {LibSsh.GetError(session)}");
-            // From here the channel owns the session and the libssh channel, also when its handshake fails.
-            var sftp = SftpChannel.Start(session, channel, options.Server.Host);
-            session = 0;
-            channel = 0;
-            return new SshConnection(sftp, user);
+            // From here the SFTP channel owns the session and the libssh channel, also when its handshake fails.
+            (nint ownedSession, nint ownedChannel) = (session, channel);
+            (session, channel) = (0, 0);
+            return new SshConnection(SftpChannel.Start(ownedSession, ownedChannel, options.Server.Host), user);
         }
         finally
         {

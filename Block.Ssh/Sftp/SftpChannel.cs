@@ -209,7 +209,8 @@ internal sealed unsafe partial class SftpChannel : IDisposable
         var version = ReceiveBlocking();
         if (version.Type != FxpVersion)
             throw Malformed($"a reply of type {version.Type} to INIT");
-        var extensions = new Reader(version.Body[4..]);
+        var extensions = new Reader(version.Body);
+        extensions.UInt32();
         bool limits = false;
         while (extensions.Remaining > 0)
         {
@@ -229,7 +230,8 @@ internal sealed unsafe partial class SftpChannel : IDisposable
         var reply = ReceiveBlocking();
         if (reply.Type != FxpExtendedReply)
             return; // A server that lists the extension but refuses it: keep the protocol's 32 KiB.
-        var r = new Reader(reply.Body[4..]);
+        var r = new Reader(reply.Body);
+        r.UInt32();
         r.UInt64();
         ulong maxRead = r.UInt64(), maxWrite = r.UInt64();
         ulong max = Math.Min(maxRead == 0 ? ChunkBytes : maxRead, maxWrite == 0 ? ChunkBytes : maxWrite);

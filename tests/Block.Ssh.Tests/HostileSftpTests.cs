@@ -24,7 +24,7 @@ public sealed class HostileSftpTests : IClassFixture<HostileSftpTests.Server>
         private const string Script = """
             import struct, sys
             inp, out = sys.stdin.buffer, sys.stdout.buffer
-            mode = ''
+            mode = sys.argv[1] if len(sys.argv) > 1 else ''
             def exact(n):
                 b = b''
                 while len(b) < n:
@@ -45,7 +45,7 @@ public sealed class HostileSftpTests : IClassFixture<HostileSftpTests.Server>
                 body = exact(n)
                 t = body[0]
                 if t == 1:
-                    send(2, struct.pack('>I', 3))
+                    send(2, b'\x03' if mode == 'badversion' else struct.pack('>I', 3))
                     continue
                 rid, = struct.unpack('>I', body[1:5])
                 if t == 3:
@@ -79,11 +79,15 @@ public sealed class HostileSftpTests : IClassFixture<HostileSftpTests.Server>
             Scratch = new TempDirectory();
             File.WriteAllText(Scratch.File("hostile.py"), Script);
             Ssh = new SshServer($"{Python()} {Scratch.File("hostile.py")}");
+            BadVersion = new SshServer($"{Python()} {Scratch.File("hostile.py")} badversion");
         }
 
         public TempDirectory Scratch { get; }
 
         public SshServer Ssh { get; }
+
+        /// <summary>A server whose SFTP subsystem answers INIT with a one-byte version.</summary>
+        public SshServer BadVersion { get; }
 
         /// <summary>The interpreter's own path: sshd runs the subsystem with a bare PATH.</summary>
         private static string Python()
@@ -96,16 +100,18 @@ public sealed class HostileSftpTests : IClassFixture<HostileSftpTests.Server>
 
         public void Dispose()
         {
+            BadVersion.Dispose();
             Ssh.Dispose();
             Scratch.Dispose();
         }
     }
 
-    private async Task<(TestGraph Graph, BlockBackend Backend)> OpenAsync(string mode)
+    private async Task<(TestGraph Graph, BlockBackend Backend)> OpenAsync(string mode, SshServer? ssh = null)
     {
+        ssh ??= _server.Ssh;
         var graph = new TestGraph(new BlockGraph(new BlockGraphOptions
         {
-            Drivers = DriverRegistry.CreateDefault().AddSsh(new SshDriverOptions { AgentSocket = _server.Ssh.AgentSocket }),
+            Drivers = DriverRegistry.CreateDefault().AddSsh(new SshDriverOptions { AgentSocket = ssh.AgentSocket }),
         }));
         var backend = await graph.Graph.OpenImageAsync(new JsonObject
         {
@@ -113,7 +119,7 @@ public sealed class HostileSftpTests : IClassFixture<HostileSftpTests.Server>
             ["file"] = new JsonObject
             {
                 ["driver"] = "ssh",
-                ["server"] = new JsonObject { ["host"] = "127.0.0.1", ["port"] = _server.Ssh.Port.ToString(CultureInfo.InvariantCulture) },
+                ["server"] = new JsonObject { ["host"] = "127.0.0.1", ["port"] = ssh.Port.ToString(CultureInfo.InvariantCulture) },
                 ["path"] = "/srv/" + mode,
                 ["host-key-check"] = new JsonObject { ["mode"] = "none" },
             },
@@ -141,6 +147,18 @@ public sealed class HostileSftpTests : IClassFixture<HostileSftpTests.Server>
             var again = backend.ReadAsync(0, new byte[512]).AsTask();
             Assert.True(await Task.WhenAny(again, Task.Delay(s_hang)) == again, "a read after the failure hung");
             Assert.Equal(Errno.EIO, (await Assert.ThrowsAnyAsync<BlockException>(() => again)).Errno);
+        }
+    }
+
+    [Fact]
+    public async Task A_truncated_version_reply_fails_the_open_with_eio_and_frees_the_session_once()
+    {
+        // Twice: a session freed twice would abort the process (glibc) the first or the second time.
+        for (int i = 0; i < 2; i++)
+        {
+            var e = await Assert.ThrowsAnyAsync<BlockException>(() => OpenAsync("plain", _server.BadVersion).WaitAsync(s_hang));
+            Assert.Equal(Errno.EIO, e.Errno);
+            Assert.Contains("truncated reply", e.Message, StringComparison.Ordinal);
         }
     }
 
