@@ -103,6 +103,13 @@ public sealed class IscsiDriver : BlockDriver
         var options = (BlockdevOptionsIscsi)context.Options;
         var settings = Settings(options, context.Graph);
         var session = await Task.Run(() => IscsiSession.Connect(settings, context.Node), cancellationToken).ConfigureAwait(false);
+        // QEMU 7.2 refuses a read-write open of a LUN whose MODE SENSE says write-protected (as bdrv_apply_auto_read_only
+        // words it); a read-only open goes on.
+        if (session.Info.WriteProtected && !context.Node.ReadOnly)
+        {
+            session.Dispose();
+            throw new BlockException(Errno.EACCES, "LUN is write protected");
+        }
         return new IscsiNodeDriver(context.Node, session, options);
     }
 

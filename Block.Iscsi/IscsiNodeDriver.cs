@@ -95,13 +95,16 @@ internal sealed class IscsiNodeDriver : NodeDriver
         }
     }
 
+    /// <remarks>As QEMU: FUA is sent only to a LUN whose MODE SENSE sets DPOFUA; elsewhere the request path flushes after the write.</remarks>
+    public override RequestFlags SupportedWriteFlags => _session.Info.DpoFua ? RequestFlags.Fua : RequestFlags.None;
+
     public override ValueTask ReadAsync(long offset, IoVector buffers, RequestFlags flags) =>
-        Transfer(IscsiCommandKind.Read, offset, buffers);
+        Transfer(IscsiCommandKind.Read, offset, buffers, fua: false);
 
     public override ValueTask WriteAsync(long offset, IoVector buffers, RequestFlags flags) =>
-        Transfer(IscsiCommandKind.Write, offset, buffers);
+        Transfer(IscsiCommandKind.Write, offset, buffers, fua: (flags & RequestFlags.Fua) != 0 && _session.Info.DpoFua);
 
-    private ValueTask Transfer(IscsiCommandKind kind, long offset, IoVector buffers)
+    private ValueTask Transfer(IscsiCommandKind kind, long offset, IoVector buffers, bool fua)
     {
         if (buffers.Length == 0)
             return default;
@@ -109,7 +112,7 @@ internal sealed class IscsiNodeDriver : NodeDriver
             return ValueTask.FromException(new BlockException(Errno.EIO, failure));
         var command = _session.Rent();
         command.SetBuffers(buffers);
-        var pending = command.Start(kind, (ulong)(offset >> _blockShift), (uint)(buffers.Length >> _blockShift));
+        var pending = command.Start(kind, (ulong)(offset >> _blockShift), (uint)(buffers.Length >> _blockShift), fua);
         _session.Submit(command);
         return pending;
     }

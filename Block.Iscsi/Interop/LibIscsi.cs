@@ -84,6 +84,9 @@ internal static unsafe partial class LibIscsi
     [LibraryImport(Library, EntryPoint = "iscsi_inquiry_sync")]
     public static partial nint InquirySync(nint iscsi, int lun, int evpd, int pageCode, int maxSize);
 
+    [LibraryImport(Library, EntryPoint = "iscsi_modesense6_sync")]
+    public static partial nint ModeSense6Sync(nint iscsi, int lun, int dbd, int pageControl, int pageCode, int subPageCode, byte allocationLength);
+
     [LibraryImport(Library, EntryPoint = "iscsi_readcapacity16_sync")]
     public static partial nint ReadCapacity16Sync(nint iscsi, int lun);
 

@@ -57,6 +57,9 @@ internal sealed unsafe class IscsiCommand : IValueTaskSource, IValueTaskSource<B
     /// <summary>WRITE SAME's UNMAP bit.</summary>
     public bool Unmap;
 
+    /// <summary>WRITE's FUA bit (only on a LUN with DPOFUA).</summary>
+    public bool Fua;
+
     /// <summary>The native scatter list of a read or write, <see cref="IovCount"/> entries.</summary>
     public LibIscsi.ScsiIovec* Iov => _iov;
 
@@ -78,9 +81,10 @@ internal sealed unsafe class IscsiCommand : IValueTaskSource, IValueTaskSource<B
     public bool Orphaned;
 
     /// <summary>Starts a command and returns the awaitable of its completion.</summary>
-    public ValueTask Start(IscsiCommandKind kind, ulong lba, uint blocks)
+    public ValueTask Start(IscsiCommandKind kind, ulong lba, uint blocks, bool fua = false)
     {
         Kind = kind;
+        Fua = fua;
         Lba = lba;
         Blocks = blocks;
         Retries = 0;
@@ -91,6 +95,7 @@ internal sealed unsafe class IscsiCommand : IValueTaskSource, IValueTaskSource<B
     public ValueTask<BlockStatus> StartStatus(ulong lba)
     {
         Kind = IscsiCommandKind.LbaStatus;
+        Fua = false;
         Lba = lba;
         Blocks = 0;
         Retries = 0;

@@ -41,6 +41,12 @@ internal sealed class IscsiLunInfo
     /// <summary>Largest WRITE SAME in blocks (0: none reported).</summary>
     public ulong MaxWriteSameBlocks { get; set; }
 
+    /// <summary>The LUN is write-protected (MODE SENSE's WP bit).</summary>
+    public bool WriteProtected { get; set; }
+
+    /// <summary>The LUN honours DPO and FUA in READ and WRITE (MODE SENSE's DPOFUA bit).</summary>
+    public bool DpoFua { get; set; }
+
     /// <summary>The LUN's length in bytes.</summary>
     public long Length => Blocks * BlockSize;
 
@@ -87,6 +93,15 @@ internal sealed class IscsiLunInfo
             OptimalUnmapGranularity = BinaryPrimitives.ReadUInt32BigEndian(page[28..]);
         if (page.Length >= 44)
             MaxWriteSameBlocks = BinaryPrimitives.ReadUInt64BigEndian(page[36..]);
+    }
+
+    /// <summary>Takes WP and DPOFUA from the device-specific parameter of MODE SENSE(6)'s header; a short answer sets neither.</summary>
+    public void ApplyModeSense6(ReadOnlySpan<byte> data)
+    {
+        if (data.Length < 4)
+            return;
+        WriteProtected = (data[2] & 0x80) != 0;
+        DpoFua = (data[2] & 0x10) != 0;
     }
 
     /// <summary>Takes LBPU and LBPWS from the Logical Block Provisioning VPD page (B2h).</summary>

@@ -97,6 +97,21 @@ internal sealed unsafe class IscsiSession : IDisposable
                 throw new BlockException(Errno.EINVAL, $"iSCSI: LUN {settings.Lun} is not a disk (peripheral device type {deviceType})");
             var info = SyncCommand(context, LibIscsi.ReadCapacity16Sync(context, settings.Lun), "READ CAPACITY(16)",
                 IscsiLunInfo.FromReadCapacity16);
+            // MODE SENSE(6), all pages, current values, no block descriptors: only the header's WP and DPOFUA bits
+            // are read. A target that refuses it is taken as writable without FUA.
+            nint modeSense = LibIscsi.ModeSense6Sync(context, settings.Lun, 1, 0, 0x3f, 0, 255);
+            if (modeSense != 0)
+            {
+                try
+                {
+                    if (LibIscsi.TaskStatus(modeSense) == LibIscsi.StatusGood)
+                        info.ApplyModeSense6(LibIscsi.TaskDataIn(modeSense));
+                }
+                finally
+                {
+                    LibIscsi.FreeTask(modeSense);
+                }
+            }
             byte[] pages = SyncCommand(context, LibIscsi.InquirySync(context, settings.Lun, 1, 0x00, 255), "INQUIRY (VPD 00h)",
                 data => data.ToArray());
             if (IscsiLunInfo.ListsPage(pages, 0xB0))
@@ -224,7 +239,7 @@ internal sealed unsafe class IscsiSession : IDisposable
             IscsiCommandKind.Read => LibIscsi.Read16IovTask(_context, _lun, command.Lba, command.DataLength, Info.BlockSize,
                 0, 0, 0, 0, 0, callback, privateData, command.Iov, command.IovCount),
             IscsiCommandKind.Write => LibIscsi.Write16IovTask(_context, _lun, command.Lba, null, command.DataLength, Info.BlockSize,
-                0, 0, 0, 0, 0, callback, privateData, command.Iov, command.IovCount),
+                0, 0, command.Fua ? 1 : 0, 0, 0, callback, privateData, command.Iov, command.IovCount),
             IscsiCommandKind.Flush => LibIscsi.SynchronizeCache10Task(_context, _lun, 0, 0, 0, 0, callback, privateData),
             IscsiCommandKind.Unmap => IssueUnmap(command, callback, privateData),
             IscsiCommandKind.WriteZeroes => LibIscsi.WriteSame16Task(_context, _lun, command.Lba, _zeroBlock, (uint)Info.BlockSize,

@@ -106,6 +106,10 @@ public sealed class TgtTarget : IDisposable
         }
     }
 
+    /// <summary>Makes the LUN read-only in tgt: MODE SENSE then sets the WP bit and writes fail with DATA PROTECT.</summary>
+    public void SetReadOnly() =>
+        Admin("--op", "update", "--mode", "logicalunit", "--tid", "1", "--lun", "1", "--params", "readonly=1");
+
     private Process StartTgtd()
     {
         var (tgtd, _) = s_programs.Value;
