@@ -39,16 +39,8 @@ internal static class NbdCommands
         });
         // Both finish asynchronously, as in 7.2: the reply comes at once, BLOCK_EXPORT_DELETED once the clients are
         // gone (before the reply when there are none, since removal then completes synchronously).
-        table.Add("nbd-server-remove", (_, a, _) =>
-        {
-            Remove(nbd, a.RequiredString("name"), a.OptionalString("mode"));
-            return Empty;
-        });
-        table.Add("block-export-del", (_, a, _) =>
-        {
-            Remove(nbd, a.RequiredString("id"), a.OptionalString("mode"));
-            return Empty;
-        });
+        table.Add("nbd-server-remove", (_, a, _) => RemoveAsync(nbd, a.RequiredString("name"), a.OptionalString("mode")));
+        table.Add("block-export-del", (_, a, _) => RemoveAsync(nbd, a.RequiredString("id"), a.OptionalString("mode")));
         table.Add("query-block-exports", (_, _, _) =>
         {
             var list = new JsonArray();
@@ -63,11 +55,12 @@ internal static class NbdCommands
         });
     }
 
-    private static void Remove(NbdService nbd, string id, string? mode)
+    private static async ValueTask<JsonNode?> RemoveAsync(NbdService nbd, string id, string? mode)
     {
-        var removal = nbd.RemoveExportAsync(id, hard: mode == "hard");
+        var removal = await nbd.RemoveExportAsync(id, hard: mode == "hard").ConfigureAwait(false);
         // A failure while closing is the server's to report; the export is gone either way.
         _ = removal.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+        return null;
     }
 
     private static readonly ValueTask<JsonNode?> Empty = ValueTask.FromResult<JsonNode?>(null);

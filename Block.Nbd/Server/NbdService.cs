@@ -151,14 +151,28 @@ public sealed class NbdService : IAsyncDisposable
 
     /// <summary>
     /// Removes the block export <paramref name="id"/> (<c>block-export-del</c>, and <c>nbd-server-remove</c>, whose
-    /// name QEMU 7.2 looks up as an export id). The export leaves the server at once; the returned task completes,
-    /// and <see cref="ExportDeleted"/> is raised, once its clients are gone (at once when it has none).
+    /// name QEMU 7.2 looks up as an export id). When the returned task completes the export has left the server; the
+    /// task it gives completes, and <see cref="ExportDeleted"/> is raised, once its clients are gone (at once when it
+    /// has none, and then everything completes synchronously).
     /// </summary>
+    /// <remarks>
+    /// A safe removal first waits for the clients that already hung up to finish (<c>NbdExport</c>'s settle): QEMU's
+    /// single event loop has always seen such a hang-up by its next QMP command, while our per-client threads may not
+    /// have on a loaded machine, which made "still in use" a flake right after a qemu-io session.
+    /// </remarks>
     /// <exception cref="BlockException">No server runs, no such export, it is already shutting down, or it has
     /// clients and <paramref name="hard"/> is false (QEMU's <c>mode=safe</c>).</exception>
-    public Task RemoveExportAsync(string id, bool hard)
+    public async ValueTask<Task> RemoveExportAsync(string id, bool hard)
     {
         var server = _server ?? throw new BlockException(Errno.EINVAL, "NBD server not running");
+        if (!hard)
+        {
+            NbdExport? export;
+            lock (_exports)
+                export = _exports.Find(e => e.Export.Id == id)?.Export;
+            if (export != null)
+                await export.SettleHungUpConnectionsAsync().ConfigureAwait(false);
+        }
         BlockExportEntry entry;
         lock (_exports)
         {
