@@ -146,7 +146,7 @@ internal sealed class MirrorJob : BlockJob
                 // the next burst goes at once, as 7.2's mirror does.
                 await WaitAllAsync().ConfigureAwait(false);
                 long issued = 0;
-                while (issued < _options.BufferBytes && _ops.Count < MaxInFlight && TryIssue(length, contiguous: issued > 0, out long n))
+                while (issued < _options.BufferBytes && _ops.Count < MaxInFlight && _errors.IsEmpty && TryIssue(length, contiguous: issued > 0, out long n))
                     issued += n;
                 RateLimitProcessed(issued);
                 await WaitAllAsync().ConfigureAwait(false);
@@ -154,7 +154,7 @@ internal sealed class MirrorJob : BlockJob
                 continue;
             }
             if (count > 0 && _ops.Count < MaxInFlight && Volatile.Read(ref _bytesInFlight) < _options.BufferBytes
-                && TryIssue(length, contiguous: false, out _))
+                && _errors.IsEmpty && TryIssue(length, contiguous: false, out _))
             {
                 continue;
             }
@@ -285,8 +285,11 @@ internal sealed class MirrorJob : BlockJob
             var (isRead, error) = await CopyAsync(offset, bytes).ConfigureAwait(false);
             if (error != null)
             {
-                _dirty!.SetDirty(offset, bytes);
+                // The error is queued before its range is dirty again, and nothing is issued while errors wait: the
+                // loop applies the policy before it could copy (and fail on) the same range a second time. Issued
+                // again first, a 'report' job sent two BLOCK_JOB_ERRORs where QEMU sends one (a flake under load).
                 _errors.Enqueue((isRead, error));
+                _dirty!.SetDirty(offset, bytes);
             }
             else
             {
