@@ -77,7 +77,21 @@ public sealed class QemuSystem : IAsyncDisposable
                     throw new TimeoutException($"no monitor socket {socket} in 30 s");
                 await Task.Delay(10).ConfigureAwait(false);
             }
-            system.Qmp = await QmpClient.ConnectUnixAsync(socket).ConfigureAwait(false);
+            // The socket file exists from bind(); connections are refused until listen(), which a loaded machine can
+            // put well after it: refused connects are tried again until the same deadline.
+            while (true)
+            {
+                try
+                {
+                    system.Qmp = await QmpClient.ConnectUnixAsync(socket).ConfigureAwait(false);
+                    break;
+                }
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused && !process.HasExited
+                                                && deadline.Elapsed < TimeSpan.FromSeconds(30))
+                {
+                    await Task.Delay(10).ConfigureAwait(false);
+                }
+            }
             await system.Qmp.NegotiateAsync().ConfigureAwait(false);
             return system;
         }
