@@ -25,10 +25,7 @@ internal static unsafe partial class LibSsh
         Host = 0,
         Port = 1,
         User = 4,
-        Timeout = 9,
-        LogVerbosity = 13,
         NoDelay = 36,
-        ProcessConfig = 38,
         IdentityAgent = 42,
     }
 

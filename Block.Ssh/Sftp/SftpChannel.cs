@@ -515,6 +515,8 @@ internal sealed unsafe partial class SftpChannel : IDisposable
             case FxpStatus:
             {
                 uint code = reader.UInt32();
+                if (op.Kind == SftpOperationKind.Write)
+                    _writeBytesInFlight -= slot.Length;
                 if (op.Kind == SftpOperationKind.Read)
                 {
                     _readBytesInFlight -= slot.Length;
@@ -525,13 +527,7 @@ internal sealed unsafe partial class SftpChannel : IDisposable
                 }
                 else if (code != StatusOk)
                 {
-                    if (op.Kind == SftpOperationKind.Write)
-                        _writeBytesInFlight -= slot.Length;
                     op.Error ??= Failure(op, code, reader);
-                }
-                else if (op.Kind == SftpOperationKind.Write)
-                {
-                    _writeBytesInFlight -= slot.Length;
                 }
                 else if (op.Kind == SftpOperationKind.Open || op.Kind == SftpOperationKind.Fstat)
                 {
